@@ -1,0 +1,370 @@
+import { createHash } from 'node:crypto';
+import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
+import { BkError, ConfigError, IntegrityError } from './errors.ts';
+import { gunzip } from './gzip.ts';
+import { digest } from './hash.ts';
+import {
+  MANIFEST_ENTRY,
+  type Manifest,
+  type ManifestComponent,
+  type ManifestEntry,
+  type SidecarManifest,
+} from './manifest.ts';
+import { safeEntryPath } from './paths.ts';
+import { abortable, collect, rechunk } from './streams.ts';
+import { type TarRecord, type TarRecordInput, unpackTar } from './tar.ts';
+
+/** Default size of the chunks a stream of unknown length is stored as; the memory it costs. */
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+/** The tar name of chunk `index` of an entry stored in chunks. */
+export function chunkName(archivePath: string, index: number): string {
+  return `${archivePath}/part-${String(index).padStart(6, '0')}`;
+}
+
+export interface ArchiveComponent {
+  source: Source;
+  info: ComponentInfo;
+}
+
+/**
+ * Turns components into tar records, `<component>/<path>` each, hashing every body on the way
+ * and filling `manifest.components`; the manifest itself is the last record.
+ */
+export async function* archiveRecords(
+  components: ArchiveComponent[],
+  manifest: Manifest,
+  context: BackupContext,
+  chunkSize = DEFAULT_CHUNK_SIZE,
+): AsyncIterable<TarRecordInput> {
+  const { progress, signal } = context;
+  for (const { source, info } of components) {
+    const record: ManifestComponent = {
+      name: source.name,
+      kind: source.kind,
+      ...(info.version === undefined ? {} : { version: info.version }),
+      info,
+      entries: [],
+      stats: { entries: 0, bytes: 0 },
+    };
+    manifest.components.push(record);
+    progress({ type: 'component-start', component: source.name, kind: source.kind });
+    const seen = new Set<string>();
+    for await (const entry of abortable(source.backup(context), signal)) {
+      const path = safeEntryPath(entry.path);
+      if (seen.has(path)) throw new ConfigError(`${source.name}: the component yielded "${path}" twice.`);
+      seen.add(path);
+      const archivePath = `${source.name}/${path}`;
+      const type = entry.type ?? 'file';
+      const base = {
+        path,
+        type,
+        ...(entry.mode === undefined ? {} : { mode: entry.mode & 0o7777 }),
+        ...(entry.mtime === undefined ? {} : { mtime: entry.mtime.toISOString() }),
+      };
+      progress({
+        type: 'entry-start',
+        component: source.name,
+        path,
+        ...(entry.size === undefined ? {} : { size: entry.size }),
+      });
+      let manifestEntry: ManifestEntry;
+      if (type === 'file') {
+        const counted = countEntryBytes(entry.body ?? emptyBody(), source.name, path, context);
+        const { stream, result } = digest(counted);
+        if (entry.size !== undefined) {
+          yield {
+            name: archivePath,
+            type,
+            size: entry.size,
+            mode: entry.mode,
+            mtime: entry.mtime,
+            body: stream,
+          };
+          manifestEntry = { ...base, size: result.size, sha256: result.sha256 };
+        } else {
+          let index = 0;
+          for await (const chunk of rechunk(stream, chunkSize)) {
+            yield {
+              name: chunkName(archivePath, index),
+              type,
+              size: chunk.byteLength,
+              mode: entry.mode,
+              mtime: entry.mtime,
+              body: chunk,
+            };
+            index += 1;
+          }
+          if (index === 0) {
+            yield {
+              name: chunkName(archivePath, 0),
+              type,
+              size: 0,
+              mode: entry.mode,
+              mtime: entry.mtime,
+              body: new Uint8Array(0),
+            };
+            index = 1;
+          }
+          manifestEntry = { ...base, size: result.size, sha256: result.sha256, chunks: index };
+        }
+      } else if (type === 'symlink') {
+        if (!entry.linkTarget) throw new ConfigError(`${source.name}: symlink "${path}" has no linkTarget.`);
+        yield {
+          name: archivePath,
+          type,
+          size: 0,
+          mode: entry.mode,
+          mtime: entry.mtime,
+          linkTarget: entry.linkTarget,
+        };
+        manifestEntry = { ...base, size: 0, linkTarget: entry.linkTarget };
+      } else {
+        yield { name: archivePath, type, size: 0, mode: entry.mode, mtime: entry.mtime };
+        manifestEntry = { ...base, size: 0 };
+      }
+      record.entries.push(manifestEntry);
+      record.stats.entries += 1;
+      record.stats.bytes += manifestEntry.size;
+      progress({
+        type: 'entry-end',
+        component: source.name,
+        path,
+        size: manifestEntry.size,
+        ...(manifestEntry.sha256 ? { sha256: manifestEntry.sha256 } : {}),
+      });
+    }
+    progress({
+      type: 'component-end',
+      component: source.name,
+      entries: record.stats.entries,
+      bytes: record.stats.bytes,
+    });
+  }
+}
+
+async function* emptyBody(): ByteStream {}
+
+async function* countEntryBytes(
+  body: ByteStream,
+  component: string,
+  path: string,
+  context: BackupContext,
+): ByteStream {
+  for await (const chunk of body) {
+    context.progress({ type: 'bytes', component, path, bytes: chunk.byteLength });
+    yield chunk;
+  }
+}
+
+/** An entry read back from an archive, with the manifest record it was checked against. */
+export interface ArchivedEntry {
+  component: ManifestComponent;
+  record: ManifestEntry;
+  entry: Entry;
+}
+
+export interface ReadArchiveOptions {
+  /** Called with the number of archive (compressed) bytes as they are read. */
+  onArchiveBytes?: (bytes: number) => void;
+  /** Called with the number of entry bytes as they are verified. */
+  onEntryBytes?: (component: string, path: string, bytes: number) => void;
+}
+
+function withEntry(error: unknown, archivePath: string): unknown {
+  if (BkError.isInstance(error) && error.code === 'BK_INTEGRITY' && !(error as IntegrityError).entry) {
+    return new IntegrityError(`${error.message} The damage is in entry "${archivePath}".`, {
+      entry: archivePath,
+      cause: error,
+    });
+  }
+  return error;
+}
+
+/**
+ * Reads an archive back as entries, checking it record by record against its sidecar manifest:
+ * every record's name, type and size, every body's sha256, the inner manifest and the archive's
+ * own size and sha256. The first mismatch throws an `IntegrityError` naming the entry. An entry's
+ * body need not be read: whatever the consumer leaves is read and checked before the next entry.
+ */
+export async function* readArchive(
+  archive: ByteStream,
+  sidecar: SidecarManifest,
+  options: ReadArchiveOptions = {},
+): AsyncIterable<ArchivedEntry> {
+  const counted = (async function* () {
+    for await (const chunk of archive) {
+      options.onArchiveBytes?.(chunk.byteLength);
+      yield chunk;
+    }
+  })();
+  const archiveDigest = digest(counted);
+  const records = unpackTar(gunzip(archiveDigest.stream))[Symbol.asyncIterator]();
+  let currentPath = MANIFEST_ENTRY;
+
+  async function nextRecord(expected: string): Promise<TarRecord> {
+    let result: IteratorResult<TarRecord>;
+    try {
+      result = await records.next();
+    } catch (error) {
+      throw withEntry(error, expected);
+    }
+    if (result.done) {
+      throw new IntegrityError(`The archive ends before entry "${expected}": it is truncated.`, {
+        entry: expected,
+      });
+    }
+    const name = result.value.name.replace(/\/+$/, '');
+    if (name !== expected) {
+      throw new IntegrityError(`Expected entry "${expected}" but the archive holds "${name}" there.`, {
+        entry: expected,
+      });
+    }
+    return result.value;
+  }
+
+  try {
+    for (const component of sidecar.components) {
+      for (const record of component.entries) {
+        const archivePath = `${component.name}/${record.path}`;
+        currentPath = archivePath;
+        const names =
+          record.type === 'file' && record.chunks !== undefined
+            ? Array.from({ length: record.chunks }, (_, index) => chunkName(archivePath, index))
+            : [archivePath];
+        const first = await nextRecord(names[0]!);
+        if (first.type !== record.type) {
+          throw new IntegrityError(
+            `Entry "${archivePath}" is a ${first.type} in the archive but a ${record.type} in the manifest.`,
+            {
+              entry: archivePath,
+            },
+          );
+        }
+        if (record.chunks === undefined && first.size !== record.size) {
+          throw new IntegrityError(
+            `Entry "${archivePath}" holds ${first.size} bytes but the manifest records ${record.size}.`,
+            {
+              entry: archivePath,
+            },
+          );
+        }
+        const body =
+          record.type === 'file'
+            ? verifiedBody(record, archivePath, names, first, nextRecord, component.name, options)
+            : undefined;
+        const entry: Entry = {
+          path: record.path,
+          type: record.type,
+          size: record.size,
+          ...(record.mode === undefined ? {} : { mode: record.mode }),
+          ...(record.mtime === undefined ? {} : { mtime: new Date(record.mtime) }),
+          ...(record.linkTarget === undefined ? {} : { linkTarget: record.linkTarget }),
+          ...(body ? { body: body.stream } : {}),
+        };
+        yield { component, record, entry };
+        if (body) await body.finish();
+      }
+    }
+    currentPath = MANIFEST_ENTRY;
+    const manifestRecord = await nextRecord(MANIFEST_ENTRY);
+    const inner = new TextDecoder().decode(await collect(manifestRecord.body, 512 * 1024 * 1024));
+    const { archive: _archive, ...expected } = sidecar;
+    let same = false;
+    try {
+      same = JSON.stringify(JSON.parse(inner)) === JSON.stringify(expected);
+    } catch {}
+    if (!same) {
+      throw new IntegrityError('The manifest inside the archive differs from the sidecar manifest.', {
+        entry: MANIFEST_ENTRY,
+      });
+    }
+    const trailing = await records.next();
+    if (!trailing.done) {
+      throw new IntegrityError(
+        `The archive holds "${trailing.value.name}" after its manifest, which must be last.`,
+        {
+          entry: trailing.value.name,
+        },
+      );
+    }
+  } catch (error) {
+    throw withEntry(error, currentPath);
+  } finally {
+    await records.return?.();
+  }
+  const { size, sha256 } = archiveDigest.result;
+  if (size !== sidecar.archive.size || sha256 !== sidecar.archive.sha256) {
+    throw new IntegrityError(
+      `The archive's size or sha256 (${size} bytes, ${sha256}) differs from its manifest (${sidecar.archive.size} bytes, ${sidecar.archive.sha256}).`,
+    );
+  }
+}
+
+function verifiedBody(
+  record: ManifestEntry,
+  archivePath: string,
+  names: string[],
+  first: TarRecord,
+  nextRecord: (expected: string) => Promise<TarRecord>,
+  component: string,
+  options: ReadArchiveOptions,
+): { stream: ByteStream; finish(): Promise<void> } {
+  const hash = createHash('sha256');
+  let size = 0;
+  let index = 0;
+  let current: AsyncIterator<Uint8Array> | undefined = first.body[Symbol.asyncIterator]();
+  let ended = false;
+
+  // Pulls with next() rather than for-await so that a consumer that stops reading early does
+  // not close the underlying record: finish() reads and checks the rest.
+  async function pull(): Promise<Uint8Array | undefined> {
+    while (current) {
+      let result: IteratorResult<Uint8Array>;
+      try {
+        result = await current.next();
+      } catch (error) {
+        throw withEntry(error, archivePath);
+      }
+      if (!result.done) {
+        hash.update(result.value);
+        size += result.value.byteLength;
+        options.onEntryBytes?.(component, record.path, result.value.byteLength);
+        return result.value;
+      }
+      index += 1;
+      current =
+        index < names.length ? (await nextRecord(names[index]!)).body[Symbol.asyncIterator]() : undefined;
+    }
+    if (!ended) {
+      ended = true;
+      const sha256 = hash.digest('hex');
+      if (size !== record.size) {
+        throw new IntegrityError(
+          `Entry "${archivePath}" has ${size} bytes but the manifest records ${record.size}.`,
+          {
+            entry: archivePath,
+          },
+        );
+      }
+      if (sha256 !== record.sha256) {
+        throw new IntegrityError(
+          `Entry "${archivePath}" is corrupt: its sha256 ${sha256} differs from the manifest's ${record.sha256}.`,
+          {
+            entry: archivePath,
+          },
+        );
+      }
+    }
+    return undefined;
+  }
+
+  return {
+    stream: (async function* () {
+      for (let chunk = await pull(); chunk !== undefined; chunk = await pull()) yield chunk;
+    })(),
+    async finish() {
+      while ((await pull()) !== undefined) {}
+    },
+  };
+}

@@ -1,0 +1,170 @@
+import type { ProgressListener } from './progress.ts';
+
+/** Bytes as they move through bk: any `AsyncIterable` of `Uint8Array` (a Node `Readable` is one). */
+export type ByteStream = AsyncIterable<Uint8Array>;
+
+/** What kind of thing an {@link Entry} is. */
+export type EntryType = 'file' | 'directory' | 'symlink';
+
+/**
+ * One item a component puts into a backup or receives on restore.
+ *
+ * `path` is relative to the component, `/`-separated, with no `.` or `..` segments.
+ * For a `file`, `body` yields its bytes. When `size` is known, the body must yield exactly that
+ * many bytes or the backup fails; when it is not (a dump streamed from a server), the archive
+ * stores the body as bounded chunks and records the total.
+ */
+export interface Entry {
+  path: string;
+  type?: EntryType;
+  size?: number;
+  /** Unix permission bits, e.g. `0o644`. */
+  mode?: number;
+  mtime?: Date;
+  /** For `symlink`: where the link points, as stored in the link itself. */
+  linkTarget?: string;
+  body?: ByteStream;
+}
+
+/** What a component tells about itself and the server it talks to; recorded in the manifest. */
+export interface ComponentInfo {
+  /** The server or data version, e.g. `"1.6.7"`. */
+  version?: string;
+  capabilities?: ComponentCapabilities;
+  /** Things this component does not capture, in words an operator understands. */
+  notCaptured?: string[];
+  /** Anything else worth reading before a restore (settings, counts, hashes). JSON only. */
+  details?: Record<string, unknown>;
+}
+
+/** What a component offers; the shared test suite and the READMEs read these flags. */
+export interface ComponentCapabilities {
+  incremental?: boolean;
+  pointInTime?: boolean;
+  consistentSnapshot?: boolean;
+  restoreIntoExisting?: boolean;
+  selectiveRestore?: boolean;
+}
+
+/** Shared by every call bk makes into a component or storage. */
+export interface OperationContext {
+  /** Abort to cancel: every stage stops, remote state is cleaned up, the call rejects. */
+  signal: AbortSignal;
+  /** Receives typed progress events. */
+  progress: ProgressListener;
+}
+
+/** Passed to {@link Source.backup}. */
+export interface BackupContext extends OperationContext {
+  /** The backup being written, e.g. `backup_20261121_101500`. */
+  backupName: string;
+}
+
+/** How restore treats data that already exists in the target. */
+export type ConflictPolicy = 'fail' | 'skip' | 'overwrite';
+
+/** Passed to {@link Restorer.restore}. */
+export interface RestoreContext extends OperationContext {
+  backupName: string;
+  /** The manifest's record of this component as it was backed up. */
+  component: {
+    name: string;
+    kind: string;
+    version?: string;
+    info: ComponentInfo;
+  };
+  conflict: ConflictPolicy;
+}
+
+/** Reads a data store and yields its entries. */
+export interface Source {
+  /** The component's kind, e.g. `"files"`, `"influx"`. */
+  readonly kind: string;
+  /** Unique within one backup; the archive stores this component's entries under `<name>/`. */
+  readonly name: string;
+  /** Reads the server's version and what will and will not be captured. */
+  describe(context: OperationContext): Promise<ComponentInfo>;
+  /** Yields every entry. Stop early by returning from the iterator; abort with the signal. */
+  backup(context: BackupContext): AsyncIterable<Entry>;
+}
+
+/** What a restore did. */
+export interface RestoreReport {
+  entries: number;
+  bytes: number;
+  skipped?: number;
+  details?: Record<string, unknown>;
+}
+
+/** Writes entries back into a data store. */
+export interface Restorer {
+  readonly kind: string;
+  readonly name: string;
+  /**
+   * Consumes `entries` in order. Each entry's body is checked against the manifest as it is read:
+   * a mismatch makes the body throw an `IntegrityError` before it ends, so a restorer that
+   * publishes only after a body completes never publishes corrupt data.
+   */
+  restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport>;
+}
+
+/** Most components are both. */
+export interface Component extends Source, Restorer {}
+
+/** What a storage backend can do; the contract suite skips by these flags. */
+export interface StorageCapabilities {
+  /** `put` publishes atomically: a reader sees the whole object or none. */
+  atomicPublish: boolean;
+  /** `put(..., { ifNoneMatch: true })` is an atomic create-if-absent. */
+  conditionalCreate: boolean;
+  /** `get(..., { range })` is served by the backend without reading from the start. */
+  rangeRead: boolean;
+  /** Large bodies are uploaded in parallel parts. */
+  multipart: boolean;
+}
+
+/** Metadata of one stored object. */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified?: Date;
+  etag?: string;
+}
+
+export interface PutOptions {
+  /** Create only if no object has this key; otherwise reject with `AlreadyExistsError`. */
+  ifNoneMatch?: boolean;
+  /** Expected size when known; adapters use it to choose part sizes. */
+  sizeHint?: number;
+  contentType?: string;
+  signal?: AbortSignal;
+}
+
+export interface GetOptions {
+  /** Byte range, `end` exclusive. */
+  range?: { start: number; end?: number };
+  signal?: AbortSignal;
+}
+
+/**
+ * An object store. Keys are `/`-separated and relative; an adapter must refuse keys that would
+ * escape its root or prefix.
+ */
+export interface Storage {
+  /** A short description for logs, never containing credentials, e.g. `file:///var/backups`. */
+  readonly description: string;
+  readonly capabilities: StorageCapabilities;
+  /**
+   * Stores `body` under `key`. Rejects with `AlreadyExistsError` when `ifNoneMatch` is set and
+   * the key exists. On error or abort no object appears and nothing is left behind.
+   */
+  put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
+  /** Reads an object. Rejects with `NotFoundError` when it does not exist. */
+  get(key: string, options?: GetOptions): Promise<ByteStream>;
+  /** Returns `undefined` when the object does not exist. */
+  stat(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined>;
+  /** Every object whose key starts with `prefix`, in no particular order. */
+  list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ObjectInfo>;
+  /** Deletes an object; deleting a missing object is not an error. */
+  delete(key: string, options?: { signal?: AbortSignal }): Promise<void>;
+}

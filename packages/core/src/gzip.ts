@@ -1,0 +1,61 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { constants, createGunzip, createGzip, type ZlibOptions } from 'node:zlib';
+import type { ByteStream } from './contracts.ts';
+import { IntegrityError } from './errors.ts';
+
+export interface GzipOptions {
+  /** 1 (fastest) to 9 (smallest); default 6, as `gzip`. */
+  level?: number;
+}
+
+function transform(
+  source: ByteStream,
+  zlib: NodeJS.ReadWriteStream & { destroy(error?: Error): void },
+): ByteStream {
+  // pipeline() wires backpressure and tears both sides down on error or early return.
+  const done = pipeline(Readable.from(source, { objectMode: false }), zlib as NodeJS.WritableStream);
+  return (async function* () {
+    try {
+      for await (const chunk of zlib as AsyncIterable<Uint8Array>) yield chunk;
+      await done;
+    } finally {
+      zlib.destroy();
+      await done.catch(() => {});
+    }
+  })();
+}
+
+/** Compresses a stream as standard gzip. Memory: zlib's window and 64 KiB of output at a time. */
+export function gzip(source: ByteStream, options: GzipOptions = {}): ByteStream {
+  const zlibOptions: ZlibOptions = { level: options.level ?? 6, chunkSize: 64 * 1024 };
+  return transform(source, createGzip(zlibOptions));
+}
+
+/**
+ * Decompresses gzip, including multi-member files (independent members concatenated, as
+ * `pigz` and bk's parallel compressor write). Corrupt or truncated input fails with an
+ * `IntegrityError`.
+ */
+export function gunzip(source: ByteStream): ByteStream {
+  const inner = transform(
+    source,
+    createGunzip({ chunkSize: 64 * 1024, finishFlush: constants.Z_SYNC_FLUSH }),
+  );
+  return (async function* () {
+    try {
+      yield* inner;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (typeof code === 'string' && code.startsWith('Z_')) {
+        throw new IntegrityError(
+          `The archive is corrupt: gzip data cannot be decompressed (${(error as Error).message}).`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw error;
+    }
+  })();
+}

@@ -1,0 +1,97 @@
+export {
+  type ArchivedEntry,
+  chunkName,
+  DEFAULT_CHUNK_SIZE,
+  type ReadArchiveOptions,
+  readArchive,
+} from './archive.ts';
+export type {
+  BackupContext,
+  ByteStream,
+  Component,
+  ComponentCapabilities,
+  ComponentInfo,
+  ConflictPolicy,
+  Entry,
+  EntryType,
+  GetOptions,
+  ObjectInfo,
+  OperationContext,
+  PutOptions,
+  RestoreContext,
+  RestoreReport,
+  Restorer,
+  Source,
+  Storage,
+  StorageCapabilities,
+} from './contracts.ts';
+export {
+  AbortedError,
+  AlreadyExistsError,
+  BkError,
+  type BkErrorCode,
+  type BkErrorOptions,
+  ComponentError,
+  ConfigError,
+  ConflictError,
+  IntegrityError,
+  ManifestError,
+  ManifestVersionError,
+  NotFoundError,
+  StorageError,
+  throwIfAborted,
+  toAbortedError,
+  UnsafePathError,
+  UnsupportedError,
+} from './errors.ts';
+export { type GzipOptions, gunzip, gzip } from './gzip.ts';
+export { type DigestResult, digest, sha256Hex } from './hash.ts';
+export {
+  MANIFEST_ENTRY,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type Manifest,
+  type ManifestComponent,
+  type ManifestEntry,
+  parseManifest,
+  type SidecarManifest,
+  serializeManifest,
+  validateManifest,
+  validateSidecar,
+} from './manifest.ts';
+export { MemoryStorage } from './memory-storage.ts';
+export {
+  ARCHIVE_SUFFIX,
+  type BackupName,
+  compareBackupNames,
+  formatBackupName,
+  joinKey,
+  LOCK_SUFFIX,
+  parseBackupName,
+  SIDECAR_SUFFIX,
+} from './naming.ts';
+export { linkStaysInside, safeEntryPath } from './paths.ts';
+export { ignoreProgress, type ProgressEvent, type ProgressListener } from './progress.ts';
+export { type BackupOptions, type BackupResult, backup, selectComponents } from './runners/backup.ts';
+export {
+  type BackupSummary,
+  type CatalogItem,
+  type CatalogOptions,
+  catalog,
+  type InspectOptions,
+  inspect,
+  list,
+  resolveName,
+} from './runners/catalog.ts';
+export {
+  type PruneOptions,
+  type PruneResult,
+  prune,
+  type RetentionPolicy,
+  selectKept,
+} from './runners/prune.ts';
+export { type RestoreOptions, type RestoreResult, restore } from './runners/restore.ts';
+export { type VerifyOptions, type VerifyResult, verify } from './runners/verify.ts';
+export { abortable, collect, countBytes, fromBytes, rechunk, toByteStream } from './streams.ts';
+export { packTar, type TarRecord, type TarRecordInput, unpackTar } from './tar.ts';
+export { BK_VERSION } from './version.ts';

@@ -1,0 +1,181 @@
+import type { ComponentInfo, EntryType } from './contracts.ts';
+import { ManifestError, ManifestVersionError } from './errors.ts';
+
+/** Identifies a bk manifest. */
+export const MANIFEST_FORMAT = 'bk-backup';
+/** The manifest format version this bk writes and reads. */
+export const MANIFEST_VERSION = 1;
+/** The manifest's path inside the archive: always the last entry. */
+export const MANIFEST_ENTRY = 'manifest.json';
+
+/** One entry of a component as recorded in the manifest. */
+export interface ManifestEntry {
+  /** Relative to the component; the archive holds it at `<component>/<path>`. */
+  path: string;
+  type: EntryType;
+  /** Bytes of the body (0 for directories and links). */
+  size: number;
+  /** sha256 of the body, hex; files only. */
+  sha256?: string;
+  mode?: number;
+  /** ISO 8601. */
+  mtime?: string;
+  linkTarget?: string;
+  /** Set when the body was stored as this many bounded chunks (a stream of unknown length). */
+  chunks?: number;
+}
+
+export interface ManifestComponent {
+  name: string;
+  kind: string;
+  version?: string;
+  info: ComponentInfo;
+  entries: ManifestEntry[];
+  stats: { entries: number; bytes: number };
+}
+
+/** The manifest inside the archive (last entry). */
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  formatVersion: typeof MANIFEST_VERSION;
+  /** The backup's name, e.g. `backup_20261121_101500_1`. */
+  name: string;
+  /** ISO 8601: when the backup started. */
+  createdAt: string;
+  /** ISO 8601: when the last entry was read. */
+  completedAt: string;
+  bk: { version: string };
+  compression: 'gzip';
+  encryption: null;
+  /** The backup this one builds on, for incremental chains. */
+  parent: string | null;
+  labels: Record<string, string>;
+  components: ManifestComponent[];
+}
+
+/** The sidecar manifest beside the archive: the manifest plus the archive's own size and hash. */
+export interface SidecarManifest extends Manifest {
+  archive: { key: string; size: number; sha256: string };
+}
+
+function fail(where: string, problem: string): never {
+  throw new ManifestError(`Invalid manifest: ${where} ${problem}.`);
+}
+
+function expectObject(value: unknown, where: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(where, 'must be an object');
+  return value as Record<string, unknown>;
+}
+
+function expectString(value: unknown, where: string): string {
+  if (typeof value !== 'string') fail(where, 'must be a string');
+  return value;
+}
+
+function expectSize(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    fail(where, 'must be a non-negative integer');
+  return value;
+}
+
+function expectOptional<T>(
+  value: unknown,
+  where: string,
+  check: (value: unknown, where: string) => T,
+): T | undefined {
+  return value === undefined ? undefined : check(value, where);
+}
+
+function expectSha256(value: unknown, where: string): string {
+  const hex = expectString(value, where);
+  if (!/^[0-9a-f]{64}$/.test(hex)) fail(where, 'must be a lower-case hex sha256');
+  return hex;
+}
+
+function validateEntry(value: unknown, where: string): ManifestEntry {
+  const entry = expectObject(value, where);
+  const type = entry.type;
+  if (type !== 'file' && type !== 'directory' && type !== 'symlink')
+    fail(`${where}.type`, 'must be file, directory or symlink');
+  const path = expectString(entry.path, `${where}.path`);
+  if (path === '' || path.startsWith('/') || path.split('/').includes('..'))
+    fail(`${where}.path`, 'must be a safe relative path');
+  expectSize(entry.size, `${where}.size`);
+  if (type === 'file') expectSha256(entry.sha256, `${where}.sha256`);
+  if (type === 'symlink') expectString(entry.linkTarget, `${where}.linkTarget`);
+  expectOptional(entry.mode, `${where}.mode`, expectSize);
+  expectOptional(entry.mtime, `${where}.mtime`, expectString);
+  expectOptional(entry.chunks, `${where}.chunks`, expectSize);
+  return entry as unknown as ManifestEntry;
+}
+
+/**
+ * Checks that `value` is a manifest this bk can read and returns it typed. Throws
+ * `ManifestVersionError` for another format version and `ManifestError` naming the first
+ * problem otherwise.
+ */
+export function validateManifest(value: unknown): Manifest {
+  const manifest = expectObject(value, 'the manifest');
+  if (manifest.format !== MANIFEST_FORMAT) fail('format', `must be "${MANIFEST_FORMAT}"`);
+  if (manifest.formatVersion !== MANIFEST_VERSION)
+    throw new ManifestVersionError(manifest.formatVersion, MANIFEST_VERSION);
+  expectString(manifest.name, 'name');
+  for (const field of ['createdAt', 'completedAt'] as const) {
+    if (Number.isNaN(Date.parse(expectString(manifest[field], field))))
+      fail(field, 'must be an ISO 8601 time');
+  }
+  expectString(expectObject(manifest.bk, 'bk').version, 'bk.version');
+  if (manifest.compression !== 'gzip') fail('compression', 'must be "gzip"');
+  if (manifest.encryption !== null) fail('encryption', 'must be null');
+  if (manifest.parent !== null) expectString(manifest.parent, 'parent');
+  for (const [key, label] of Object.entries(expectObject(manifest.labels, 'labels')))
+    expectString(label, `labels.${key}`);
+  if (!Array.isArray(manifest.components)) fail('components', 'must be an array');
+  const names = new Set<string>();
+  manifest.components.forEach((value: unknown, index: number) => {
+    const where = `components[${index}]`;
+    const component = expectObject(value, where);
+    const name = expectString(component.name, `${where}.name`);
+    if (names.has(name)) fail(`${where}.name`, `repeats "${name}"`);
+    names.add(name);
+    expectString(component.kind, `${where}.kind`);
+    expectOptional(component.version, `${where}.version`, expectString);
+    expectObject(component.info, `${where}.info`);
+    if (!Array.isArray(component.entries)) fail(`${where}.entries`, 'must be an array');
+    component.entries.forEach((entry: unknown, entryIndex: number) =>
+      validateEntry(entry, `${where}.entries[${entryIndex}]`),
+    );
+    const stats = expectObject(component.stats, `${where}.stats`);
+    expectSize(stats.entries, `${where}.stats.entries`);
+    expectSize(stats.bytes, `${where}.stats.bytes`);
+  });
+  return manifest as unknown as Manifest;
+}
+
+/** Validates a sidecar manifest: a manifest plus the archive's key, size and sha256. */
+export function validateSidecar(value: unknown): SidecarManifest {
+  const manifest = validateManifest(value);
+  const archive = expectObject((value as Record<string, unknown>).archive, 'archive');
+  expectString(archive.key, 'archive.key');
+  expectSize(archive.size, 'archive.size');
+  expectSha256(archive.sha256, 'archive.sha256');
+  return manifest as SidecarManifest;
+}
+
+/** Parses and validates manifest JSON. */
+export function parseManifest(text: string | Uint8Array, sidecar: true): SidecarManifest;
+export function parseManifest(text: string | Uint8Array, sidecar?: false): Manifest;
+export function parseManifest(text: string | Uint8Array, sidecar = false): Manifest {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof text === 'string' ? text : new TextDecoder().decode(text));
+  } catch (error) {
+    throw new ManifestError(`The manifest is not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+  return sidecar ? validateSidecar(value) : validateManifest(value);
+}
+
+/** Serialises a manifest as stable, readable JSON. */
+export function serializeManifest(manifest: Manifest | SidecarManifest): Uint8Array {
+  return new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
+}

@@ -1,0 +1,38 @@
+import { UnsafePathError } from './errors.ts';
+
+/**
+ * Checks that `path` is a safe relative entry path and returns it normalised: `/`-separated,
+ * no leading `/`, no drive letter, no empty, `.` or `..` segments, no NUL.
+ * Throws {@link UnsafePathError} otherwise.
+ */
+export function safeEntryPath(path: string): string {
+  if (path.length === 0) throw new UnsafePathError(path, 'the path is empty');
+  if (path.includes('\0')) throw new UnsafePathError(path, 'the path contains a NUL byte');
+  const slashed = path.replaceAll('\\', '/');
+  if (slashed.startsWith('/') || /^[A-Za-z]:/.test(slashed)) {
+    throw new UnsafePathError(path, 'absolute paths are not allowed');
+  }
+  const segments = slashed.split('/').filter((segment) => segment !== '' && segment !== '.');
+  if (segments.includes('..')) throw new UnsafePathError(path, '".." segments are not allowed');
+  if (segments.length === 0) throw new UnsafePathError(path, 'the path names no file');
+  return segments.join('/');
+}
+
+/**
+ * Whether a symbolic link stored at `linkPath` (relative, safe) pointing at `target` stays inside
+ * the tree it is restored into. Absolute targets always escape.
+ */
+export function linkStaysInside(linkPath: string, target: string): boolean {
+  if (target.startsWith('/') || target.includes('\0') || /^[A-Za-z]:/.test(target)) return false;
+  const parts = linkPath.split('/').slice(0, -1);
+  for (const segment of target.replaceAll('\\', '/').split('/')) {
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') {
+      if (parts.length === 0) return false;
+      parts.pop();
+    } else {
+      parts.push(segment);
+    }
+  }
+  return true;
+}

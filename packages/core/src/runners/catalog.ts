@@ -1,0 +1,122 @@
+import type { ObjectInfo, Storage } from '../contracts.ts';
+import { NotFoundError } from '../errors.ts';
+import { parseManifest, type SidecarManifest } from '../manifest.ts';
+import {
+  ARCHIVE_SUFFIX,
+  type BackupName,
+  compareBackupNames,
+  joinKey,
+  LOCK_SUFFIX,
+  parseBackupName,
+  SIDECAR_SUFFIX,
+} from '../naming.ts';
+import { collect } from '../streams.ts';
+
+/** A complete backup as listed: its sidecar manifest exists. */
+export interface BackupSummary extends BackupName {
+  key: string;
+  sidecarKey: string;
+  /** Archive size from the listing, when the archive object was seen. */
+  size?: number;
+}
+
+/** Every object under a prefix that belongs to a backup name, grouped by name. */
+export interface CatalogItem extends BackupName {
+  archive?: ObjectInfo;
+  sidecar?: ObjectInfo;
+  lock?: ObjectInfo;
+}
+
+export interface CatalogOptions {
+  storage: Storage;
+  prefix?: string;
+  signal?: AbortSignal;
+}
+
+/** Groups the backup objects directly under `prefix` by backup name, oldest first. */
+export async function catalog(options: CatalogOptions): Promise<CatalogItem[]> {
+  const base = joinKey(options.prefix, '');
+  const items = new Map<string, CatalogItem>();
+  for await (const object of options.storage.list(base, { signal: options.signal })) {
+    const rest = object.key.slice(base.length);
+    if (rest.includes('/')) continue;
+    for (const [suffix, field] of [
+      [ARCHIVE_SUFFIX, 'archive'],
+      [SIDECAR_SUFFIX, 'sidecar'],
+      [LOCK_SUFFIX, 'lock'],
+    ] as const) {
+      if (!rest.endsWith(suffix)) continue;
+      const parsed = parseBackupName(rest.slice(0, -suffix.length));
+      if (!parsed) continue;
+      const item = items.get(parsed.name) ?? { ...parsed };
+      item[field] = object;
+      items.set(parsed.name, item);
+    }
+  }
+  return [...items.values()].sort(compareBackupNames);
+}
+
+/**
+ * Lists complete backups, oldest first. Only a backup whose sidecar manifest exists is listed:
+ * an interrupted run's lock or partial objects never show up as a backup.
+ */
+export async function list(options: CatalogOptions): Promise<BackupSummary[]> {
+  return (await catalog(options))
+    .filter((item) => item.sidecar)
+    .map((item) => ({
+      name: item.name,
+      time: item.time,
+      sequence: item.sequence,
+      key: joinKey(options.prefix, item.name + ARCHIVE_SUFFIX),
+      sidecarKey: item.sidecar!.key,
+      ...(item.archive ? { size: item.archive.size } : {}),
+    }));
+}
+
+export interface InspectOptions extends CatalogOptions {
+  /** A backup name, or `"latest"`. */
+  name: string;
+}
+
+/** Resolves `"latest"` to the newest complete backup's name. */
+export async function resolveName(options: InspectOptions): Promise<string> {
+  if (options.name !== 'latest') {
+    if (!parseBackupName(options.name)) {
+      throw new NotFoundError(
+        `"${options.name}" is not a backup name (expected backup_YYYYMMDD_HHMMSS[_N] or "latest").`,
+      );
+    }
+    return options.name;
+  }
+  const backups = await list(options);
+  const newest = backups.at(-1);
+  if (!newest) throw new NotFoundError(`There are no backups in ${options.storage.description}.`);
+  return newest.name;
+}
+
+/**
+ * Reads and validates a backup's sidecar manifest: components, versions, every entry's size and
+ * sha256. Throws `NotFoundError` when the backup does not exist (or never completed).
+ */
+export async function inspect(options: InspectOptions): Promise<SidecarManifest> {
+  const name = await resolveName(options);
+  const sidecarKey = joinKey(options.prefix, name + SIDECAR_SUFFIX);
+  let bytes: Uint8Array;
+  try {
+    bytes = await collect(
+      await options.storage.get(sidecarKey, { signal: options.signal }),
+      512 * 1024 * 1024,
+    );
+  } catch (error) {
+    if (error instanceof NotFoundError) {
+      throw new NotFoundError(`No complete backup named "${name}" in ${options.storage.description}.`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  const manifest = parseManifest(bytes, true);
+  if (manifest.name !== name)
+    throw new NotFoundError(`The manifest at "${sidecarKey}" describes "${manifest.name}", not "${name}".`);
+  return manifest;
+}

@@ -1,0 +1,142 @@
+import { type ArchivedEntry, readArchive } from '../archive.ts';
+import type { ConflictPolicy, Entry, RestoreReport, Restorer, Storage } from '../contracts.ts';
+import { BkError, ConfigError, throwIfAborted, toAbortedError } from '../errors.ts';
+import type { SidecarManifest } from '../manifest.ts';
+import { ignoreProgress, type ProgressListener } from '../progress.ts';
+import { abortable } from '../streams.ts';
+import { selectComponents } from './backup.ts';
+import { inspect } from './catalog.ts';
+
+export interface RestoreOptions {
+  storage: Storage;
+  /** A backup name or `"latest"`. */
+  name: string;
+  /** Restorers by component name; every selected component needs one. */
+  restorers: Restorer[];
+  /** Restore only these components; default all in the backup. */
+  only?: string[];
+  /** What to do with data that exists in the target; default `fail`. */
+  conflict?: ConflictPolicy;
+  prefix?: string;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+export interface RestoreResult {
+  name: string;
+  manifest: SidecarManifest;
+  components: Record<string, RestoreReport>;
+}
+
+/**
+ * Streams a backup back into its components. Every entry is checked against the manifest as it
+ * is read (size, sha256; a corrupt entry fails its body with an `IntegrityError` naming it),
+ * and the whole archive is checked at the end. Components not selected are read and checked but
+ * not restored. Versions are recorded in the manifest for restorers to check before they write.
+ */
+export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  const { storage, signal } = options;
+  const progress = options.onProgress ?? ignoreProgress;
+  throwIfAborted(signal);
+  const manifest = await inspect({ storage, name: options.name, prefix: options.prefix, signal });
+  const selected = selectComponents(manifest.components, options.only, `backup ${manifest.name}`);
+  const restorers = new Map(options.restorers.map((restorer) => [restorer.name, restorer]));
+  const missing = selected.filter((component) => !restorers.has(component.name));
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `No restorer is configured for ${missing.map((component) => `"${component.name}" (${component.kind})`).join(', ')}. Configure the component or restore with --only.`,
+    );
+  }
+  for (const component of selected) {
+    const restorer = restorers.get(component.name)!;
+    if (restorer.kind !== component.kind) {
+      throw new ConfigError(
+        `Component "${component.name}" was backed up by kind "${component.kind}" but the restorer is "${restorer.kind}".`,
+      );
+    }
+  }
+  const totalBytes = manifest.components.reduce((sum, component) => sum + component.stats.bytes, 0);
+  progress({
+    type: 'restore-start',
+    backup: manifest.name,
+    components: selected.map((component) => component.name),
+    totalBytes,
+  });
+  const archive = await storage.get(manifest.archive.key, { signal });
+  const shared = readArchive(abortable(archive, signal), manifest, {
+    onArchiveBytes: (bytes) => progress({ type: 'archive-bytes', bytes }),
+    onEntryBytes: (component, path, bytes) => progress({ type: 'bytes', component, path, bytes }),
+  })[Symbol.asyncIterator]();
+  // One pass over the archive feeds each restorer in turn; an entry is handed out once and the
+  // shared reader moves on (checking whatever the restorer did not read) when the next is asked.
+  let current = await shared.next();
+  let handedOut = false;
+  async function advance(): Promise<IteratorResult<ArchivedEntry>> {
+    if (handedOut) {
+      current = await shared.next();
+      handedOut = false;
+    }
+    return current;
+  }
+  function entriesOf(name: string): AsyncIterable<Entry> {
+    return {
+      [Symbol.asyncIterator]: () => ({
+        async next(): Promise<IteratorResult<Entry>> {
+          const result = await advance();
+          if (result.done || result.value.component.name !== name) return { done: true, value: undefined };
+          handedOut = true;
+          return { done: false, value: result.value.entry };
+        },
+        async return(): Promise<IteratorResult<Entry>> {
+          return { done: true, value: undefined };
+        },
+      }),
+    };
+  }
+  const reports: Record<string, RestoreReport> = {};
+  let entries = 0;
+  let bytes = 0;
+  try {
+    for (const component of manifest.components) {
+      const chosen = selected.includes(component);
+      if (chosen) {
+        progress({ type: 'component-start', component: component.name, kind: component.kind });
+        const report = await restorers.get(component.name)!.restore(entriesOf(component.name), {
+          signal: signal ?? new AbortController().signal,
+          progress,
+          backupName: manifest.name,
+          component: {
+            name: component.name,
+            kind: component.kind,
+            version: component.version,
+            info: component.info,
+          },
+          conflict: options.conflict ?? 'fail',
+        });
+        reports[component.name] = report;
+        entries += report.entries;
+        bytes += report.bytes;
+      }
+      for await (const _ of entriesOf(component.name)) {
+        // Read and checked by the shared reader; not restored.
+      }
+      if (chosen) {
+        const report = reports[component.name]!;
+        progress({
+          type: 'component-end',
+          component: component.name,
+          entries: report.entries,
+          bytes: report.bytes,
+        });
+      }
+    }
+    // Pulls past the last entry, which makes the reader check the inner manifest and the archive hash.
+    await advance();
+  } catch (error) {
+    throw signal?.aborted && !BkError.isInstance(error) ? toAbortedError(signal) : error;
+  } finally {
+    await shared.return?.();
+  }
+  progress({ type: 'restore-end', backup: manifest.name, entries, bytes });
+  return { name: manifest.name, manifest, components: reports };
+}

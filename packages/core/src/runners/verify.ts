@@ -1,0 +1,56 @@
+import { readArchive } from '../archive.ts';
+import type { Storage } from '../contracts.ts';
+import { BkError, throwIfAborted, toAbortedError } from '../errors.ts';
+import type { SidecarManifest } from '../manifest.ts';
+import { ignoreProgress, type ProgressListener } from '../progress.ts';
+import { abortable } from '../streams.ts';
+import { inspect } from './catalog.ts';
+
+export interface VerifyOptions {
+  storage: Storage;
+  /** A backup name or `"latest"`. */
+  name: string;
+  prefix?: string;
+  onProgress?: ProgressListener;
+  signal?: AbortSignal;
+}
+
+export interface VerifyResult {
+  name: string;
+  manifest: SidecarManifest;
+  entries: number;
+  bytes: number;
+}
+
+/**
+ * Re-reads a whole backup and checks it: the sidecar manifest, every tar record's name, type and
+ * size, every entry's sha256, the manifest inside the archive and the archive's own sha256.
+ * Resolves when everything matches; otherwise throws an `IntegrityError` naming the entry.
+ *
+ * @example
+ * await verify({ storage, name: 'latest' }); // throws on the first damaged entry
+ */
+export async function verify(options: VerifyOptions): Promise<VerifyResult> {
+  const { storage, signal } = options;
+  const progress = options.onProgress ?? ignoreProgress;
+  throwIfAborted(signal);
+  const manifest = await inspect({ storage, name: options.name, prefix: options.prefix, signal });
+  const totalBytes = manifest.components.reduce((sum, component) => sum + component.stats.bytes, 0);
+  progress({ type: 'verify-start', backup: manifest.name, totalBytes });
+  let entries = 0;
+  let bytes = 0;
+  try {
+    const archive = await storage.get(manifest.archive.key, { signal });
+    for await (const { record } of readArchive(abortable(archive, signal), manifest, {
+      onArchiveBytes: (count) => progress({ type: 'archive-bytes', bytes: count }),
+      onEntryBytes: (component, path, count) => progress({ type: 'bytes', component, path, bytes: count }),
+    })) {
+      entries += 1;
+      bytes += record.size;
+    }
+  } catch (error) {
+    throw signal?.aborted && !BkError.isInstance(error) ? toAbortedError(signal) : error;
+  }
+  progress({ type: 'verify-end', backup: manifest.name, entries, bytes });
+  return { name: manifest.name, manifest, entries, bytes };
+}
