@@ -142,9 +142,9 @@ export function validateManifest(value: unknown): Manifest {
     expectOptional(component.version, `${where}.version`, expectString);
     expectObject(component.info, `${where}.info`);
     if (!Array.isArray(component.entries)) fail(`${where}.entries`, 'must be an array');
-    component.entries.forEach((entry: unknown, entryIndex: number) =>
-      validateEntry(entry, `${where}.entries[${entryIndex}]`),
-    );
+    component.entries.forEach((entry: unknown, entryIndex: number) => {
+      validateEntry(entry, `${where}.entries[${entryIndex}]`);
+    });
     const stats = expectObject(component.stats, `${where}.stats`);
     expectSize(stats.entries, `${where}.stats.entries`);
     expectSize(stats.bytes, `${where}.stats.bytes`);

@@ -49,7 +49,7 @@ export function selectKept(
   policy: RetentionPolicy,
 ): Set<string> {
   const kept = new Set<string>();
-  newestFirst.slice(0, policy.keepLast ?? 0).forEach((backup) => kept.add(backup.name));
+  for (const backup of newestFirst.slice(0, policy.keepLast ?? 0)) kept.add(backup.name);
   const buckets: Array<[number | undefined, (time: Date) => string]> = [
     [policy.keepDaily, (time) => time.toISOString().slice(0, 10)],
     [policy.keepWeekly, isoWeek],
