@@ -1,6 +1,6 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { constants, createGunzip, createGzip, type ZlibOptions } from 'node:zlib';
+import { once } from 'node:events';
+import type { Transform } from 'node:stream';
+import { createGunzip, createGzip, type ZlibOptions } from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { IntegrityError } from './errors.ts';
 
@@ -9,19 +9,28 @@ export interface GzipOptions {
   level?: number;
 }
 
-function transform(
-  source: ByteStream,
-  zlib: NodeJS.ReadWriteStream & { destroy(error?: Error): void },
-): ByteStream {
-  // pipeline() wires backpressure and tears both sides down on error or early return.
-  const done = pipeline(Readable.from(source, { objectMode: false }), zlib as NodeJS.WritableStream);
+function transform(source: ByteStream, zlib: Transform): ByteStream {
   return (async function* () {
+    const stop = new AbortController();
+    // Feeds zlib with backpressure while the consumer drains it; a source error destroys zlib,
+    // which makes the consumer's read below reject with that error.
+    const feeding = (async () => {
+      try {
+        for await (const chunk of source) {
+          if (stop.signal.aborted) return;
+          if (!zlib.write(chunk)) await once(zlib, 'drain', { signal: stop.signal });
+        }
+        zlib.end();
+      } catch (error) {
+        if (!stop.signal.aborted) zlib.destroy(error as Error);
+      }
+    })();
     try {
       for await (const chunk of zlib as AsyncIterable<Uint8Array>) yield chunk;
-      await done;
     } finally {
+      stop.abort();
       zlib.destroy();
-      await done.catch(() => {});
+      await feeding;
     }
   })();
 }
@@ -38,10 +47,7 @@ export function gzip(source: ByteStream, options: GzipOptions = {}): ByteStream 
  * `IntegrityError`.
  */
 export function gunzip(source: ByteStream): ByteStream {
-  const inner = transform(
-    source,
-    createGunzip({ chunkSize: 64 * 1024, finishFlush: constants.Z_SYNC_FLUSH }),
-  );
+  const inner = transform(source, createGunzip({ chunkSize: 64 * 1024 }));
   return (async function* () {
     try {
       yield* inner;

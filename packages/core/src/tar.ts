@@ -49,6 +49,8 @@ async function writeRecord(pack: Pack, record: TarRecordInput, signal: AbortSign
     sink = pack.entry(header, (error) => (error ? reject(error) : resolve()));
   });
   written.catch(() => {});
+  // Errors reach us through the entry callback; without a listener streamx would rethrow them.
+  (sink as unknown as NodeJS.EventEmitter).on('error', () => {});
   if (record.type === 'file' && record.body) {
     const body = record.body instanceof Uint8Array ? [record.body] : record.body;
     let total = 0;
@@ -133,6 +135,20 @@ export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
       if (!stop.signal.aborted) extract.destroy(error as Error);
     }
   })();
+  // The first error the extractor saw explains later "Stream was destroyed" errors of entries.
+  let extractError: unknown;
+  (extract as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => {
+    extractError ??= error;
+  });
+  const explain = (error: unknown): unknown => {
+    const cause = extractError ?? error;
+    if ((cause as Error | undefined)?.message === 'Unexpected end of data') {
+      return new IntegrityError('The archive is truncated: it ends in the middle of a tar record.', {
+        cause,
+      });
+    }
+    return cause;
+  };
   const iterator = (extract as unknown as AsyncIterable<TarEntry>)[Symbol.asyncIterator]();
   try {
     while (true) {
@@ -153,7 +169,11 @@ export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
       let consumed = false;
       const body = (async function* () {
         consumed = true;
-        for await (const chunk of entry as AsyncIterable<Uint8Array>) yield chunk;
+        try {
+          for await (const chunk of entry as AsyncIterable<Uint8Array>) yield chunk;
+        } catch (error) {
+          throw explain(error);
+        }
       })();
       yield {
         name: header.name,

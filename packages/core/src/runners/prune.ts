@@ -28,7 +28,9 @@ export interface PruneOptions extends RetentionPolicy {
 }
 
 export interface PruneResult {
+  /** Backups kept, oldest first. */
   kept: string[];
+  /** Backups deleted (or, with `dryRun`, to be deleted), oldest first. */
   deleted: string[];
   /** Keys of leftovers from interrupted runs that were removed. */
   orphans: string[];

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Brings a fresh machine to where bk builds: Node >= 22 (installed from the npm registry into
+# .tools/ when the system Node is older), pnpm 10, the workspace's dependencies, and a build.
+# Safe to run again: each step is skipped when already done. Source it to keep the PATH.
+set -euo pipefail
+BK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+if [ "$(node_major)" -lt 22 ]; then
+  if [ ! -x "$BK_ROOT/.tools/node22/node_modules/.bin/node" ]; then
+    echo "setup: installing Node 22 into .tools/node22 (system Node is $(node --version 2>/dev/null || echo missing))" >&2
+    npm install --prefix "$BK_ROOT/.tools/node22" --no-audit --no-fund --loglevel=error node@22 >&2
+  fi
+  export PATH="$BK_ROOT/.tools/node22/node_modules/.bin:$PATH"
+fi
+
+pnpm_major() { pnpm --version 2>/dev/null | cut -d. -f1 || echo 0; }
+if [ "$(pnpm_major)" != "10" ]; then
+  echo "setup: installing pnpm 10" >&2
+  npm install --global --no-audit --no-fund --loglevel=error pnpm@10 >&2
+  hash -r
+fi
+
+cd "$BK_ROOT"
+# pnpm runs the Node on PATH; keep it from trying to manage its own.
+export COREPACK_ENABLE_STRICT=0
+if [ ! -d node_modules/.pnpm ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ]; then
+  pnpm install --frozen-lockfile --reporter=append-only >&2
+fi
+pnpm run --silent build >&2
