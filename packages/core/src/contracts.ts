@@ -141,14 +141,14 @@ export interface PutOptions {
 }
 
 export interface GetOptions {
-  /** Byte range, `end` exclusive. */
+  /** Byte range: `0 <= start <= end`, `end` exclusive (default: the object's end); invalid ranges throw `ConfigError`. */
   range?: { start: number; end?: number };
   signal?: AbortSignal;
 }
 
 /**
  * An object store. Keys are `/`-separated and relative; an adapter must refuse keys that would
- * escape its root or prefix.
+ * escape its root or prefix (empty, absolute, `.` or `..` segments) with `ConfigError`.
  */
 export interface Storage {
   /** A short description for logs, never containing credentials, e.g. `file:///var/backups`. */

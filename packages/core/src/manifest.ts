@@ -1,5 +1,6 @@
 import type { ComponentInfo, EntryType } from './contracts.ts';
 import { ManifestError, ManifestVersionError } from './errors.ts';
+import { safeEntryPath } from './paths.ts';
 
 /** Identifies a bk manifest. */
 export const MANIFEST_FORMAT = 'bk-backup';
@@ -98,8 +99,11 @@ function validateEntry(value: unknown, where: string): ManifestEntry {
   if (type !== 'file' && type !== 'directory' && type !== 'symlink')
     fail(`${where}.type`, 'must be file, directory or symlink');
   const path = expectString(entry.path, `${where}.path`);
-  if (path === '' || path.startsWith('/') || path.split('/').includes('..'))
-    fail(`${where}.path`, 'must be a safe relative path');
+  let normal: string | undefined;
+  try {
+    normal = safeEntryPath(path);
+  } catch {}
+  if (normal !== path) fail(`${where}.path`, 'must be a safe, normalised relative path');
   expectSize(entry.size, `${where}.size`);
   if (type === 'file') expectSha256(entry.sha256, `${where}.sha256`);
   if (type === 'symlink') expectString(entry.linkTarget, `${where}.linkTarget`);
@@ -142,8 +146,11 @@ export function validateManifest(value: unknown): Manifest {
     expectOptional(component.version, `${where}.version`, expectString);
     expectObject(component.info, `${where}.info`);
     if (!Array.isArray(component.entries)) fail(`${where}.entries`, 'must be an array');
-    component.entries.forEach((entry: unknown, entryIndex: number) => {
-      validateEntry(entry, `${where}.entries[${entryIndex}]`);
+    const paths = new Set<string>();
+    component.entries.forEach((value: unknown, entryIndex: number) => {
+      const entry = validateEntry(value, `${where}.entries[${entryIndex}]`);
+      if (paths.has(entry.path)) fail(`${where}.entries[${entryIndex}].path`, `repeats "${entry.path}"`);
+      paths.add(entry.path);
     });
     const stats = expectObject(component.stats, `${where}.stats`);
     expectSize(stats.entries, `${where}.stats.entries`);

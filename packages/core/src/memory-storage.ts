@@ -58,6 +58,9 @@ export class MemoryStorage implements Storage {
     const object = this.objects.get(key);
     if (!object) throw new NotFoundError(`No object "${key}" in memory storage.`);
     const { start = 0, end = object.bytes.byteLength } = options.range ?? {};
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+      throw new ConfigError(`Invalid range ${start}–${end} for "${key}".`);
+    }
     const bytes = object.bytes.subarray(start, Math.min(end, object.bytes.byteLength));
     return (async function* () {
       for (let offset = 0; offset < bytes.byteLength; offset += 64 * 1024)
@@ -69,7 +72,14 @@ export class MemoryStorage implements Storage {
     this.checkKey(key);
     throwIfAborted(options.signal);
     const object = this.objects.get(key);
-    return object && { key, size: object.bytes.byteLength, lastModified: object.lastModified };
+    return (
+      object && {
+        key,
+        size: object.bytes.byteLength,
+        lastModified: object.lastModified,
+        etag: sha256Hex(object.bytes),
+      }
+    );
   }
 
   async *list(prefix: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ObjectInfo> {

@@ -8,7 +8,9 @@ import { UnsafePathError } from './errors.ts';
 export function safeEntryPath(path: string): string {
   if (path.length === 0) throw new UnsafePathError(path, 'the path is empty');
   if (path.includes('\0')) throw new UnsafePathError(path, 'the path contains a NUL byte');
-  const slashed = path.replaceAll('\\', '/');
+  // A backslash is a separator somewhere; refusing it keeps one path meaning one place everywhere.
+  if (path.includes('\\')) throw new UnsafePathError(path, 'backslashes are not allowed');
+  const slashed = path;
   if (slashed.startsWith('/') || /^[A-Za-z]:/.test(slashed)) {
     throw new UnsafePathError(path, 'absolute paths are not allowed');
   }
@@ -20,17 +22,30 @@ export function safeEntryPath(path: string): string {
 
 /**
  * Whether a symbolic link stored at `linkPath` (relative, safe) pointing at `target` stays inside
- * the tree it is restored into. Absolute targets always escape.
+ * the tree it is restored into. Absolute targets always escape. Only leading `..` segments are
+ * allowed: `m/..` is refused because `m` may itself be a link, and the operating system resolves
+ * `..` after following it. With every link in a tree obeying this rule, no chain of links leaves
+ * the tree.
  */
 export function linkStaysInside(linkPath: string, target: string): boolean {
-  if (target.startsWith('/') || target.includes('\0') || /^[A-Za-z]:/.test(target)) return false;
+  if (
+    target === '' ||
+    target.startsWith('/') ||
+    target.includes('\0') ||
+    target.includes('\\') ||
+    /^[A-Za-z]:/.test(target)
+  ) {
+    return false;
+  }
   const parts = linkPath.split('/').slice(0, -1);
-  for (const segment of target.replaceAll('\\', '/').split('/')) {
+  let descended = false;
+  for (const segment of target.split('/')) {
     if (segment === '' || segment === '.') continue;
     if (segment === '..') {
-      if (parts.length === 0) return false;
+      if (descended || parts.length === 0) return false;
       parts.pop();
     } else {
+      descended = true;
       parts.push(segment);
     }
   }

@@ -1,0 +1,922 @@
+import { randomBytes } from 'node:crypto';
+import { constants, type Stats } from 'node:fs';
+import {
+  type FileHandle,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  symlink,
+  unlink,
+} from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import {
+  type BackupContext,
+  BkError,
+  type ByteStream,
+  type Component,
+  ComponentError,
+  type ComponentInfo,
+  ConfigError,
+  ConflictError,
+  type ConflictPolicy,
+  type Entry,
+  IntegrityError,
+  linkStaysInside,
+  type OperationContext,
+  type RestoreContext,
+  type RestoreReport,
+  safeEntryPath,
+  throwIfAborted,
+  UnsafePathError,
+} from '@bk/core';
+import picomatch from 'picomatch';
+
+/**
+ * Bytes read from a file per chunk: the memory one file in flight costs during a backup.
+ *
+ * @example
+ * console.log(`files: at most ${READ_CHUNK_SIZE / 1024 / 1024} MiB of file data in memory`);
+ */
+export const READ_CHUNK_SIZE = 1024 * 1024;
+
+/**
+ * Options of a {@link FilesComponent}.
+ *
+ * @example
+ * const options: FilesOptions = {
+ *   name: 'haproxy',
+ *   paths: ['/etc/haproxy', '/etc/ssl/private/haproxy.pem'],
+ *   exclude: ['**\/*.bak'],
+ * };
+ */
+export interface FilesOptions {
+  /** The component's name, unique within one backup; its entries are archived under `<name>/`. Default `files`. */
+  name?: string;
+  /** Absolute directory entry paths are relative to. Default `/`. */
+  root?: string;
+  /**
+   * Files or directories to back up: absolute, or relative to `root`, and inside `root`. A
+   * directory is backed up with everything under it; a path inside another listed path is
+   * covered by it and read once.
+   */
+  paths: string[];
+  /**
+   * picomatch globs matched against each entry's root-relative path (`etc/haproxy/haproxy.cfg`,
+   * dot files included). When set, only matching entries are kept, plus the directories that
+   * lead to them. Default: everything.
+   */
+  include?: string[];
+  /** picomatch globs of entries to leave out; an excluded directory is skipped with everything under it. */
+  exclude?: string[];
+  /** Absolute directory restores write into. Default: `root`. */
+  restoreTo?: string;
+  /** Symbolic links are always stored as links, never followed; only `false` is accepted. */
+  followSymlinks?: false;
+}
+
+/** A configured path, as written and as an entry path (`''` for the root itself). */
+interface ConfiguredPath {
+  configured: string;
+  path: string;
+}
+
+/** Mode and mtime to give a directory once everything inside it is restored. */
+interface DirectoryAttributes {
+  path: string;
+  absolute: string;
+  mode: number | undefined;
+  mtime: Date | undefined;
+}
+
+const CONFIG_FIELDS = ['kind', 'name', 'root', 'paths', 'include', 'exclude', 'restoreTo', 'followSymlinks'];
+
+/** Filesystems that cannot make hard links answer `link()` with one of these. */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
+
+function errorCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function compareNames(left: string, right: string): number {
+  return left < right ? -1 : left > right ? 1 : 0;
+}
+
+/** Orders entry paths segment by segment, so a directory sorts right before its contents. */
+function comparePaths(left: string, right: string): number {
+  const leftSegments = left === '' ? [] : left.split('/');
+  const rightSegments = right === '' ? [] : right.split('/');
+  for (let index = 0; index < Math.min(leftSegments.length, rightSegments.length); index += 1) {
+    const order = compareNames(leftSegments[index]!, rightSegments[index]!);
+    if (order !== 0) return order;
+  }
+  return leftSegments.length - rightSegments.length;
+}
+
+function isInside(path: string, ancestor: string): boolean {
+  return ancestor === '' || path === ancestor || path.startsWith(`${ancestor}/`);
+}
+
+/**
+ * A `..` after a name (`m/..`) is resolved by the OS through `m`, which may itself be a link:
+ * the lexical check of {@link linkStaysInside} cannot see where that lands.
+ */
+function climbsAfterName(linkTarget: string): boolean {
+  let named = false;
+  for (const segment of linkTarget.replaceAll('\\', '/').split('/')) {
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') {
+      if (named) return true;
+    } else {
+      named = true;
+    }
+  }
+  return false;
+}
+
+function describeSpecial(stats: Stats): string {
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isCharacterDevice()) return 'a character device';
+  return 'a special file';
+}
+
+function stringList(value: unknown, field: string, where: string, nonEmpty: boolean): string[] {
+  if (
+    !Array.isArray(value) ||
+    (nonEmpty && value.length === 0) ||
+    value.some((item) => typeof item !== 'string' || item === '')
+  ) {
+    throw new ConfigError(
+      `${where}: "${field}" must be ${nonEmpty ? 'a non-empty' : 'an'} array of non-empty strings.`,
+    );
+  }
+  return value as string[];
+}
+
+function absolutePath(value: unknown, field: string, where: string): string {
+  if (typeof value !== 'string' || value === '' || value.includes('\0') || !isAbsolute(value)) {
+    throw new ConfigError(`${where}: "${field}" must be an absolute path, got ${JSON.stringify(value)}.`);
+  }
+  return resolve(value);
+}
+
+function globs(patterns: string[], field: string, where: string): (path: string) => boolean {
+  if (patterns.length === 0) return () => false;
+  try {
+    return picomatch(patterns, { dot: true });
+  } catch (error) {
+    throw new ConfigError(`${where}: "${field}" holds an invalid glob: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Backs up and restores files and directories by path and glob — HAProxy or kubeadm config,
+ * certificates, any tree — keeping each entry's permission bits and mtime.
+ *
+ * **Backup** walks every configured path with `lstat` and never follows a symbolic link (a link
+ * is stored as a link). Entries come in a deterministic order, each directory before its contents
+ * and every path once, as paths relative to `root`. A file is streamed in {@link READ_CHUNK_SIZE}
+ * reads, so memory stays bounded whatever its size; a file that changes while it is read fails the
+ * backup. Sockets, FIFOs and devices are skipped with a `warning` progress event.
+ *
+ * **Restore** writes into `restoreTo` (default `root`) and nothing outside it: every entry path is
+ * re-checked, links pointing outside are refused, nothing is written through an existing link,
+ * and a file is published (renamed or linked into place) only once its whole body has been read
+ * and checked, so a corrupt entry never appears. See the README for the conflict policies.
+ *
+ * @example
+ * import { backup, restore } from '@bk/core';
+ * import { FilesComponent } from '@bk/files';
+ *
+ * const haproxy = new FilesComponent({ name: 'haproxy', paths: ['/etc/haproxy'] });
+ * await backup({ storage, components: [haproxy] });
+ * await restore({ storage, name: 'latest', restorers: [haproxy], conflict: 'overwrite' });
+ */
+export class FilesComponent implements Component {
+  /** Always `files`: the manifest records it and the CLI's `{ "kind": "files" }` picks this class. */
+  readonly kind = 'files' as const;
+  /** The component's name; its entries are archived under `<name>/`. */
+  readonly name: string;
+  /** The absolute directory entry paths are relative to. */
+  readonly root: string;
+  /** The absolute directory restore writes into. */
+  readonly restoreTo: string;
+  private readonly paths: ConfiguredPath[];
+  private readonly include: string[];
+  private readonly exclude: string[];
+  private readonly isIncluded: (path: string) => boolean;
+  private readonly isExcluded: (path: string) => boolean;
+
+  /**
+   * Validates the options; touches no file.
+   *
+   * @throws {ConfigError} naming the invalid option: a missing or empty `paths`, a relative
+   *   `root` or `restoreTo`, a path outside `root`, an invalid glob, `followSymlinks: true`, or a
+   *   `name` that cannot be an archive folder.
+   * @example
+   * const certificates = new FilesComponent({ name: 'certs', root: '/etc/ssl', paths: ['private', 'certs'] });
+   */
+  constructor(options: FilesOptions) {
+    const where = 'files component';
+    if (!isRecord(options)) throw new ConfigError(`${where}: the options must be an object.`);
+    const name = options.name ?? 'files';
+    if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+      throw new ConfigError(
+        `${where}: "name" must be a non-empty string without "/", got ${JSON.stringify(name)}.`,
+      );
+    }
+    const context = `files component "${name}"`;
+    if ((options.followSymlinks as unknown) !== undefined && options.followSymlinks !== false) {
+      throw new ConfigError(
+        `${context}: "followSymlinks" can only be false; symbolic links are always stored as links.`,
+      );
+    }
+    this.name = name;
+    this.root = absolutePath(options.root ?? '/', 'root', context);
+    this.restoreTo =
+      options.restoreTo === undefined ? this.root : absolutePath(options.restoreTo, 'restoreTo', context);
+    this.include = stringList(options.include ?? [], 'include', context, false);
+    this.exclude = stringList(options.exclude ?? [], 'exclude', context, false);
+    const include = globs(this.include, 'include', context);
+    this.isIncluded = this.include.length === 0 ? () => true : include;
+    this.isExcluded = globs(this.exclude, 'exclude', context);
+    const configured = stringList(options.paths, 'paths', context, true).map((path): ConfiguredPath => {
+      if (path.includes('\0'))
+        throw new ConfigError(`${context}: "paths" entry ${JSON.stringify(path)} contains NUL.`);
+      const fromRoot = relative(this.root, resolve(this.root, path));
+      if (fromRoot === '..' || fromRoot.startsWith(`..${sep}`) || isAbsolute(fromRoot)) {
+        throw new ConfigError(`${context}: "paths" entry "${path}" lies outside root "${this.root}".`);
+      }
+      return { configured: path, path: fromRoot.split(sep).join('/') };
+    });
+    configured.sort((left, right) => comparePaths(left.path, right.path));
+    // Sorted segment-wise, a covering path comes before everything it covers.
+    this.paths = [];
+    for (const candidate of configured) {
+      if (!this.paths.some((kept) => isInside(candidate.path, kept.path))) this.paths.push(candidate);
+    }
+  }
+
+  /**
+   * Reports what is and is not captured; reads no file.
+   *
+   * @returns no `version` (files have none), the capabilities, the `notCaptured` list and, as
+   *   `details`, the root, paths and globs.
+   * @example
+   * const info = await component.describe({ signal, progress: ignoreProgress });
+   * console.log(info.notCaptured);
+   */
+  async describe(_context: OperationContext): Promise<ComponentInfo> {
+    return {
+      capabilities: { selectiveRestore: false, restoreIntoExisting: true },
+      notCaptured: [
+        'file owners and groups (restored files belong to the user running the restore)',
+        'ACLs and extended attributes (including SELinux labels and file capabilities)',
+        'hard links (each link is stored and restored as a separate file)',
+        'sockets, FIFOs and device files (skipped with a warning)',
+        'sparse-file holes (restored as zero bytes), access times and creation times',
+        'parent directories of a configured path (restore creates missing ones with default permissions)',
+        'files whose names are not valid UTF-8 or contain a backslash (skipped with a warning)',
+        'a file that changes while it is read fails the backup rather than store a torn copy',
+      ],
+      details: {
+        root: this.root,
+        paths: this.paths.map((path) => path.path),
+        include: this.include,
+        exclude: this.exclude,
+      },
+    };
+  }
+
+  /**
+   * Yields every entry under the configured paths, each directory before its contents, sorted by
+   * name, each path once. Files carry `size`, `mode`, `mtime` and a lazily opened body.
+   *
+   * @throws {ConfigError} when a configured path does not exist (naming it).
+   * @throws {ComponentError} when a directory cannot be listed, a file cannot be read, or a file
+   *   changes (size, mtime or identity) while it is read.
+   * @throws {AbortedError} when `context.signal` is aborted.
+   * @example
+   * for await (const entry of component.backup({ signal, progress, backupName: 'test' })) {
+   *   console.log(entry.type, entry.path);
+   * }
+   */
+  async *backup(context: BackupContext): AsyncIterable<Entry> {
+    throwIfAborted(context.signal);
+    const pending: Entry[] = [];
+    for (const { configured, path } of this.paths) {
+      const absolute = path === '' ? this.root : join(this.root, path);
+      let stats: Stats;
+      try {
+        stats = await lstat(absolute);
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === 'ENOENT' || code === 'ENOTDIR') {
+          throw new ConfigError(
+            `files component "${this.name}": the configured path "${configured}" (${absolute}) does not exist.`,
+            { cause: error },
+          );
+        }
+        throw this.failure(`cannot read "${absolute}"`, error);
+      }
+      if (path === '') {
+        if (!stats.isDirectory()) {
+          throw new ConfigError(`files component "${this.name}": root "${this.root}" is not a directory.`);
+        }
+        yield* this.children('', absolute, pending, context);
+      } else {
+        yield* this.visit(path, absolute, stats, pending, context);
+      }
+    }
+  }
+
+  private async *visit(
+    path: string,
+    absolute: string,
+    stats: Stats,
+    pending: Entry[],
+    context: BackupContext,
+  ): AsyncGenerator<Entry> {
+    throwIfAborted(context.signal);
+    if (this.isExcluded(path)) return;
+    const mode = stats.mode & 0o7777;
+    if (stats.isDirectory()) {
+      // A directory that does not match `include` itself is held back and yielded only once
+      // something under it is, so `include` does not leave a trail of empty directories.
+      const depth = pending.length;
+      pending.push({ path, type: 'directory', mode, mtime: stats.mtime });
+      if (this.isIncluded(path)) yield* flush(pending);
+      yield* this.children(path, absolute, pending, context);
+      if (pending.length > depth) pending.length = depth;
+      return;
+    }
+    if (!this.isIncluded(path)) return;
+    if (stats.isFile()) {
+      yield* flush(pending);
+      yield {
+        path,
+        type: 'file',
+        size: stats.size,
+        mode,
+        mtime: stats.mtime,
+        body: this.read(absolute, stats, context.signal),
+      };
+    } else if (stats.isSymbolicLink()) {
+      let linkTarget: string;
+      try {
+        linkTarget = await readlink(absolute);
+      } catch (error) {
+        throw this.failure(`cannot read the symbolic link "${absolute}"`, error);
+      }
+      yield* flush(pending);
+      yield { path, type: 'symlink', mode, mtime: stats.mtime, linkTarget };
+    } else {
+      context.progress({
+        type: 'warning',
+        component: this.name,
+        message: `Skipped "${absolute}": it is ${describeSpecial(stats)}, which is not backed up.`,
+      });
+    }
+  }
+
+  private async *children(
+    path: string,
+    absolute: string,
+    pending: Entry[],
+    context: BackupContext,
+  ): AsyncGenerator<Entry> {
+    let raw: Buffer[];
+    try {
+      raw = await readdir(absolute, { encoding: 'buffer' });
+    } catch (error) {
+      throw this.failure(`cannot list the directory "${absolute}"`, error);
+    }
+    const names: string[] = [];
+    for (const bytes of raw) {
+      const name = bytes.toString('utf8');
+      // An entry path is UTF-8 text and `\` is read as a separator: such names cannot round-trip.
+      if (!Buffer.from(name, 'utf8').equals(bytes) || name.includes('\\')) {
+        context.progress({
+          type: 'warning',
+          component: this.name,
+          message: `Skipped "${join(absolute, name)}": its name is not valid UTF-8 or contains a backslash.`,
+        });
+      } else {
+        names.push(name);
+      }
+    }
+    names.sort(compareNames);
+    for (const name of names) {
+      const childPath = path === '' ? name : `${path}/${name}`;
+      const childAbsolute = join(absolute, name);
+      let stats: Stats;
+      try {
+        stats = await lstat(childAbsolute);
+      } catch (error) {
+        if (errorCode(error) !== 'ENOENT') throw this.failure(`cannot read "${childAbsolute}"`, error);
+        context.progress({
+          type: 'warning',
+          component: this.name,
+          message: `Skipped "${childAbsolute}": it was removed while the backup ran.`,
+        });
+        continue;
+      }
+      yield* this.visit(childPath, childAbsolute, stats, pending, context);
+    }
+  }
+
+  /** A file's bytes, opened on first read and checked against the `lstat` the entry was built from. */
+  private async *read(absolute: string, stats: Stats, signal: AbortSignal): ByteStream {
+    const changed = (what: string, cause?: unknown) =>
+      new ComponentError(
+        this.name,
+        `"${absolute}" ${what} while it was backed up; run the backup again when it is stable.`,
+        cause === undefined ? {} : { cause },
+      );
+    let handle: FileHandle;
+    try {
+      // O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat fails here or
+      // below instead of being followed or blocking.
+      handle = await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT' || code === 'ELOOP') throw changed('was removed or replaced', error);
+      throw this.failure(`cannot open "${absolute}"`, error);
+    }
+    try {
+      const opened = await handle.stat();
+      if (!opened.isFile() || opened.ino !== stats.ino || opened.dev !== stats.dev) {
+        throw changed('was replaced');
+      }
+      let position = 0;
+      for (;;) {
+        throwIfAborted(signal);
+        // Past the recorded size, read one byte more to notice a file that grew.
+        const length = position < stats.size ? Math.min(READ_CHUNK_SIZE, stats.size - position) : 1;
+        const buffer = Buffer.alloc(length);
+        const { bytesRead } = await handle.read(buffer, 0, length, position);
+        if (bytesRead === 0) break;
+        position += bytesRead;
+        if (position > stats.size) throw changed('grew');
+        yield buffer.subarray(0, bytesRead);
+      }
+      if (position !== stats.size) throw changed('shrank');
+      const after = await handle.stat();
+      if (after.size !== stats.size || after.mtimeMs !== stats.mtimeMs) throw changed('was modified');
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * Writes `entries` into `restoreTo` (created if missing), honouring `context.conflict`:
+   * `fail` throws {@link ConflictError} before writing anything for an entry whose destination
+   * exists; `skip` leaves existing entries and counts them in `skipped`; `overwrite` replaces
+   * files and links atomically but never replaces a directory with a file or the reverse.
+   * Existing directories are merged into; their mode and mtime are changed only under `overwrite`.
+   * Directory modes and mtimes are applied after all entries, deepest first.
+   *
+   * @throws {UnsafePathError} for an absolute or `..` entry path, a link whose target leaves the
+   *   restore target (absolute, too many `..`, or `..` after a name), or a path whose existing
+   *   parent is not a real directory (a link, a file) — nothing is written for that entry.
+   * @throws {ConflictError} as described above.
+   * @throws {IntegrityError} when a body ends short of or past its `size`, or its own check
+   *   fails; the file is not published and its temporary file is removed.
+   * @throws {ComponentError} when the filesystem refuses a write.
+   * @throws {AbortedError} when `context.signal` is aborted.
+   * @example
+   * const report = await component.restore(entries, { ...context, conflict: 'skip' });
+   * console.log(`${report.entries} restored, ${report.skipped} kept as they were`);
+   */
+  async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
+    throwIfAborted(context.signal);
+    try {
+      await mkdir(this.restoreTo, { recursive: true });
+    } catch (error) {
+      throw this.failure(`cannot create the restore target "${this.restoreTo}"`, error);
+    }
+    const base = await realpath(this.restoreTo);
+    const run = new RestoreRun(this.name, base, context);
+    for await (const entry of entries) {
+      throwIfAborted(context.signal);
+      await run.restore(entry);
+    }
+    await run.applyDirectoryAttributes();
+    return { entries: run.entries, bytes: run.bytes, skipped: run.skipped };
+  }
+
+  private failure(message: string, cause: unknown): ComponentError {
+    return new ComponentError(this.name, `${message}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+function* flush(pending: Entry[]): Generator<Entry> {
+  const held = pending.splice(0);
+  yield* held;
+}
+
+/** One restore's state: counters, directories to finish, subtrees skipped under `skip`. */
+class RestoreRun {
+  entries = 0;
+  bytes = 0;
+  skipped = 0;
+  private readonly directories: DirectoryAttributes[] = [];
+  private readonly created = new Set<string>();
+  private readonly skippedTrees: string[] = [];
+
+  constructor(
+    private readonly component: string,
+    private readonly base: string,
+    private readonly context: RestoreContext,
+  ) {}
+
+  async restore(entry: Entry): Promise<void> {
+    const path = safeEntryPath(entry.path);
+    const type = entry.type ?? 'file';
+    const absolute = join(this.base, ...path.split('/'));
+    const fromBase = relative(this.base, absolute);
+    if (fromBase === '' || fromBase === '..' || fromBase.startsWith(`..${sep}`) || isAbsolute(fromBase)) {
+      throw new UnsafePathError(path, 'it resolves outside the restore target');
+    }
+    if (type === 'symlink') {
+      const target = entry.linkTarget;
+      if (!target) throw new UnsafePathError(path, 'the symbolic link has no target');
+      if (!linkStaysInside(path, target) || climbsAfterName(target)) {
+        throw new UnsafePathError(path, `its link target "${target}" points outside the restore target`);
+      }
+    } else if (type !== 'file' && type !== 'directory') {
+      throw new UnsafePathError(path, `its type "${String(type)}" is not a file, directory or symlink`);
+    }
+    this.context.progress({
+      type: 'entry-start',
+      component: this.component,
+      path,
+      ...(entry.size === undefined ? {} : { size: entry.size }),
+    });
+    let written = 0;
+    if (this.skippedTrees.some((tree) => isInside(path, tree))) {
+      this.skipped += 1;
+    } else {
+      const parentsExist = await this.checkParents(path);
+      const existing = parentsExist ? await lstatIfExists(absolute) : undefined;
+      if (type === 'directory') {
+        await this.restoreDirectory(entry, path, absolute, existing);
+      } else if (existing && this.keepExisting(path, type, existing)) {
+        this.skipped += 1;
+      } else {
+        await this.makeParents(path);
+        if (type === 'file') {
+          const bytes = await this.restoreFile(entry, path, absolute);
+          if (bytes === undefined) {
+            this.skipped += 1;
+          } else {
+            written = bytes;
+            this.entries += 1;
+            this.bytes += bytes;
+          }
+        } else if (await this.restoreSymlink(entry, path, absolute, entry.linkTarget!)) {
+          this.entries += 1;
+        } else {
+          this.skipped += 1;
+        }
+      }
+    }
+    this.context.progress({ type: 'entry-end', component: this.component, path, size: written });
+  }
+
+  /**
+   * Decides what to do with a file or link whose destination exists: `true` to keep it.
+   * Throws {@link ConflictError} under `fail`, or under `overwrite` when a directory is in the way.
+   */
+  private keepExisting(path: string, type: 'file' | 'symlink', existing: Stats): boolean {
+    const policy: ConflictPolicy = this.context.conflict;
+    if (policy === 'skip') return true;
+    if (policy === 'overwrite' && !existing.isDirectory()) return false;
+    if (existing.isDirectory()) {
+      throw new ConflictError(
+        path,
+        `"${path}" is a directory in the restore target but a ${type} in the backup; remove it to restore this entry.`,
+      );
+    }
+    throw new ConflictError(path);
+  }
+
+  private async restoreDirectory(
+    entry: Entry,
+    path: string,
+    absolute: string,
+    existing: Stats | undefined,
+  ): Promise<void> {
+    const attributes: DirectoryAttributes = { path, absolute, mode: entry.mode, mtime: entry.mtime };
+    let stats = existing;
+    if (!stats) {
+      await this.makeParents(path);
+      try {
+        await mkdir(absolute);
+        this.created.add(path);
+      } catch (error) {
+        if (errorCode(error) !== 'EEXIST') throw this.failure(`cannot create "${absolute}"`, error);
+        stats = await lstat(absolute);
+      }
+    }
+    if (stats && !stats.isDirectory()) {
+      if (this.context.conflict === 'skip') {
+        this.skipped += 1;
+        this.skippedTrees.push(path);
+        return;
+      }
+      throw new ConflictError(
+        path,
+        `"${path}" is a ${stats.isSymbolicLink() ? 'symbolic link' : 'file'} in the restore target but a directory in the backup; remove it to restore this entry.`,
+      );
+    }
+    // An existing directory is merged into; only `overwrite` may change its mode and mtime.
+    if (!stats || this.created.has(path) || this.context.conflict === 'overwrite') {
+      this.directories.push(attributes);
+    }
+    this.entries += 1;
+  }
+
+  /** Writes a file to a temporary name and publishes it; `undefined` when it was skipped. */
+  private async restoreFile(entry: Entry, path: string, absolute: string): Promise<number | undefined> {
+    const temporary = temporaryName(absolute);
+    let handle: FileHandle;
+    try {
+      handle = await open(
+        temporary,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o600,
+      );
+    } catch (error) {
+      throw this.failure(`cannot create "${temporary}"`, error);
+    }
+    try {
+      let bytes = 0;
+      try {
+        if (entry.body) {
+          for await (const chunk of entry.body) {
+            throwIfAborted(this.context.signal);
+            await writeAll(handle, chunk);
+            bytes += chunk.byteLength;
+          }
+        }
+        if (entry.size !== undefined && bytes !== entry.size) {
+          throw new IntegrityError(
+            `Entry "${path}" has ${bytes} bytes but ${entry.size} were announced; it was not restored.`,
+            { entry: path },
+          );
+        }
+        if (entry.mode !== undefined) await handle.chmod(entry.mode & 0o7777);
+        if (entry.mtime !== undefined) await handle.utimes(new Date(), entry.mtime);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return (await this.publish(temporary, absolute, path)) ? bytes : undefined;
+    } finally {
+      await unlink(temporary).catch(() => {});
+    }
+  }
+
+  /**
+   * Moves a finished temporary file or link into place. Under `fail` and `skip` a hard link
+   * publishes it, which fails rather than clobber a file created since the check.
+   */
+  private async publish(temporary: string, absolute: string, path: string): Promise<boolean> {
+    if (this.context.conflict !== 'overwrite') {
+      try {
+        await link(temporary, absolute);
+        return true;
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === 'EEXIST') {
+          if (this.context.conflict === 'skip') return false;
+          throw new ConflictError(path);
+        }
+        if (!code || !NO_HARD_LINKS.has(code)) throw this.failure(`cannot create "${absolute}"`, error);
+      }
+      if (await lstatIfExists(absolute)) {
+        if (this.context.conflict === 'skip') return false;
+        throw new ConflictError(path);
+      }
+    }
+    try {
+      await rename(temporary, absolute);
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+        throw new ConflictError(
+          path,
+          `"${path}" became a directory in the restore target while it was restored; remove it to restore this entry.`,
+        );
+      }
+      throw this.failure(`cannot create "${absolute}"`, error);
+    }
+    return true;
+  }
+
+  private async restoreSymlink(
+    entry: Entry,
+    path: string,
+    absolute: string,
+    target: string,
+  ): Promise<boolean> {
+    if (this.context.conflict !== 'overwrite') {
+      try {
+        await symlink(target, absolute);
+      } catch (error) {
+        if (errorCode(error) !== 'EEXIST') throw this.failure(`cannot create "${absolute}"`, error);
+        if (this.context.conflict === 'skip') return false;
+        throw new ConflictError(path);
+      }
+      if (entry.mtime !== undefined) await lutimes(absolute, new Date(), entry.mtime);
+      return true;
+    }
+    const temporary = temporaryName(absolute);
+    try {
+      await symlink(target, temporary);
+      if (entry.mtime !== undefined) await lutimes(temporary, new Date(), entry.mtime);
+      return await this.publish(temporary, absolute, path);
+    } catch (error) {
+      await unlink(temporary).catch(() => {});
+      if (BkError.isInstance(error)) throw error;
+      throw this.failure(`cannot create "${absolute}"`, error);
+    }
+  }
+
+  /**
+   * Checks the existing parents of `path`, top down: each must be a real directory, never a link.
+   * Returns whether all of them exist.
+   */
+  private async checkParents(path: string): Promise<boolean> {
+    const segments = path.split('/').slice(0, -1);
+    let current = this.base;
+    for (let index = 0; index < segments.length; index += 1) {
+      current = join(current, segments[index]!);
+      const stats = await lstatIfExists(current);
+      if (!stats) return false;
+      if (!stats.isDirectory()) {
+        const parent = segments.slice(0, index + 1).join('/');
+        throw new UnsafePathError(
+          path,
+          `"${parent}" in the restore target is ${stats.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}, and bk never writes through one`,
+        );
+      }
+    }
+    return true;
+  }
+
+  /** Creates the missing parents of `path` as real directories and checks where they resolve. */
+  private async makeParents(path: string): Promise<void> {
+    const segments = path.split('/').slice(0, -1);
+    let current = this.base;
+    for (let index = 0; index < segments.length; index += 1) {
+      current = join(current, segments[index]!);
+      const parent = segments.slice(0, index + 1).join('/');
+      try {
+        await mkdir(current);
+        this.created.add(parent);
+        continue;
+      } catch (error) {
+        if (errorCode(error) !== 'EEXIST') throw this.failure(`cannot create "${current}"`, error);
+      }
+      const stats = await lstat(current);
+      if (!stats.isDirectory()) {
+        throw new UnsafePathError(
+          path,
+          `"${parent}" in the restore target is ${stats.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}, and bk never writes through one`,
+        );
+      }
+    }
+    // Every parent was just seen as a real directory; realpath catches one swapped meanwhile.
+    const parent = dirname(join(this.base, ...path.split('/')));
+    if ((await realpath(parent)) !== parent) {
+      throw new UnsafePathError(path, 'its parent directory resolves outside the restore target');
+    }
+  }
+
+  /** Gives restored directories their mode and mtime, deepest first, once nothing more is written into them. */
+  async applyDirectoryAttributes(): Promise<void> {
+    for (const directory of this.directories.reverse()) {
+      throwIfAborted(this.context.signal);
+      if (directory.mode === undefined && directory.mtime === undefined) continue;
+      let handle: FileHandle;
+      try {
+        // O_NOFOLLOW: chmod and utimes act on the directory itself, never on a link put in its place.
+        handle = await open(
+          directory.absolute,
+          constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+        );
+      } catch (error) {
+        throw this.failure(`cannot open the directory "${directory.absolute}"`, error);
+      }
+      try {
+        if (directory.mode !== undefined) await handle.chmod(directory.mode & 0o7777);
+        if (directory.mtime !== undefined) await handle.utimes(new Date(), directory.mtime);
+      } finally {
+        await handle.close();
+      }
+    }
+    this.directories.length = 0;
+  }
+
+  private failure(message: string, cause: unknown): ComponentError {
+    return new ComponentError(this.component, `${message}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+function temporaryName(absolute: string): string {
+  // Keeps the temporary name under the usual 255-byte limit whatever the file's name.
+  const name = Array.from(basename(absolute)).slice(0, 48).join('');
+  return join(dirname(absolute), `.${name}.bk-${randomBytes(8).toString('hex')}`);
+}
+
+async function lstatIfExists(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+async function writeAll(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * Creates a {@link FilesComponent}; the same as `new FilesComponent(options)`.
+ *
+ * @throws {ConfigError} naming the invalid option (see {@link FilesComponent}).
+ * @example
+ * const kubeadm = files({ name: 'kubeadm', paths: ['/etc/kubernetes'], exclude: ['**\/*.log'] });
+ */
+export function files(options: FilesOptions): FilesComponent {
+  return new FilesComponent(options);
+}
+
+/**
+ * Builds a {@link FilesComponent} from a JSON config object — what the `bk` CLI passes for a
+ * `{ "kind": "files", ... }` entry of its config file. Accepts the fields of {@link FilesOptions}
+ * plus `kind`, which must be `"files"` when present.
+ *
+ * @throws {ConfigError} naming the bad field: an unknown field, a wrong type, or any problem
+ *   the constructor reports.
+ * @example
+ * const component = fromConfig({ kind: 'files', name: 'haproxy', paths: ['/etc/haproxy'] });
+ */
+export function fromConfig(config: Record<string, unknown>): FilesComponent {
+  const where = 'files component config';
+  if (!isRecord(config)) throw new ConfigError(`${where}: must be a JSON object.`);
+  for (const field of Object.keys(config)) {
+    if (!CONFIG_FIELDS.includes(field)) {
+      throw new ConfigError(
+        `${where}: "${field}" is not a field of a files component; known fields: ${CONFIG_FIELDS.join(', ')}.`,
+      );
+    }
+  }
+  if (config.kind !== undefined && config.kind !== 'files') {
+    throw new ConfigError(`${where}: "kind" must be "files", got ${JSON.stringify(config.kind)}.`);
+  }
+  if (config.name !== undefined && typeof config.name !== 'string') {
+    throw new ConfigError(`${where}: "name" must be a string.`);
+  }
+  if (config.followSymlinks !== undefined && config.followSymlinks !== false) {
+    throw new ConfigError(
+      `${where}: "followSymlinks" can only be false; symbolic links are always stored as links.`,
+    );
+  }
+  for (const field of ['root', 'restoreTo'] as const) {
+    if (config[field] !== undefined && typeof config[field] !== 'string') {
+      throw new ConfigError(`${where}: "${field}" must be a string (an absolute path).`);
+    }
+  }
+  const label = config.name === undefined ? where : `${where} "${config.name}"`;
+  const options: FilesOptions = {
+    paths: stringList(config.paths, 'paths', label, true),
+    ...(config.name === undefined ? {} : { name: config.name as string }),
+    ...(config.root === undefined ? {} : { root: config.root as string }),
+    ...(config.restoreTo === undefined ? {} : { restoreTo: config.restoreTo as string }),
+    ...(config.include === undefined ? {} : { include: stringList(config.include, 'include', label, false) }),
+    ...(config.exclude === undefined ? {} : { exclude: stringList(config.exclude, 'exclude', label, false) }),
+    ...(config.followSymlinks === undefined ? {} : { followSymlinks: false as const }),
+  };
+  return new FilesComponent(options);
+}

@@ -1,0 +1,1 @@
+export { FilesComponent, type FilesOptions, files, fromConfig, READ_CHUNK_SIZE } from './files-component.ts';

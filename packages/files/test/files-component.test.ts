@@ -1,0 +1,506 @@
+import {
+  appendFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AbortedError,
+  BkError,
+  backup,
+  ComponentError,
+  ConfigError,
+  ConflictError,
+  type ConflictPolicy,
+  type Entry,
+  IntegrityError,
+  MemoryStorage,
+  type ProgressEvent,
+  type RestoreContext,
+  restore,
+  UnsafePathError,
+} from '@bk/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FilesComponent, files, fromConfig } from '../src/index.ts';
+import { removeTree, snapshotTree, writeSampleTree } from './tree.ts';
+
+let sandbox: string;
+
+beforeEach(async () => {
+  sandbox = await mkdtemp(join(tmpdir(), 'bk-files-'));
+});
+
+afterEach(async () => {
+  await removeTree(sandbox);
+});
+
+function backupContext(events: ProgressEvent[] = [], signal = new AbortController().signal) {
+  return { signal, progress: (event: ProgressEvent) => events.push(event), backupName: 'test' };
+}
+
+function restoreContext(conflict: ConflictPolicy = 'fail', events: ProgressEvent[] = []): RestoreContext {
+  return {
+    signal: new AbortController().signal,
+    progress: (event) => events.push(event),
+    backupName: 'test',
+    component: { name: 'files', kind: 'files', info: {} },
+    conflict,
+  };
+}
+
+async function collectEntries(component: FilesComponent, events: ProgressEvent[] = []): Promise<Entry[]> {
+  const entries: Entry[] = [];
+  for await (const entry of component.backup(backupContext(events))) {
+    if (entry.body)
+      for await (const _ of entry.body) {
+        // Drained: the walk is what is under test.
+      }
+    entries.push(entry);
+  }
+  return entries;
+}
+
+async function paths(component: FilesComponent): Promise<string[]> {
+  return (await collectEntries(component)).map((entry) => entry.path);
+}
+
+async function* entriesOf(entries: Entry[]): AsyncIterable<Entry> {
+  yield* entries;
+}
+
+function text(value: string): AsyncIterable<Uint8Array> {
+  return (async function* () {
+    yield new TextEncoder().encode(value);
+  })();
+}
+
+async function caught(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected the call to throw');
+}
+
+/** Everything under `directory` (recursively, links not followed) except what lies under `skip`. */
+async function listing(directory: string, skip: string): Promise<string[]> {
+  const found: string[] = [];
+  async function walk(current: string): Promise<void> {
+    for (const entry of (await readdir(current, { withFileTypes: true })).sort((a, b) =>
+      a.name < b.name ? -1 : 1,
+    )) {
+      const absolute = join(current, entry.name);
+      if (absolute === skip) continue;
+      const stats = await lstat(absolute);
+      found.push(`${absolute} ${stats.mode.toString(8)} ${stats.size} ${stats.mtimeMs}`);
+      if (entry.isDirectory()) await walk(absolute);
+    }
+  }
+  await walk(directory);
+  return found;
+}
+
+describe('FilesComponent backup and restore', () => {
+  it('round-trips a tree with contents, modes and mtimes through MemoryStorage', async () => {
+    const source = join(sandbox, 'source');
+    const target = join(sandbox, 'target');
+    await mkdir(source);
+    await writeSampleTree(source);
+    const storage = new MemoryStorage();
+    const component = files({ root: source, paths: ['.'], restoreTo: target });
+    const result = await backup({ storage, components: [component] });
+    const restored = await restore({ storage, name: result.name, restorers: [component] });
+    const expected = await snapshotTree(source);
+    expect(await snapshotTree(target)).toEqual(expected);
+    expect(expected.find((item) => item.path === 'secret.key')?.mode).toBe(0o600);
+    expect(expected.find((item) => item.path === 'big.bin')?.size).toBe(3 * 1024 * 1024);
+    expect(await readlink(join(target, 'conf/link-to-cfg'))).toBe('haproxy.cfg');
+    expect(restored.components.files).toEqual({
+      entries: expected.length,
+      bytes: expect.any(Number),
+      skipped: 0,
+    });
+    const manifestPaths = result.manifest.components[0]!.entries.map((entry) => entry.path);
+    expect(manifestPaths.indexOf('conf')).toBeLessThan(manifestPaths.indexOf('conf/haproxy.cfg'));
+  });
+
+  it('yields directories before their contents, in the same order every time', async () => {
+    await writeSampleTree(sandbox);
+    const component = files({ root: sandbox, paths: [sandbox] });
+    const first = await paths(component);
+    expect(first).toEqual(await paths(component));
+    expect(first).toEqual([
+      'big.bin',
+      'conf',
+      'conf/empty.txt',
+      'conf/haproxy.cfg',
+      'conf/link-to-cfg',
+      'conf/nested',
+      'conf/nested/deeper',
+      'conf/nested/deeper/leaf.txt',
+      'conf/nested/notes.txt',
+      'emoji-🎉.txt',
+      'latest',
+      'naïve café',
+      'naïve café/日本語.txt',
+      'readonly',
+      'readonly/inside.txt',
+      'secret.key',
+    ]);
+    const entries = await collectEntries(component);
+    expect(entries.find((entry) => entry.path === 'latest')).toMatchObject({
+      type: 'symlink',
+      linkTarget: 'conf/nested',
+    });
+    expect(entries.find((entry) => entry.path === 'conf/nested')).toMatchObject({
+      type: 'directory',
+      mode: 0o750,
+    });
+  });
+
+  it('applies include and exclude globs to root-relative paths', async () => {
+    await writeSampleTree(sandbox);
+    expect(await paths(files({ root: sandbox, paths: ['.'], include: ['**/*.cfg'] }))).toEqual([
+      'conf',
+      'conf/haproxy.cfg',
+    ]);
+    expect(
+      await paths(files({ root: sandbox, paths: ['conf'], include: ['conf/**'], exclude: ['**/*.txt'] })),
+    ).toEqual(['conf', 'conf/haproxy.cfg', 'conf/link-to-cfg', 'conf/nested', 'conf/nested/deeper']);
+    expect(await paths(files({ root: sandbox, paths: ['conf'], exclude: ['conf/nested'] }))).toEqual([
+      'conf',
+      'conf/empty.txt',
+      'conf/haproxy.cfg',
+      'conf/link-to-cfg',
+    ]);
+  });
+
+  it('reads overlapping paths once', async () => {
+    await writeSampleTree(sandbox);
+    const component = files({
+      root: sandbox,
+      paths: [
+        'conf/nested',
+        'conf',
+        join(sandbox, 'conf/haproxy.cfg'),
+        'secret.key',
+        'conf',
+        'conf/nested/deeper',
+      ],
+    });
+    expect(await paths(component)).toEqual([
+      'conf',
+      'conf/empty.txt',
+      'conf/haproxy.cfg',
+      'conf/link-to-cfg',
+      'conf/nested',
+      'conf/nested/deeper',
+      'conf/nested/deeper/leaf.txt',
+      'conf/nested/notes.txt',
+      'secret.key',
+    ]);
+    const storage = new MemoryStorage();
+    await backup({ storage, components: [component] });
+  });
+
+  it('fails with a ConfigError naming a configured path that does not exist', async () => {
+    const component = files({ root: sandbox, paths: ['missing.cfg'] });
+    const error = await caught(collectEntries(component));
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain('missing.cfg');
+    const storage = new MemoryStorage();
+    expect(await caught(backup({ storage, components: [component] }))).toBeInstanceOf(ConfigError);
+  });
+
+  it('skips sockets with a warning event', async () => {
+    await writeFile(join(sandbox, 'plain.txt'), 'x');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(sandbox, 'control.sock'), resolve));
+    try {
+      const events: ProgressEvent[] = [];
+      const entries = await collectEntries(files({ root: sandbox, paths: ['.'] }), events);
+      expect(entries.map((entry) => entry.path)).toEqual(['plain.txt']);
+      expect(events).toContainEqual(
+        expect.objectContaining({
+          type: 'warning',
+          component: 'files',
+          message: expect.stringContaining('socket'),
+        }),
+      );
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('fails the backup when a file changes while it is read', async () => {
+    await writeFile(join(sandbox, 'growing.log'), 'first line\n');
+    const component = files({ root: sandbox, paths: ['growing.log'] });
+    const iterator = component.backup(backupContext())[Symbol.asyncIterator]();
+    const { value: entry } = await iterator.next();
+    await appendFile(join(sandbox, 'growing.log'), 'second line\n');
+    const error = await caught(
+      (async () => {
+        for await (const _ of (entry as Entry).body!) {
+          // Reading is what fails.
+        }
+      })(),
+    );
+    expect(error).toBeInstanceOf(ComponentError);
+    expect((error as Error).message).toContain('growing.log');
+  });
+
+  it('stops when the signal is aborted', async () => {
+    await writeSampleTree(sandbox);
+    const controller = new AbortController();
+    controller.abort();
+    const component = files({ root: sandbox, paths: ['.'] });
+    const error = await caught(
+      (async () => {
+        for await (const _ of component.backup(backupContext([], controller.signal))) {
+          // Never reached.
+        }
+      })(),
+    );
+    expect(error).toBeInstanceOf(AbortedError);
+  });
+
+  it('reports what it does not capture', async () => {
+    const info = await files({ paths: ['/etc/hostname'] }).describe(backupContext());
+    expect(info.capabilities).toEqual({ selectiveRestore: false, restoreIntoExisting: true });
+    expect(info.notCaptured?.join('\n')).toMatch(/owners[\s\S]*ACLs[\s\S]*hard links[\s\S]*sockets/);
+    expect(info.details).toMatchObject({ root: '/', paths: ['etc/hostname'] });
+  });
+});
+
+describe('FilesComponent conflict policies', () => {
+  async function prepare(): Promise<{
+    storage: MemoryStorage;
+    name: string;
+    source: string;
+    target: string;
+  }> {
+    const source = join(sandbox, 'source');
+    const target = join(sandbox, 'target');
+    await mkdir(source);
+    await writeSampleTree(source);
+    await mkdir(join(target, 'conf'), { recursive: true });
+    await writeFile(join(target, 'conf/haproxy.cfg'), 'LOCAL EDIT\n');
+    const storage = new MemoryStorage();
+    const result = await backup({ storage, components: [files({ root: source, paths: ['.'] })] });
+    return { storage, name: result.name, source, target };
+  }
+
+  it('fail: throws ConflictError and leaves the existing file untouched', async () => {
+    const { storage, name, source, target } = await prepare();
+    const component = files({ root: source, paths: ['.'], restoreTo: target });
+    const error = await caught(restore({ storage, name, restorers: [component], conflict: 'fail' }));
+    expect(error).toBeInstanceOf(ConflictError);
+    expect((error as ConflictError).path).toBe('conf/haproxy.cfg');
+    expect(await readFile(join(target, 'conf/haproxy.cfg'), 'utf8')).toBe('LOCAL EDIT\n');
+    expect((await readdir(join(target, 'conf'))).filter((name) => name.includes('.bk-'))).toEqual([]);
+  });
+
+  it('skip: keeps the existing file and restores the rest', async () => {
+    const { storage, name, source, target } = await prepare();
+    const component = files({ root: source, paths: ['.'], restoreTo: target });
+    const result = await restore({ storage, name, restorers: [component], conflict: 'skip' });
+    expect(result.components.files!.skipped).toBe(1);
+    expect(await readFile(join(target, 'conf/haproxy.cfg'), 'utf8')).toBe('LOCAL EDIT\n');
+    expect(await readFile(join(target, 'conf/nested/notes.txt'), 'utf8')).toBe('notes\n');
+    const restored = await snapshotTree(target);
+    expect(restored.find((item) => item.path === 'big.bin')).toEqual(
+      (await snapshotTree(source)).find((item) => item.path === 'big.bin'),
+    );
+  });
+
+  it('overwrite: replaces the existing file', async () => {
+    const { storage, name, source, target } = await prepare();
+    const component = files({ root: source, paths: ['.'], restoreTo: target });
+    await restore({ storage, name, restorers: [component], conflict: 'overwrite' });
+    expect(await snapshotTree(target)).toEqual(await snapshotTree(source));
+  });
+
+  it('overwrite: refuses to replace a directory with a file', async () => {
+    const { storage, name, source, target } = await prepare();
+    await mkdir(join(target, 'secret.key'));
+    const component = files({ root: source, paths: ['.'], restoreTo: target });
+    const error = await caught(restore({ storage, name, restorers: [component], conflict: 'overwrite' }));
+    expect(error).toBeInstanceOf(ConflictError);
+    expect((await lstat(join(target, 'secret.key'))).isDirectory()).toBe(true);
+  });
+
+  it('overwrite: replaces a link with a file without following it', async () => {
+    const outside = join(sandbox, 'outside.txt');
+    await writeFile(outside, 'outside\n');
+    const target = join(sandbox, 'target');
+    await mkdir(target);
+    await symlink(outside, join(target, 'app.cfg'));
+    const component = files({ root: target, paths: ['.'] });
+    await component.restore(
+      entriesOf([{ path: 'app.cfg', type: 'file', size: 4, mode: 0o644, body: text('new\n') }]),
+      restoreContext('overwrite'),
+    );
+    expect(await readFile(outside, 'utf8')).toBe('outside\n');
+    expect((await lstat(join(target, 'app.cfg'))).isFile()).toBe(true);
+    expect(await readFile(join(target, 'app.cfg'), 'utf8')).toBe('new\n');
+  });
+});
+
+describe('FilesComponent refuses hostile entries', () => {
+  const file = (path: string): Entry => ({ path, type: 'file', size: 3, mode: 0o644, body: text('bad') });
+  const link = (path: string, linkTarget: string): Entry => ({ path, type: 'symlink', linkTarget });
+
+  const cases: Array<{ name: string; entries: () => Entry[]; setup?: (target: string) => Promise<void> }> = [
+    { name: '../x', entries: () => [file('../x')] },
+    { name: '/abs/x', entries: () => [file('/abs/x')] },
+    { name: 'a/../../x', entries: () => [file('a/../../x')] },
+    { name: 'link -> ../../outside', entries: () => [link('link', '../../outside')] },
+    { name: 'link -> /etc', entries: () => [link('link', '/etc')] },
+    { name: 'dir -> .. then dir/x', entries: () => [link('dir', '..'), file('dir/x')] },
+    {
+      name: 'a/b/m -> ../.. then a/b/l -> m/..',
+      entries: () => [link('a/b/m', '../..'), link('a/b/l', 'm/..')],
+    },
+    {
+      name: 'a file under a pre-existing link to outside',
+      setup: (target) => symlink('../outside', join(target, 'escape')),
+      entries: () => [file('escape/x')],
+    },
+    {
+      name: 'a directory and a file under a pre-existing link to outside',
+      setup: (target) => symlink('../outside', join(target, 'escape')),
+      entries: () => [file('escape/deeper/x')],
+    },
+  ];
+
+  for (const policy of ['fail', 'skip', 'overwrite'] as const) {
+    for (const hostile of cases) {
+      it(`${hostile.name} (conflict ${policy})`, async () => {
+        const target = join(sandbox, 'target');
+        const outside = join(sandbox, 'outside');
+        await mkdir(target);
+        await mkdir(outside);
+        await writeFile(join(outside, 'sentinel.txt'), 'sentinel\n');
+        await hostile.setup?.(target);
+        const before = await listing(sandbox, target);
+        const targetBefore = await listing(target, '');
+        const component = files({ root: target, paths: ['.'] });
+        const error = await caught(component.restore(entriesOf(hostile.entries()), restoreContext(policy)));
+        expect(error).toBeInstanceOf(UnsafePathError);
+        expect(BkError.isInstance(error) && error.code).toBe('BK_UNSAFE_PATH');
+        expect(await listing(sandbox, target)).toEqual(before);
+        // Only the harmless first link of the chain case may have been written.
+        const written = (await listing(target, '')).filter((line) => !targetBefore.includes(line));
+        expect(written.every((line) => line.includes(join(target, 'a')))).toBe(true);
+        await expect(lstat('/abs/x')).rejects.toThrow();
+      });
+    }
+  }
+
+  it('skip: skips everything under a directory that is something else in the target', async () => {
+    const target = join(sandbox, 'target');
+    await mkdir(target);
+    await mkdir(join(sandbox, 'outside'));
+    await symlink('../outside', join(target, 'escape'));
+    const component = files({ root: target, paths: ['.'] });
+    const report = await component.restore(
+      entriesOf([{ path: 'escape', type: 'directory', mode: 0o755 }, file('escape/x')]),
+      restoreContext('skip'),
+    );
+    expect(report).toEqual({ entries: 0, bytes: 0, skipped: 2 });
+    expect(await readdir(join(sandbox, 'outside'))).toEqual([]);
+  });
+
+  it('leaves neither the file nor a temporary file when a body fails at its end', async () => {
+    const target = join(sandbox, 'target');
+    const component = files({ root: target, paths: ['.'] });
+    const corrupt: Entry = {
+      path: 'conf/app.cfg',
+      type: 'file',
+      size: 6,
+      mode: 0o644,
+      body: (async function* () {
+        yield new TextEncoder().encode('hello\n');
+        throw new IntegrityError('Entry "files/conf/app.cfg" is corrupt.', { entry: 'files/conf/app.cfg' });
+      })(),
+    };
+    const error = await caught(
+      component.restore(
+        entriesOf([{ path: 'conf', type: 'directory', mode: 0o755 }, corrupt]),
+        restoreContext(),
+      ),
+    );
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect(await readdir(join(target, 'conf'))).toEqual([]);
+  });
+
+  it('refuses a body shorter than its size', async () => {
+    const target = join(sandbox, 'target');
+    const component = files({ root: target, paths: ['.'] });
+    const error = await caught(
+      component.restore(
+        entriesOf([{ path: 'short', type: 'file', size: 10, body: text('abc') }]),
+        restoreContext(),
+      ),
+    );
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect(await readdir(target)).toEqual([]);
+  });
+});
+
+describe('fromConfig', () => {
+  it('builds a component from a config entry', async () => {
+    const component = fromConfig({
+      kind: 'files',
+      name: 'haproxy',
+      root: sandbox,
+      paths: ['conf'],
+      include: ['**/*.cfg'],
+      exclude: ['**/*.bak'],
+      restoreTo: join(sandbox, 'restored'),
+      followSymlinks: false,
+    });
+    expect(component).toBeInstanceOf(FilesComponent);
+    expect(component.kind).toBe('files');
+    expect(component.name).toBe('haproxy');
+    expect(component.restoreTo).toBe(join(sandbox, 'restored'));
+    expect(fromConfig({ paths: ['/etc/hosts'] }).name).toBe('files');
+  });
+
+  const invalid: Array<[string, Record<string, unknown>, string]> = [
+    ['an unknown field', { paths: ['/etc'], pahts: ['/etc'] }, 'pahts'],
+    ['missing paths', {}, 'paths'],
+    ['empty paths', { paths: [] }, 'paths'],
+    ['paths that are not strings', { paths: [1] }, 'paths'],
+    ['another kind', { kind: 'influx', paths: ['/etc'] }, 'kind'],
+    ['a relative root', { root: 'etc', paths: ['hosts'] }, 'root'],
+    ['a relative restoreTo', { paths: ['/etc'], restoreTo: 'restored' }, 'restoreTo'],
+    ['a path outside root', { root: '/srv/app', paths: ['/etc/passwd'] }, 'outside root'],
+    ['include that is not a list', { paths: ['/etc'], include: '*.cfg' }, 'include'],
+    ['exclude with a non-string', { paths: ['/etc'], exclude: [null] }, 'exclude'],
+    ['followSymlinks true', { paths: ['/etc'], followSymlinks: true }, 'followSymlinks'],
+    ['a name with a slash', { name: 'a/b', paths: ['/etc'] }, 'name'],
+    ['a name that is not a string', { name: 3, paths: ['/etc'] }, 'name'],
+  ];
+  for (const [what, config, field] of invalid) {
+    it(`rejects ${what} with a ConfigError naming ${field}`, () => {
+      let error: unknown;
+      try {
+        fromConfig(config);
+      } catch (thrown) {
+        error = thrown;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toContain(field);
+    });
+  }
+});
