@@ -8,7 +8,8 @@ export const tsupBase: Options = {
   format: ['esm'],
   target: 'node22',
   platform: 'node',
-  dts: true,
+  // tsup's declaration build cannot run with `composite` (TS6307); `tsc --build` keeps using it.
+  dts: { compilerOptions: { composite: false } },
   sourcemap: true,
   clean: true,
   splitting: false,

@@ -70,7 +70,7 @@ export {
   parseBackupName,
   SIDECAR_SUFFIX,
 } from './naming.ts';
-export { linkStaysInside, safeEntryPath } from './paths.ts';
+export { checkComponentName, linkStaysInside, safeEntryPath } from './paths.ts';
 export { ignoreProgress, type ProgressEvent, type ProgressListener } from './progress.ts';
 export { type BackupOptions, type BackupResult, backup, selectComponents } from './runners/backup.ts';
 export {

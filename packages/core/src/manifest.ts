@@ -1,6 +1,6 @@
 import type { ComponentInfo, EntryType } from './contracts.ts';
 import { ManifestError, ManifestVersionError } from './errors.ts';
-import { safeEntryPath } from './paths.ts';
+import { checkComponentName, safeEntryPath } from './paths.ts';
 
 /** Identifies a bk manifest. */
 export const MANIFEST_FORMAT = 'bk-backup';
@@ -140,6 +140,11 @@ export function validateManifest(value: unknown): Manifest {
     const where = `components[${index}]`;
     const component = expectObject(value, where);
     const name = expectString(component.name, `${where}.name`);
+    try {
+      checkComponentName(name);
+    } catch {
+      fail(`${where}.name`, 'must be one safe path segment');
+    }
     if (names.has(name)) fail(`${where}.name`, `repeats "${name}"`);
     names.add(name);
     expectString(component.kind, `${where}.kind`);

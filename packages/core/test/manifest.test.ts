@@ -66,5 +66,11 @@ describe('manifest', () => {
       validateManifest({ ...valid, components: [valid.components[0], valid.components[0]] }),
     ).toThrow(/repeats/);
     expect(() => parseManifest('{not json')).toThrow(ManifestError);
+    for (const name of ['..', '/tmp/x', 'a/b', 'manifest.json', '']) {
+      expect(
+        () => validateManifest({ ...valid, components: [{ ...valid.components[0]!, name }] }),
+        name,
+      ).toThrow(/components\[0\]\.name/);
+    }
   });
 });

@@ -12,6 +12,7 @@ import {
   serializeManifest,
 } from '../manifest.ts';
 import { ARCHIVE_SUFFIX, formatBackupName, joinKey, LOCK_SUFFIX, SIDECAR_SUFFIX } from '../naming.ts';
+import { checkComponentName } from '../paths.ts';
 import { ignoreProgress, type ProgressListener } from '../progress.ts';
 import { countBytes } from '../streams.ts';
 import { packTar } from '../tar.ts';
@@ -55,6 +56,7 @@ export function selectComponents<T extends { name: string }>(
 ): T[] {
   const names = new Set<string>();
   for (const component of components) {
+    checkComponentName(component.name);
     if (names.has(component.name))
       throw new ConfigError(`Two components are named "${component.name}"; names must be unique.`);
     names.add(component.name);
