@@ -1,0 +1,94 @@
+import { resolve } from 'node:path';
+import { backup, ConfigError } from '@bk/core';
+import type { Command } from 'commander';
+import type { CommandContext } from '../command-context.ts';
+import { formatBytes } from '../format-bytes.ts';
+import type { ComponentConfig } from '../load-config.ts';
+import { collectValues, parseLabel, parseLevel, parseNameList } from '../option-parsers.ts';
+
+interface BackupFlags {
+  only?: string[];
+  path?: string[];
+  label?: Record<string, string>;
+  level?: number;
+}
+
+/** The name of the ad-hoc component `--path` creates. */
+export const AD_HOC_COMPONENT = 'files';
+
+/** Picks the config entries `--only` may need; unnamed entries are kept, their name is not known yet. */
+export function selectConfigs(configs: ComponentConfig[], only: string[] | undefined): ComponentConfig[] {
+  if (!only || only.length === 0) return configs;
+  return configs.filter((config) => config.name === undefined || only.includes(config.name));
+}
+
+/** Defines `bk backup`. */
+export function defineBackupCommand(program: Command, contextOf: (command: Command) => CommandContext): void {
+  program
+    .command('backup')
+    .description('back up the configured components (or --path) into the target')
+    .option('--only <names>', 'back up only these components (comma-separated)', parseNameList)
+    .option(
+      '--path <path>',
+      `back up this path (repeatable) as component "${AD_HOC_COMPONENT}" instead of the config's components`,
+      collectValues,
+    )
+    .option('--label <key=value>', 'record a label in the manifest (repeatable)', parseLabel)
+    .option('--level <1-9>', 'gzip level (default 6)', parseLevel)
+    .action(async (flags: BackupFlags, command: Command) => {
+      const context = contextOf(command);
+      const configs: ComponentConfig[] = flags.path
+        ? [
+            {
+              kind: 'files',
+              name: AD_HOC_COMPONENT,
+              root: '/',
+              paths: flags.path.map((path) => resolve(context.io.cwd, path)),
+            },
+          ]
+        : selectConfigs((await context.config()).components, flags.only);
+      if (configs.length === 0) {
+        throw new ConfigError(
+          'Nothing to back up: add "components" to the config file (see --config) or pass --path <path>.',
+        );
+      }
+      const components = await context.components(configs);
+      const storage = await context.storage();
+      const progress = context.progress();
+      let result: Awaited<ReturnType<typeof backup>>;
+      try {
+        result = await backup({
+          storage,
+          components,
+          prefix: await context.prefix(),
+          ...(flags.only ? { only: flags.only } : {}),
+          ...(flags.label ? { labels: flags.label } : {}),
+          ...(flags.level ? { compressionLevel: flags.level } : {}),
+          ...(progress.listener ? { onProgress: progress.listener } : {}),
+          signal: context.signal,
+        });
+      } finally {
+        progress.finish();
+      }
+      const location = await context.location(result.key);
+      const { manifest } = result;
+      context.printJson({
+        name: result.name,
+        key: result.key,
+        sidecarKey: result.sidecarKey,
+        location,
+        size: result.size,
+        sha256: result.sha256,
+        createdAt: manifest.createdAt,
+        completedAt: manifest.completedAt,
+        components: manifest.components.map((component) => ({
+          name: component.name,
+          kind: component.kind,
+          ...(component.version === undefined ? {} : { version: component.version }),
+          entries: component.stats.entries,
+          bytes: component.stats.bytes,
+        })),
+      });
+      context.print(`${result.name}  ${formatBytes(result.size)}  sha256 ${result.sha256}  ${location}`);
+    });
+}

@@ -1,0 +1,58 @@
+import { inspect, type ManifestEntry } from '@bk/core';
+import type { Command } from 'commander';
+import type { CommandContext } from '../command-context.ts';
+import { formatBytes } from '../format-bytes.ts';
+import { formatEntries } from '../format-entries.ts';
+
+function describeEntry(component: string, entry: ManifestEntry): string {
+  const path = `${component}/${entry.path}`;
+  if (entry.type === 'directory') return `${path}/  -  directory`;
+  if (entry.type === 'symlink') return `${path}  -  symlink -> ${entry.linkTarget ?? ''}`;
+  return `${path}  ${entry.size}  ${entry.sha256 ?? '-'}`;
+}
+
+/** Defines `bk inspect [name|latest]`. */
+export function defineInspectCommand(
+  program: Command,
+  contextOf: (command: Command) => CommandContext,
+): void {
+  program
+    .command('inspect')
+    .description("show a backup's manifest: components, versions, entries (default: the latest)")
+    .argument('[name]', 'a backup name, or "latest"', 'latest')
+    .option('--entries', 'list every entry: path, size, sha256')
+    .action(async (name: string, flags: { entries?: boolean }, command: Command) => {
+      const context = contextOf(command);
+      const manifest = await inspect({
+        storage: await context.storage(),
+        name,
+        prefix: await context.prefix(),
+        signal: context.signal,
+      });
+      context.printJson(manifest);
+      const entries = manifest.components.reduce((sum, component) => sum + component.stats.entries, 0);
+      const bytes = manifest.components.reduce((sum, component) => sum + component.stats.bytes, 0);
+      const labels = Object.entries(manifest.labels).map(([key, value]) => `${key}=${value}`);
+      context.print(manifest.name);
+      context.print(`  created     ${manifest.createdAt}  (completed ${manifest.completedAt})`);
+      context.print(`  bk          ${manifest.bk.version}`);
+      context.print(
+        `  archive     ${await context.location(manifest.archive.key)}  ${formatBytes(manifest.archive.size)}  sha256 ${manifest.archive.sha256}`,
+      );
+      if (manifest.parent) context.print(`  parent      ${manifest.parent}`);
+      if (labels.length > 0) context.print(`  labels      ${labels.join(' ')}`);
+      context.print(`  contents    ${formatEntries(entries)}, ${formatBytes(bytes)}`);
+      context.print('  components');
+      for (const component of manifest.components) {
+        const version = component.version === undefined ? '' : `  version ${component.version}`;
+        context.print(
+          `    ${component.name}  (${component.kind})${version}  ${formatEntries(component.stats.entries)}  ${formatBytes(component.stats.bytes)}`,
+        );
+        for (const note of component.info.notCaptured ?? []) context.print(`      not captured: ${note}`);
+        if (flags.entries) {
+          for (const entry of component.entries)
+            context.print(`      ${describeEntry(component.name, entry)}`);
+        }
+      }
+    });
+}

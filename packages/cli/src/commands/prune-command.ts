@@ -1,0 +1,40 @@
+import { prune, type RetentionPolicy } from '@bk/core';
+import type { Command } from 'commander';
+import type { CommandContext } from '../command-context.ts';
+import { parseCount } from '../option-parsers.ts';
+
+interface PruneFlags extends RetentionPolicy {
+  dryRun?: boolean;
+}
+
+/** Defines `bk prune`. */
+export function definePruneCommand(program: Command, contextOf: (command: Command) => CommandContext): void {
+  program
+    .command('prune')
+    .description("delete backups the retention policy does not keep (flags override the config's retention)")
+    .option('--keep-last <n>', 'keep the N newest backups', parseCount)
+    .option('--keep-daily <n>', 'keep the newest backup of each of the N newest days (UTC)', parseCount)
+    .option('--keep-weekly <n>', 'keep the newest backup of each of the N newest ISO weeks', parseCount)
+    .option('--keep-monthly <n>', 'keep the newest backup of each of the N newest months', parseCount)
+    .option('--dry-run', 'show what would be deleted, delete nothing')
+    .action(async (flags: PruneFlags, command: Command) => {
+      const context = contextOf(command);
+      const policy: RetentionPolicy = { ...(await context.config()).retention };
+      for (const field of ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const) {
+        if (flags[field] !== undefined) policy[field] = flags[field];
+      }
+      const dryRun = flags.dryRun === true;
+      const result = await prune({
+        storage: await context.storage(),
+        prefix: await context.prefix(),
+        ...policy,
+        dryRun,
+        signal: context.signal,
+      });
+      context.printJson({ dryRun, ...result });
+      const verb = dryRun ? 'would delete' : 'deleted';
+      for (const name of result.deleted) context.print(`${verb} ${name}`);
+      for (const key of result.orphans) context.print(`${verb} leftover ${key}`);
+      for (const name of result.kept) context.print(`kept ${name}`);
+    });
+}

@@ -1,0 +1,89 @@
+import { resolve } from 'node:path';
+import { ConfigError, type ConflictPolicy, inspect, type Restorer, restore } from '@bk/core';
+import { type Command, Option } from 'commander';
+import type { CommandContext } from '../command-context.ts';
+import { formatBytes } from '../format-bytes.ts';
+import { formatEntries } from '../format-entries.ts';
+import type { ComponentConfig } from '../load-config.ts';
+import { parseNameList } from '../option-parsers.ts';
+
+interface RestoreFlags {
+  only?: string[];
+  conflict: ConflictPolicy;
+  to?: string;
+}
+
+/** Defines `bk restore [name|latest]`. */
+export function defineRestoreCommand(
+  program: Command,
+  contextOf: (command: Command) => CommandContext,
+): void {
+  program
+    .command('restore')
+    .description('restore a backup into its components (default: the latest backup)')
+    .argument('[name]', 'a backup name, or "latest"', 'latest')
+    .option('--only <names>', 'restore only these components (comma-separated)', parseNameList)
+    .addOption(
+      new Option('--conflict <policy>', 'when data exists in the target: fail, skip or overwrite')
+        .choices(['fail', 'skip', 'overwrite'])
+        .default('fail'),
+    )
+    .option('--to <dir>', 'restore every files component into this directory instead of its original place')
+    .action(async (name: string, flags: RestoreFlags, command: Command) => {
+      const context = contextOf(command);
+      const storage = await context.storage();
+      const prefix = await context.prefix();
+      const { signal } = context;
+      // Resolving "latest" once keeps the restore on this backup even if another completes meanwhile.
+      const manifest = await inspect({ storage, name, prefix, signal });
+      const wanted = new Set(flags.only ?? manifest.components.map((component) => component.name));
+      const to = flags.to === undefined ? undefined : resolve(context.io.cwd, flags.to);
+      const configs: ComponentConfig[] = (await context.config()).components
+        .filter((config) => config.name === undefined || wanted.has(config.name))
+        .map((config) =>
+          to !== undefined && config.kind === 'files' ? { ...config, restoreTo: to } : config,
+        );
+      const restorers: Restorer[] = await context.components(configs);
+      const configured = new Set(restorers.map((restorer) => restorer.name));
+      const unconfigured = manifest.components.filter(
+        (component) => wanted.has(component.name) && !configured.has(component.name),
+      );
+      const adHoc = unconfigured.filter((component) => component.kind === 'files');
+      if (to === undefined && adHoc.length > 0) {
+        throw new ConfigError(
+          `Component "${adHoc[0]!.name}" of ${manifest.name} is not in the config: pass --to <dir> to restore it into a directory, or configure it to restore it in place.`,
+        );
+      }
+      if (to !== undefined) {
+        restorers.push(
+          ...(await context.components(
+            adHoc.map((component) => ({ kind: 'files', name: component.name, paths: ['/'], restoreTo: to })),
+          )),
+        );
+      }
+      const progress = context.progress();
+      let result: Awaited<ReturnType<typeof restore>>;
+      try {
+        result = await restore({
+          storage,
+          name: manifest.name,
+          restorers,
+          conflict: flags.conflict,
+          prefix,
+          ...(flags.only ? { only: flags.only } : {}),
+          ...(progress.listener ? { onProgress: progress.listener } : {}),
+          signal,
+        });
+      } finally {
+        progress.finish();
+      }
+      const reports = Object.entries(result.components);
+      const entries = reports.reduce((sum, [, report]) => sum + report.entries, 0);
+      const bytes = reports.reduce((sum, [, report]) => sum + report.bytes, 0);
+      const skipped = reports.reduce((sum, [, report]) => sum + (report.skipped ?? 0), 0);
+      context.printJson({ name: result.name, entries, bytes, skipped, components: result.components });
+      context.print(
+        `restored ${result.name}: ${formatEntries(entries)}, ${formatBytes(bytes)}${skipped ? `, ${skipped} skipped` : ''}`,
+      );
+    });
+}

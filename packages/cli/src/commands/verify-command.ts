@@ -1,0 +1,40 @@
+import { verify } from '@bk/core';
+import type { Command } from 'commander';
+import type { CommandContext } from '../command-context.ts';
+import { formatBytes } from '../format-bytes.ts';
+import { formatEntries } from '../format-entries.ts';
+
+/** Defines `bk verify [name|latest]`. */
+export function defineVerifyCommand(program: Command, contextOf: (command: Command) => CommandContext): void {
+  program
+    .command('verify')
+    .description('re-read a backup and check every entry against its manifest (default: the latest)')
+    .argument('[name]', 'a backup name, or "latest"', 'latest')
+    .action(async (name: string, _flags: unknown, command: Command) => {
+      const context = contextOf(command);
+      const progress = context.progress();
+      let result: Awaited<ReturnType<typeof verify>>;
+      try {
+        result = await verify({
+          storage: await context.storage(),
+          name,
+          prefix: await context.prefix(),
+          ...(progress.listener ? { onProgress: progress.listener } : {}),
+          signal: context.signal,
+        });
+      } finally {
+        progress.finish();
+      }
+      const { archive } = result.manifest;
+      context.printJson({
+        name: result.name,
+        ok: true,
+        entries: result.entries,
+        bytes: result.bytes,
+        archive,
+      });
+      context.print(
+        `${result.name}: OK  ${formatEntries(result.entries)}  ${formatBytes(result.bytes)}  archive ${formatBytes(archive.size)} sha256 ${archive.sha256}`,
+      );
+    });
+}

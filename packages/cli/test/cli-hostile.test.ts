@@ -1,0 +1,147 @@
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  collect,
+  gzip,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type Manifest,
+  type ManifestComponent,
+  type ManifestEntry,
+  packTar,
+  type SidecarManifest,
+  serializeManifest,
+  sha256Hex,
+  type TarRecordInput,
+} from '@bk/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, removeTempDirs, runBk, tempDir } from './bk-process.ts';
+
+const NAME = 'backup_20260101_000000';
+const PAYLOAD = new TextEncoder().encode('escaped!\n');
+
+interface HostileEntry {
+  path: string;
+  type: 'file' | 'symlink';
+  linkTarget?: string;
+  /** The tar record's name when it differs from what the manifest says. */
+  tarName?: string;
+}
+
+/**
+ * Writes a backup by hand whose sizes and sha256s are all correct, so that only the paths are
+ * hostile: an archive `<component>/<path>` per entry, its manifest last, and the sidecar.
+ */
+async function writeHostileBackup(target: string, component: string, entries: HostileEntry[]): Promise<void> {
+  const manifestEntries: ManifestEntry[] = entries.map((entry) =>
+    entry.type === 'file'
+      ? { path: entry.path, type: 'file', size: PAYLOAD.byteLength, sha256: sha256Hex(PAYLOAD), mode: 0o644 }
+      : { path: entry.path, type: 'symlink', size: 0, linkTarget: entry.linkTarget! },
+  );
+  const manifestComponent: ManifestComponent = {
+    name: component,
+    kind: 'files',
+    info: {},
+    entries: manifestEntries,
+    stats: { entries: entries.length, bytes: manifestEntries.reduce((sum, entry) => sum + entry.size, 0) },
+  };
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    formatVersion: MANIFEST_VERSION,
+    name: NAME,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    completedAt: '2026-01-01T00:00:01.000Z',
+    bk: { version: '0.1.0' },
+    compression: 'gzip',
+    encryption: null,
+    parent: null,
+    labels: {},
+    components: [manifestComponent],
+  };
+  const inner = serializeManifest(manifest);
+  const records = (async function* (): AsyncIterable<TarRecordInput> {
+    for (const entry of entries) {
+      const name = entry.tarName ?? `${component}/${entry.path}`;
+      if (entry.type === 'file') yield { name, type: 'file', size: PAYLOAD.byteLength, body: PAYLOAD };
+      else yield { name, type: 'symlink', size: 0, linkTarget: entry.linkTarget! };
+    }
+    yield { name: 'manifest.json', type: 'file', size: inner.byteLength, body: inner };
+  })();
+  const archive = await collect(gzip(packTar(records)), 16 * 1024 * 1024);
+  const key = `${NAME}.tar.gz`;
+  const sidecar: SidecarManifest = {
+    ...manifest,
+    archive: { key, size: archive.byteLength, sha256: sha256Hex(archive) },
+  };
+  await writeFile(join(target, key), archive);
+  await writeFile(join(target, `${NAME}.manifest.json`), serializeManifest(sidecar));
+}
+
+beforeAll(assertBuilt);
+afterAll(removeTempDirs);
+
+type Case = [title: string, build: (parent: string) => { component: string; entries: HostileEntry[] }];
+
+const cases: Case[] = [
+  ['an entry "../x"', () => ({ component: 'files', entries: [{ path: '../x', type: 'file' }] })],
+  [
+    'an absolute entry path',
+    (parent) => ({ component: 'files', entries: [{ path: `${parent}/x`, type: 'file' }] }),
+  ],
+  [
+    'a symlink escaping the target, then a file beneath it',
+    () => ({
+      component: 'files',
+      entries: [
+        { path: 'link', type: 'symlink', linkTarget: '..' },
+        { path: 'link/x', type: 'file' },
+      ],
+    }),
+  ],
+  [
+    'an absolute symlink, then a file beneath it',
+    (parent) => ({
+      component: 'files',
+      entries: [
+        { path: 'link', type: 'symlink', linkTarget: parent },
+        { path: 'link/x', type: 'file' },
+      ],
+    }),
+  ],
+  [
+    'a tar record "../x" under a harmless manifest path',
+    () => ({ component: 'files', entries: [{ path: 'x', type: 'file', tarName: '../x' }] }),
+  ],
+  [
+    'a tar record "../x" (component "..")',
+    () => ({ component: '..', entries: [{ path: 'x', type: 'file' }] }),
+  ],
+  [
+    'an absolute tar record (absolute component name)',
+    (parent) => ({ component: parent, entries: [{ path: 'x', type: 'file' }] }),
+  ],
+];
+
+describe('hostile archives (end to end)', () => {
+  for (const [title, build] of cases) {
+    it(`refuses ${title} and writes nothing outside --to`, async () => {
+      const target = await tempDir('hostile-target');
+      const parent = await tempDir('hostile-sentinel');
+      const { component, entries } = build(parent);
+      await writeHostileBackup(target, component, entries);
+      const restored = await runBk([
+        'restore',
+        '--to',
+        join(parent, 'restore'),
+        '--target',
+        `file://${target}`,
+      ]);
+      expect([2, 4, 5], `exit ${restored.code}: ${restored.stderr}`).toContain(restored.code);
+      expect(restored.stderr).toMatch(/^bk: /);
+      expect(restored.stderr).not.toMatch(/\n\s+at /);
+      expect((await readdir(parent)).filter((name) => name !== 'restore')).toEqual([]);
+      const inside = await readdir(join(parent, 'restore'), { recursive: true }).catch(() => []);
+      expect(inside.filter((path) => path.endsWith('x'))).toEqual([]);
+    });
+  }
+});
