@@ -78,6 +78,12 @@ export interface FilesOptions {
   restoreTo?: string;
   /** Symbolic links are always stored as links, never followed; only `false` is accepted. */
   followSymlinks?: false;
+  /**
+   * fsync every restored file before it is published, so a restore that reported success
+   * survives a power cut. Costs a disk flush per file (about 2 ms each on an SSD); off by
+   * default, as with `tar -x`.
+   */
+  fsync?: boolean;
 }
 
 /** A configured path, as written and as an entry path (`''` for the root itself). */
@@ -94,7 +100,17 @@ interface DirectoryAttributes {
   mtime: Date | undefined;
 }
 
-const CONFIG_FIELDS = ['kind', 'name', 'root', 'paths', 'include', 'exclude', 'restoreTo', 'followSymlinks'];
+const CONFIG_FIELDS = [
+  'kind',
+  'name',
+  'root',
+  'paths',
+  'include',
+  'exclude',
+  'restoreTo',
+  'followSymlinks',
+  'fsync',
+];
 
 /** Filesystems that cannot make hard links answer `link()` with one of these. */
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
@@ -197,6 +213,7 @@ export class FilesComponent implements Component {
   readonly root: string;
   /** The absolute directory restore writes into. */
   readonly restoreTo: string;
+  readonly fsync: boolean;
   private readonly paths: ConfiguredPath[];
   private readonly include: string[];
   private readonly exclude: string[];
@@ -231,6 +248,7 @@ export class FilesComponent implements Component {
     this.root = absolutePath(options.root ?? '/', 'root', context);
     this.restoreTo =
       options.restoreTo === undefined ? this.root : absolutePath(options.restoreTo, 'restoreTo', context);
+    this.fsync = options.fsync === true;
     this.include = stringList(options.include ?? [], 'include', context, false);
     this.exclude = stringList(options.exclude ?? [], 'exclude', context, false);
     const include = globs(this.include, 'include', context);
@@ -492,7 +510,7 @@ export class FilesComponent implements Component {
       throw this.failure(`cannot create the restore target "${this.restoreTo}"`, error);
     }
     const base = await realpath(this.restoreTo);
-    const run = new RestoreRun(this.name, base, context);
+    const run = new RestoreRun(this.name, base, context, this.fsync);
     for await (const entry of entries) {
       throwIfAborted(context.signal);
       await run.restore(entry);
@@ -524,6 +542,7 @@ class RestoreRun {
     private readonly component: string,
     private readonly base: string,
     private readonly context: RestoreContext,
+    private readonly fsync: boolean,
   ) {}
 
   async restore(entry: Entry): Promise<void> {
@@ -664,7 +683,7 @@ class RestoreRun {
         }
         if (entry.mode !== undefined) await handle.chmod(entry.mode & 0o7777);
         if (entry.mtime !== undefined) await handle.utimes(new Date(), entry.mtime);
-        await handle.sync();
+        if (this.fsync) await handle.sync();
       } finally {
         await handle.close();
       }
@@ -881,6 +900,9 @@ export function fromConfig(config: Record<string, unknown>): FilesComponent {
   if (config.name !== undefined && typeof config.name !== 'string') {
     throw new ConfigError(`${where}: "name" must be a string.`);
   }
+  if (config.fsync !== undefined && typeof config.fsync !== 'boolean') {
+    throw new ConfigError(`${where}: "fsync" must be true or false.`);
+  }
   if (config.followSymlinks !== undefined && config.followSymlinks !== false) {
     throw new ConfigError(
       `${where}: "followSymlinks" can only be false; symbolic links are always stored as links.`,
@@ -900,6 +922,7 @@ export function fromConfig(config: Record<string, unknown>): FilesComponent {
     ...(config.include === undefined ? {} : { include: stringList(config.include, 'include', label, false) }),
     ...(config.exclude === undefined ? {} : { exclude: stringList(config.exclude, 'exclude', label, false) }),
     ...(config.followSymlinks === undefined ? {} : { followSymlinks: false as const }),
+    ...(config.fsync === undefined ? {} : { fsync: config.fsync === true }),
   };
   return new FilesComponent(options);
 }
