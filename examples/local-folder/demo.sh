@@ -23,6 +23,24 @@ bk restore "$name" --to "$restored"
 echo "== compare" >&2
 diff -r "$here/sample" "$restored"
 gzip -t "$archive"
-tar -tzf "$archive" > /dev/null
+extracted="$root/.bk-demo/extracted"
+rm -rf "$extracted" && mkdir -p "$extracted"
+tar -xzf "$archive" -C "$extracted"
+# Every file entry of the manifest must match the extracted file's size and sha256.
+node -e '
+  const { createHash } = require("node:crypto");
+  const { readFileSync } = require("node:fs");
+  const dir = process.argv[1];
+  const manifest = JSON.parse(readFileSync(`${dir}/manifest.json`, "utf8"));
+  let checked = 0;
+  for (const component of manifest.components)
+    for (const entry of component.entries.filter((e) => e.type === "file")) {
+      const bytes = readFileSync(`${dir}/${component.name}/${entry.path}`);
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      if (bytes.length !== entry.size || sha256 !== entry.sha256) throw new Error(`${entry.path} differs from the manifest`);
+      checked += 1;
+    }
+  console.log(`manifest.json matches the ${checked} files GNU tar extracted`);
+' "$extracted"
 echo "restored byte-identically: $(find "$here/sample" -type f | wc -l) files"
-echo "archive: $archive (passes gzip -t; list it with: tar -tzvf $archive)"
+echo "archive: $archive (passes gzip -t, extracts with tar -xzf; list it with: tar -tzvf $archive)"
