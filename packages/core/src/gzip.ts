@@ -1,8 +1,8 @@
-import { once } from 'node:events';
 import type { Transform } from 'node:stream';
 import { createGunzip, createGzip, type ZlibOptions } from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { IntegrityError } from './errors.ts';
+import { feed } from './streams.ts';
 
 export interface GzipOptions {
   /** 1 (fastest) to 9 (smallest); default 6, as `gzip`. */
@@ -12,19 +12,8 @@ export interface GzipOptions {
 function transform(source: ByteStream, zlib: Transform): ByteStream {
   return (async function* () {
     const stop = new AbortController();
-    // Feeds zlib with backpressure while the consumer drains it; a source error destroys zlib,
-    // which makes the consumer's read below reject with that error.
-    const feeding = (async () => {
-      try {
-        for await (const chunk of source) {
-          if (stop.signal.aborted) return;
-          if (!zlib.write(chunk)) await once(zlib, 'drain', { signal: stop.signal });
-        }
-        zlib.end();
-      } catch (error) {
-        if (!stop.signal.aborted) zlib.destroy(error as Error);
-      }
-    })();
+    // A source error destroys zlib, which makes the read below reject with that error.
+    const feeding = feed(source, zlib, stop.signal);
     try {
       for await (const chunk of zlib as AsyncIterable<Uint8Array>) yield chunk;
     } finally {

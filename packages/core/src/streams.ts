@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { ByteStream } from './contracts.ts';
 import { throwIfAborted } from './errors.ts';
 
@@ -64,5 +65,35 @@ export async function* abortable<T>(
   for await (const item of source) {
     throwIfAborted(signal);
     yield item;
+  }
+}
+
+/** A writable that {@link feed} fills: Node streams and streamx streams both fit. */
+export interface FeedTarget {
+  write(chunk: Uint8Array): boolean;
+  end(): unknown;
+  destroy(error?: Error): unknown;
+}
+
+/** A `Buffer` view of the same bytes (no copy): some stream libraries accept only Buffers. */
+export function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/**
+ * Writes `source` into `target` with backpressure, then ends it. A source error destroys the
+ * target with that error, so whoever reads the target's other side sees it; aborting `stop`
+ * (the reader is gone) ends the loop quietly and releases the source. Never rejects.
+ */
+export async function feed(source: ByteStream, target: FeedTarget, stop: AbortSignal): Promise<void> {
+  try {
+    for await (const chunk of source) {
+      if (stop.aborted) return;
+      if (!target.write(asBuffer(chunk)))
+        await once(target as unknown as NodeJS.EventEmitter, 'drain', { signal: stop });
+    }
+    target.end();
+  } catch (error) {
+    if (!stop.aborted) target.destroy(error as Error);
   }
 }

@@ -6,6 +6,7 @@ type TarEntry = AsyncIterable<Uint8Array> & { header: Header; resume(): unknown 
 
 import type { ByteStream, EntryType } from './contracts.ts';
 import { IntegrityError } from './errors.ts';
+import { asBuffer, type FeedTarget, feed } from './streams.ts';
 
 /** One record to write into a tar stream. Files need `size` up front: tar stores it first. */
 export interface TarRecordInput {
@@ -30,10 +31,6 @@ export interface TarRecord {
 }
 
 type TarSink = ReturnType<Pack['entry']>;
-
-function asBuffer(chunk: Uint8Array): Buffer {
-  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
 
 async function writeRecord(pack: Pack, record: TarRecordInput, signal: AbortSignal): Promise<void> {
   const header: Headers = {
@@ -123,18 +120,7 @@ function recordType(type: Headers['type']): TarRecord['type'] {
 export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
   const extract = tarExtract();
   const stop = new AbortController();
-  const feeding = (async () => {
-    try {
-      for await (const chunk of source) {
-        if (stop.signal.aborted) return;
-        if (!extract.write(asBuffer(chunk)))
-          await once(extract as unknown as NodeJS.EventEmitter, 'drain', { signal: stop.signal });
-      }
-      extract.end(undefined);
-    } catch (error) {
-      if (!stop.signal.aborted) extract.destroy(error as Error);
-    }
-  })();
+  const feeding = feed(source, extract as unknown as FeedTarget, stop.signal);
   // The first error the extractor saw explains later "Stream was destroyed" errors of entries.
   let extractError: unknown;
   (extract as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => {
