@@ -1,0 +1,793 @@
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  type GetObjectCommandOutput,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import {
+  AlreadyExistsError,
+  type BkError,
+  type ByteStream,
+  ConfigError,
+  type GetOptions,
+  IntegrityError,
+  NotFoundError,
+  type ObjectInfo,
+  type PutOptions,
+  type Storage,
+  type StorageCapabilities,
+  StorageError,
+  throwIfAborted,
+  toAbortedError,
+  toByteStream,
+} from '@bk/core';
+import { BodyReader } from './body-reader.ts';
+import { errorName, errorStatus, toStorageError } from './s3-error.ts';
+
+const MIB = 1024 * 1024;
+/** S3's smallest part (except the last). */
+export const MIN_PART_BYTES = 5 * MIB;
+/** S3's largest part. */
+export const MAX_PART_BYTES = 5 * 1024 * MIB;
+/** S3's most parts per upload. */
+export const MAX_PARTS = 10_000;
+/** The part size doubles after every this many parts (see {@link partSize}). */
+export const PARTS_PER_SIZE_STEP = 1_000;
+const DEFAULT_PART_BYTES = 8 * MIB;
+const DEFAULT_CONCURRENCY = 4;
+const DEFAULT_MAX_ATTEMPTS = 5;
+/** Keys under this prefix hold the short-lived objects of the conditional-create probe. */
+const PROBE_PREFIX = '.bk-probe/';
+/** Clean-up calls (abort an upload, delete a probe) run even after the caller aborted, this long at most. */
+const CLEANUP_TIMEOUT_MS = 30_000;
+
+/**
+ * How `put(..., { ifNoneMatch: true })` makes sure it creates rather than replaces:
+ * - `'if-none-match'`: the server honours `If-None-Match: *` on PutObject and
+ *   CompleteMultipartUpload (AWS S3 since 2024, recent MinIO and Ceph): atomic.
+ * - `'check'`: a HEAD just before publishing. Racy: two writers that both pass the check both
+ *   publish, the last one wins. `capabilities.conditionalCreate` is then `false`.
+ * - `'auto'` (default): the first create-if-absent put, or {@link S3Storage.probeCapabilities},
+ *   writes a probe object twice (the second time with `If-None-Match: *`) and deletes it: a 412
+ *   means `'if-none-match'`, anything else `'check'`. The answer is cached per instance.
+ */
+export type ConditionalCreateMode = 'auto' | 'if-none-match' | 'check';
+
+/** Options of {@link S3Storage}. */
+export interface S3StorageOptions {
+  /** The bucket; it must exist. */
+  bucket: string;
+  /** Prepended to every key, e.g. `"nightly"` (a `/` is added). Default: the bucket's root. */
+  prefix?: string;
+  /**
+   * A client to use instead of building one; `region`, `endpoint`, `forcePathStyle`,
+   * `credentials` and `maxAttempts` are then ignored. Configure it with
+   * `requestChecksumCalculation: 'WHEN_REQUIRED'` and `responseChecksumValidation: 'WHEN_REQUIRED'`
+   * for S3-compatible servers (see the README).
+   */
+  client?: S3Client;
+  /** Default: the AWS default chain (`AWS_REGION`, the profile). */
+  region?: string;
+  /** An S3-compatible server, e.g. `http://127.0.0.1:9000`. Default: AWS. */
+  endpoint?: string;
+  /** Bucket in the path rather than the host name. Default: `true` when `endpoint` is set. */
+  forcePathStyle?: boolean;
+  /** Default: the AWS default chain (environment, profile, SSO, instance role…). */
+  credentials?: S3ClientConfig['credentials'];
+  /**
+   * The size of the first parts, in bytes: default 8 MiB, at least 5 MiB, at most 5 GiB. A body
+   * that fits in one part is stored with one PutObject. The size doubles after every 1,000
+   * parts, so 10,000 parts of 8 MiB × (1, 2, … 512) hold 8,000 MiB × 1,023 ≈ 7.8 TiB, more than
+   * S3's 5 TiB object limit, without a size hint (with 5 MiB parts: ≈ 4.9 TiB). With
+   * `sizeHint`, the first size is raised to `sizeHint / 10,000` when that is larger.
+   */
+  partSize?: number;
+  /**
+   * Parts uploaded at once; default 4. Memory ceiling of one `put`: `concurrency` parts in
+   * flight plus one being filled, i.e. `(concurrency + 1) × part size` — 40 MiB with the
+   * defaults, growing with the part size only for bodies past 8,000 parts × 8 MiB.
+   */
+  concurrency?: number;
+  /** See {@link ConditionalCreateMode}; default `'auto'`. */
+  conditionalCreate?: ConditionalCreateMode;
+  /**
+   * Compare each ETag the server returns with the MD5 of what was sent (a plain-MD5 ETag per
+   * part and single put; `md5(part md5s)-N` or the whole body's MD5 after a multipart upload).
+   * Default `true`; turn off for SSE-KMS or SSE-C buckets, whose ETags are not MD5s. The
+   * `Content-MD5` header is sent either way, and the server checks it.
+   */
+  verifyEtags?: boolean;
+  /** Attempts per request, with the SDK's exponential backoff and jitter; default 5. */
+  maxAttempts?: number;
+}
+
+/**
+ * The size of part `partNumber` (from 1) when the first parts have `firstPartSize` bytes:
+ * doubled after every {@link PARTS_PER_SIZE_STEP} parts, at most {@link MAX_PART_BYTES}.
+ *
+ * @example
+ * partSize(1, 8 * 1024 * 1024); // 8 MiB
+ * partSize(1_001, 8 * 1024 * 1024); // 16 MiB
+ */
+export function partSize(partNumber: number, firstPartSize: number): number {
+  const step = Math.floor((partNumber - 1) / PARTS_PER_SIZE_STEP);
+  return Math.min(firstPartSize * 2 ** step, MAX_PART_BYTES);
+}
+
+const KEY_RULES: Array<[breaks: (key: string) => boolean, reason: string]> = [
+  [(key) => typeof key !== 'string' || key === '', 'it is empty'],
+  [(key) => key.startsWith('/'), 'it is absolute'],
+  [(key) => key.includes('\0'), 'it contains a NUL byte'],
+  [(key) => key.startsWith(PROBE_PREFIX), `keys starting with "${PROBE_PREFIX}" are reserved`],
+  [
+    (key) => key.split('/').some((part) => part === '' || part === '.' || part === '..'),
+    'it has an empty, "." or ".." segment',
+  ],
+];
+
+function checkKey(key: string): void {
+  const broken = KEY_RULES.find(([breaks]) => breaks(key));
+  if (broken) throw new ConfigError(`Invalid storage key "${key}": ${broken[1]}.`);
+}
+
+function checkRange(range: GetOptions['range']): { start: number; end?: number } {
+  const { start = 0, end } = range ?? {};
+  if (
+    !Number.isSafeInteger(start) ||
+    start < 0 ||
+    (end !== undefined && (!Number.isSafeInteger(end) || end < 0))
+  )
+    throw new ConfigError(
+      `Invalid range { start: ${start}, end: ${end} }: both must be non-negative integers.`,
+    );
+  return { start, end };
+}
+
+function checkInteger(name: string, value: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max)
+    throw new ConfigError(`S3Storage option ${name} must be an integer from ${min} to ${max}, got ${value}.`);
+  return value;
+}
+
+function unquote(etag: string | undefined): string | undefined {
+  return etag?.replace(/^W\//, '').replace(/^"|"$/g, '');
+}
+
+const MD5_HEX = /^[0-9a-f]{32}$/;
+
+/** One part, read from the body, waiting for a worker. */
+interface Part {
+  number: number;
+  bytes: Buffer;
+}
+
+/**
+ * Splits a body into parts: `read(size)` returns exactly `size` bytes, fewer only at the end,
+ * and `ended()` looks one chunk ahead to tell whether anything is left.
+ */
+class PartReader {
+  private leftover: Uint8Array | undefined;
+  private done = false;
+
+  constructor(private readonly body: BodyReader) {}
+
+  async read(size: number): Promise<Buffer> {
+    const chunks: Uint8Array[] = [];
+    let filled = 0;
+    while (filled < size) {
+      const chunk = this.leftover ?? (this.done ? undefined : await this.body.next());
+      this.leftover = undefined;
+      if (chunk === undefined) {
+        this.done = true;
+        break;
+      }
+      const wanted = size - filled;
+      if (chunk.byteLength > wanted) {
+        this.leftover = chunk.subarray(wanted);
+        chunks.push(chunk.subarray(0, wanted));
+        filled += wanted;
+      } else {
+        chunks.push(chunk);
+        filled += chunk.byteLength;
+      }
+    }
+    return Buffer.concat(chunks, filled);
+  }
+
+  async ended(): Promise<boolean> {
+    if (this.leftover !== undefined) return false;
+    if (this.done) return true;
+    const chunk = await this.body.next();
+    if (chunk === undefined) this.done = true;
+    else this.leftover = chunk;
+    return this.done;
+  }
+}
+
+/** An `AbortSignal` that aborts with `parent` and can also be aborted on its own. */
+function childController(parent: AbortSignal | undefined): {
+  controller: AbortController;
+  release: () => void;
+} {
+  const controller = new AbortController();
+  if (!parent) return { controller, release: () => {} };
+  const onAbort = () => controller.abort(parent.reason);
+  parent.addEventListener('abort', onAbort, { once: true });
+  return { controller, release: () => parent.removeEventListener('abort', onAbort) };
+}
+
+/**
+ * A storage in an Amazon S3 bucket or an S3-compatible store (Ceph RGW, MinIO, Exoscale SOS,
+ * OpenStack Swift with s3api). Each key is an object `<prefix>/<key>` in the bucket.
+ *
+ * `put` reads the body one part at a time. A body that fits in one part (8 MiB by default) is
+ * stored with one PutObject; a larger one with a multipart upload whose parts `concurrency`
+ * workers upload in parallel, each with `Content-MD5`. The object appears only when the upload
+ * completes, so readers see all of it or nothing; on error or abort the upload is aborted.
+ * Memory: `(concurrency + 1) × part size` per `put` (40 MiB by default).
+ *
+ * @example
+ * const storage = new S3Storage({ bucket: 'backups', prefix: 'nightly' });
+ * await storage.put('hello.txt', new TextEncoder().encode('hello'), { ifNoneMatch: true });
+ * for await (const chunk of await storage.get('hello.txt')) process.stdout.write(chunk);
+ */
+export class S3Storage implements Storage {
+  /** `s3://bucket/prefix`; never contains the endpoint's credentials. */
+  readonly description: string;
+  /**
+   * Atomic publish, ranged reads and multipart uploads always; `conditionalCreate` is `true`
+   * only once the server is known to honour `If-None-Match: *` (the option, or the probe).
+   */
+  readonly capabilities: StorageCapabilities;
+  /** The SDK client every request goes through. */
+  readonly client: S3Client;
+  readonly bucket: string;
+  /** `""` or a prefix ending in `/`. */
+  readonly prefix: string;
+  private readonly firstPartSize: number;
+  private readonly concurrency: number;
+  private readonly verifyEtags: boolean;
+  private conditionalMode: ConditionalCreateMode;
+  private probing: Promise<'if-none-match' | 'check'> | undefined;
+
+  /**
+   * @throws {ConfigError} When the bucket is missing or a number is out of range.
+   * @example
+   * const minio = new S3Storage({
+   *   bucket: 'backups',
+   *   endpoint: 'http://127.0.0.1:9000',
+   *   region: 'us-east-1',
+   *   credentials: { accessKeyId: 'minio', secretAccessKey: process.env.MINIO_SECRET! },
+   * });
+   */
+  constructor(options: S3StorageOptions) {
+    const { bucket, endpoint } = options;
+    if (typeof bucket !== 'string' || bucket === '' || bucket.includes('/'))
+      throw new ConfigError('S3Storage needs a bucket name, e.g. new S3Storage({ bucket: "backups" }).');
+    this.bucket = bucket;
+    const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    if (prefix !== '') checkKey(prefix);
+    this.prefix = prefix === '' ? '' : `${prefix}/`;
+    this.firstPartSize = checkInteger(
+      'partSize',
+      options.partSize ?? DEFAULT_PART_BYTES,
+      MIN_PART_BYTES,
+      MAX_PART_BYTES,
+    );
+    this.concurrency = checkInteger('concurrency', options.concurrency ?? DEFAULT_CONCURRENCY, 1, 64);
+    this.verifyEtags = options.verifyEtags ?? true;
+    this.conditionalMode = options.conditionalCreate ?? 'auto';
+    if (!['auto', 'if-none-match', 'check'].includes(this.conditionalMode))
+      throw new ConfigError(
+        `S3Storage option conditionalCreate must be "auto", "if-none-match" or "check", got "${this.conditionalMode}".`,
+      );
+    this.client =
+      options.client ??
+      new S3Client({
+        region: options.region,
+        endpoint,
+        forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
+        credentials: options.credentials,
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        retryMode: 'standard',
+        // The SDK's default (a CRC32 trailer with aws-chunked encoding on every upload) is
+        // stored as object data by some servers (s3rver) and refused by others (Swift s3api:
+        // 501). Parts and single puts carry Content-MD5 instead, and ETags are checked.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      });
+    this.description = `s3://${bucket}/${this.prefix}`;
+    this.capabilities = {
+      atomicPublish: true,
+      conditionalCreate: this.conditionalMode === 'if-none-match',
+      rangeRead: true,
+      multipart: true,
+    };
+  }
+
+  /**
+   * Finds out, once per instance, whether the server honours `If-None-Match: *` (see
+   * {@link ConditionalCreateMode}), and returns the capabilities that follow. Needs permission
+   * to put and delete objects under the prefix; writes and deletes one empty object under
+   * `<prefix>/.bk-probe/`. Without it, `capabilities.conditionalCreate` stays `false` until
+   * the first create-if-absent `put`.
+   *
+   * @throws {StorageError} When the probe's requests fail.
+   * @example
+   * const { conditionalCreate } = await storage.probeCapabilities();
+   */
+  async probeCapabilities(options: { signal?: AbortSignal } = {}): Promise<StorageCapabilities> {
+    await this.conditionalCreateMode(options.signal);
+    return this.capabilities;
+  }
+
+  /**
+   * Stores `body` under `key`; see the class for how. Without `ifNoneMatch` an existing object
+   * is replaced when the upload completes.
+   *
+   * @throws {ConfigError} When the key is invalid.
+   * @throws {AlreadyExistsError} When `ifNoneMatch` is set and the key exists (412 from the
+   *   server, or the HEAD check).
+   * @throws {AbortedError} When `signal` aborts.
+   * @throws {IntegrityError} When an ETag does not match the MD5 of what was sent; an object
+   *   published with a wrong ETag is deleted again.
+   * @throws {StorageError} When a request fails after its retries (`retryable` for 5xx,
+   *   throttling and resets). The error the body throws is rethrown unchanged. In every case no
+   *   object appears and an open multipart upload is aborted.
+   * @example
+   * const info = await storage.put('nightly/backup.tar.gz', stream, { ifNoneMatch: true, signal });
+   */
+  async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
+    const { signal, ifNoneMatch = false } = options;
+    const { controller, release } = childController(signal);
+    const reader = new BodyReader(toByteStream(body), controller.signal);
+    try {
+      checkKey(key);
+      throwIfAborted(signal);
+      const mode = ifNoneMatch ? await this.conditionalCreateMode(controller.signal) : undefined;
+      const hint = options.sizeHint;
+      const first =
+        hint !== undefined && Number.isFinite(hint) && hint > 0
+          ? Math.min(MAX_PART_BYTES, Math.max(this.firstPartSize, Math.ceil(hint / MAX_PARTS)))
+          : this.firstPartSize;
+      const parts = new PartReader(reader);
+      const firstPart = await parts.read(first);
+      if (await parts.ended())
+        return await this.putSingle(key, firstPart, mode, options.contentType, controller.signal);
+      return await this.putMultipart(key, firstPart, parts, first, mode, options.contentType, controller);
+    } catch (error) {
+      if (signal?.aborted) throw toAbortedError(signal);
+      throw error;
+    } finally {
+      release();
+      await reader.release();
+    }
+  }
+
+  /**
+   * Opens an object for reading, from `range.start` (default 0) to `range.end` (exclusive,
+   * default the end), with one GetObject and a `Range: bytes=` header. The request is made
+   * before this resolves, so a missing object rejects here. Aborting `signal` ends the stream
+   * with the signal's reason; a body shorter than its `Content-Length` fails with
+   * `StorageError` (retryable).
+   *
+   * @throws {ConfigError} When the key or range is invalid.
+   * @throws {NotFoundError} When no object has this key.
+   * @throws {AbortedError} When `signal` aborts.
+   * @throws {StorageError} When the request fails after its retries.
+   * @example
+   * const tail = await storage.get('big.bin', { range: { start: 1024 } });
+   */
+  async get(key: string, options: GetOptions = {}): Promise<ByteStream> {
+    const { signal } = options;
+    checkKey(key);
+    const { start, end } = checkRange(options.range);
+    throwIfAborted(signal);
+    const emptyIfExists = async (): Promise<ByteStream> => {
+      if (!(await this.stat(key, { signal })))
+        throw new NotFoundError(`No object "${key}" in ${this.description}.`);
+      return (async function* () {})();
+    };
+    if (end !== undefined && end <= start) return emptyIfExists();
+    const range =
+      start === 0 && end === undefined ? undefined : `bytes=${start}-${end === undefined ? '' : end - 1}`;
+    let response: GetObjectCommandOutput;
+    try {
+      response = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Range: range }),
+        { abortSignal: signal },
+      );
+    } catch (error) {
+      if (errorStatus(error) === 416 || errorName(error) === 'InvalidRange') return emptyIfExists();
+      throw this.error(`read "${key}"`, error, signal, { notFound: true });
+    }
+    const stream = response.Body as
+      | (AsyncIterable<Uint8Array> & { destroy?: (error?: Error) => void })
+      | undefined;
+    if (!stream) return (async function* () {})();
+    const expected = response.ContentLength;
+    const description = this.description;
+    return (async function* () {
+      const onAbort = () => stream.destroy?.(toAbortedError(signal!));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let received = 0;
+      try {
+        for await (const chunk of stream) {
+          received += chunk.byteLength;
+          yield chunk;
+        }
+      } catch (error) {
+        if (signal?.aborted) throw toAbortedError(signal);
+        throw new StorageError(`Reading "${key}" from ${description} failed mid-way.`, {
+          cause: error,
+          retryable: true,
+        });
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        stream.destroy?.();
+      }
+      if (expected !== undefined && received !== expected)
+        throw new StorageError(
+          `Reading "${key}" from ${description} ended after ${received} of ${expected} bytes.`,
+          { retryable: true },
+        );
+    })();
+  }
+
+  /**
+   * The object's size, ETag and modification time, from HeadObject.
+   *
+   * @throws {ConfigError} When the key is invalid.
+   * @throws {StorageError} When the request fails after its retries.
+   * @example
+   * const info = await storage.stat('nightly/backup.tar.gz');
+   */
+  async stat(key: string, options: { signal?: AbortSignal } = {}): Promise<ObjectInfo | undefined> {
+    checkKey(key);
+    throwIfAborted(options.signal);
+    try {
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }),
+        {
+          abortSignal: options.signal,
+        },
+      );
+      return {
+        key,
+        size: head.ContentLength ?? 0,
+        lastModified: head.LastModified,
+        etag: unquote(head.ETag),
+      };
+    } catch (error) {
+      if (errorStatus(error) === 404) return undefined;
+      throw this.error(`stat "${key}"`, error, options.signal);
+    }
+  }
+
+  /**
+   * Every object whose key starts with `prefix`, from ListObjectsV2, 1,000 per page.
+   *
+   * @throws {StorageError} When a page cannot be listed after its retries.
+   * @example
+   * for await (const object of storage.list('nightly/')) console.log(object.key, object.size);
+   */
+  async *list(prefix: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ObjectInfo> {
+    const { signal } = options;
+    let continuationToken: string | undefined;
+    do {
+      throwIfAborted(signal);
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ContinuationToken: continuationToken,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (error) {
+        throw this.error(`list "${prefix}"`, error, signal);
+      }
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined || !object.Key.startsWith(this.prefix)) continue;
+        const key = object.Key.slice(this.prefix.length);
+        if (key.startsWith(PROBE_PREFIX)) continue;
+        yield { key, size: object.Size ?? 0, lastModified: object.LastModified, etag: unquote(object.ETag) };
+      }
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken !== undefined);
+  }
+
+  /**
+   * Deletes an object with DeleteObject; a missing object is not an error.
+   *
+   * @throws {ConfigError} When the key is invalid.
+   * @throws {StorageError} When the request fails after its retries.
+   * @example
+   * await storage.delete('nightly/backup_20261121_101500.lock');
+   */
+  async delete(key: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    checkKey(key);
+    throwIfAborted(options.signal);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), {
+        abortSignal: options.signal,
+      });
+    } catch (error) {
+      if (errorStatus(error) === 404) return;
+      throw this.error(`delete "${key}"`, error, options.signal);
+    }
+  }
+
+  private error(
+    action: string,
+    error: unknown,
+    signal: AbortSignal | undefined,
+    mapping: { notFound?: boolean; alreadyExists?: string } = {},
+  ): BkError {
+    if (signal?.aborted) return toAbortedError(signal);
+    return toStorageError(`${action} in ${this.description}`, error, mapping);
+  }
+
+  /** Resolves `'auto'` by probing once; concurrent callers share the probe. */
+  private async conditionalCreateMode(signal: AbortSignal | undefined): Promise<'if-none-match' | 'check'> {
+    if (this.conditionalMode !== 'auto') return this.conditionalMode;
+    this.probing ??= this.probeIfNoneMatch(signal).then(
+      (mode) => {
+        this.conditionalMode = mode;
+        this.capabilities.conditionalCreate = mode === 'if-none-match';
+        return mode;
+      },
+      (error: unknown) => {
+        this.probing = undefined;
+        throw error;
+      },
+    );
+    return this.probing;
+  }
+
+  private async probeIfNoneMatch(signal: AbortSignal | undefined): Promise<'if-none-match' | 'check'> {
+    const probeKey = `${this.prefix}${PROBE_PREFIX}${randomBytes(8).toString('hex')}`;
+    const put = (ifNoneMatch: boolean) =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: probeKey,
+          Body: new Uint8Array(0),
+          IfNoneMatch: ifNoneMatch ? '*' : undefined,
+        }),
+        { abortSignal: signal },
+      );
+    try {
+      await put(false);
+    } catch (error) {
+      throw this.error('probe create-if-absent support', error, signal);
+    }
+    try {
+      await put(true);
+      return 'check';
+    } catch (error) {
+      if (errorStatus(error) === 412) return 'if-none-match';
+      const status = errorStatus(error);
+      if (status === 400 || status === 501 || errorName(error) === 'NotImplemented') return 'check';
+      throw this.error('probe create-if-absent support', error, signal);
+    } finally {
+      await this.client
+        .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: probeKey }), {
+          abortSignal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS),
+        })
+        .catch(() => {});
+    }
+  }
+
+  /** The racy fallback of create-if-absent: fail when the key exists now. */
+  private async checkAbsent(key: string, signal: AbortSignal): Promise<void> {
+    if (await this.stat(key, { signal })) throw new AlreadyExistsError(key);
+  }
+
+  private async putSingle(
+    key: string,
+    bytes: Buffer,
+    mode: 'if-none-match' | 'check' | undefined,
+    contentType: string | undefined,
+    signal: AbortSignal,
+  ): Promise<ObjectInfo> {
+    if (mode === 'check') await this.checkAbsent(key, signal);
+    const md5 = createHash('md5').update(bytes).digest();
+    let etag: string | undefined;
+    try {
+      const response = await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.prefix + key,
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+          ContentMD5: md5.toString('base64'),
+          ContentType: contentType,
+          IfNoneMatch: mode === 'if-none-match' ? '*' : undefined,
+        }),
+        { abortSignal: signal },
+      );
+      etag = unquote(response.ETag);
+    } catch (error) {
+      throw this.error(`store "${key}"`, error, signal, { alreadyExists: key });
+    }
+    if (this.verifyEtags && etag !== undefined && MD5_HEX.test(etag) && etag !== md5.toString('hex'))
+      await this.discardCorrupt(
+        key,
+        `its ETag ${etag} is not the MD5 ${md5.toString('hex')} of the bytes sent`,
+      );
+    return { key, size: bytes.byteLength, etag };
+  }
+
+  /**
+   * The multipart upload: `concurrency` workers pull parts from one generator, so at most
+   * `concurrency` parts are in flight and one more is being filled. On the first failure the
+   * others are cancelled, all are awaited, and the upload is aborted before the error is
+   * rethrown.
+   */
+  private async putMultipart(
+    key: string,
+    firstPart: Buffer,
+    reader: PartReader,
+    firstPartSize: number,
+    mode: 'if-none-match' | 'check' | undefined,
+    contentType: string | undefined,
+    controller: AbortController,
+  ): Promise<ObjectInfo> {
+    const { signal } = controller;
+    const objectKey = this.prefix + key;
+    // Fail before uploading gigabytes to a name that is taken; checked again at completion.
+    if (mode !== undefined) await this.checkAbsent(key, signal);
+    let uploadId: string | undefined;
+    try {
+      const created = await this.client.send(
+        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, ContentType: contentType }),
+        { abortSignal: signal },
+      );
+      uploadId = created.UploadId;
+    } catch (error) {
+      throw this.error(`start uploading "${key}"`, error, signal);
+    }
+    if (uploadId === undefined)
+      throw new StorageError(`${this.description} returned no UploadId for "${key}".`);
+
+    const wholeMd5 = createHash('md5');
+    let size = 0;
+    async function* parts(): AsyncGenerator<Part> {
+      let part: Part = { number: 1, bytes: firstPart };
+      for (;;) {
+        wholeMd5.update(part.bytes);
+        size += part.bytes.byteLength;
+        yield part;
+        if (await reader.ended()) return;
+        const number = part.number + 1;
+        if (number > MAX_PARTS)
+          throw new StorageError(
+            `"${key}" is larger than ${MAX_PARTS} parts; pass sizeHint or a larger partSize.`,
+          );
+        part = { number, bytes: await reader.read(partSize(number, firstPartSize)) };
+      }
+    }
+    const queue = parts();
+    const completed: CompletedPart[] = [];
+    const partMd5s: Buffer[] = [];
+    let failure: { error: unknown } | undefined;
+    const worker = async (): Promise<void> => {
+      for (;;) {
+        if (signal.aborted) return;
+        const next = await queue.next();
+        if (next.done) return;
+        const { number, bytes } = next.value;
+        const md5 = createHash('md5').update(bytes).digest();
+        let etag: string | undefined;
+        try {
+          const response = await this.client.send(
+            new UploadPartCommand({
+              Bucket: this.bucket,
+              Key: objectKey,
+              UploadId: uploadId,
+              PartNumber: number,
+              Body: bytes,
+              ContentLength: bytes.byteLength,
+              ContentMD5: md5.toString('base64'),
+            }),
+            { abortSignal: signal },
+          );
+          etag = response.ETag;
+        } catch (error) {
+          throw this.error(`upload part ${number} of "${key}"`, error, signal);
+        }
+        if (etag === undefined)
+          throw new StorageError(`${this.description} returned no ETag for part ${number} of "${key}".`);
+        const plain = unquote(etag)!;
+        if (this.verifyEtags && MD5_HEX.test(plain) && plain !== md5.toString('hex'))
+          throw new IntegrityError(
+            `Part ${number} of "${key}" was stored with ETag ${plain}, not the MD5 ${md5.toString('hex')} of the bytes sent.`,
+          );
+        completed[number - 1] = { PartNumber: number, ETag: etag };
+        partMd5s[number - 1] = md5;
+      }
+    };
+
+    try {
+      await Promise.all(
+        Array.from({ length: this.concurrency }, () =>
+          worker().catch((error: unknown) => {
+            failure ??= { error };
+            controller.abort(error);
+          }),
+        ),
+      );
+      if (failure) throw failure.error;
+      throwIfAborted(signal);
+      if (mode === 'check') await this.checkAbsent(key, signal);
+      let etag: string | undefined;
+      try {
+        const response = await this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: objectKey,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: completed },
+            IfNoneMatch: mode === 'if-none-match' ? '*' : undefined,
+          }),
+          { abortSignal: signal },
+        );
+        etag = unquote(response.ETag);
+      } catch (error) {
+        throw this.error(`complete the upload of "${key}"`, error, signal, { alreadyExists: key });
+      }
+      uploadId = undefined;
+      if (this.verifyEtags && etag !== undefined) {
+        const multipart = `${createHash('md5').update(Buffer.concat(partMd5s)).digest('hex')}-${completed.length}`;
+        const whole = wholeMd5.digest('hex');
+        // S3, Swift, Ceph and MinIO answer md5(part MD5s)-N; s3rver answers the whole body's MD5.
+        if (etag !== multipart && etag !== whole && (MD5_HEX.test(etag) || /^[0-9a-f]{32}-\d+$/.test(etag)))
+          await this.discardCorrupt(key, `its ETag ${etag} is neither ${multipart} nor ${whole}`);
+      }
+      return { key, size, etag };
+    } catch (error) {
+      controller.abort(error);
+      await queue.return(undefined).catch(() => {});
+      if (uploadId !== undefined) await this.abortUpload(objectKey, uploadId);
+      throw error;
+    }
+  }
+
+  /**
+   * Best effort: an upload that cannot be aborted (s3rver answers 405; a network failure) keeps
+   * its parts until a lifecycle rule (`AbortIncompleteMultipartUpload`) removes them. They are
+   * never visible as an object.
+   */
+  private async abortUpload(objectKey: string, uploadId: string): Promise<void> {
+    await this.client
+      .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId }), {
+        abortSignal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS),
+      })
+      .catch(() => {});
+  }
+
+  private async discardCorrupt(key: string, reason: string): Promise<never> {
+    await this.client
+      .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), {
+        abortSignal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS),
+      })
+      .catch(() => {});
+    throw new IntegrityError(
+      `"${key}" was stored in ${this.description}, but ${reason}; it was deleted again.`,
+    );
+  }
+}
