@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // Tests run against the TypeScript sources (the "@bk/source" export condition), so a change is
 // tested without a build. Tests that run the built `bk` command build first (see README).
-const conditions = ['@bk/source', 'node', 'import', 'module', 'default'];
+const conditions = ['@bk/source', 'node', 'import', 'default'];
 
 export default defineConfig({
   resolve: { conditions },
