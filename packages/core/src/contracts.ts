@@ -148,7 +148,10 @@ export interface GetOptions {
 
 /**
  * An object store. Keys are `/`-separated and relative; an adapter must refuse keys that would
- * escape its root or prefix (empty, absolute, `.` or `..` segments) with `ConfigError`.
+ * escape its root or prefix with `ConfigError`: empty, absolute (a leading `/`), with a
+ * backslash or a NUL byte, or with an empty, `.` or `..` segment. `checkStorageKey` applies
+ * exactly these rules; an adapter may refuse more (a reserved prefix, characters its backend
+ * cannot hold). Adapters read `put` bodies with `BodyReader`.
  */
 export interface Storage {
   /** A short description for logs, never containing credentials, e.g. `file:///var/backups`. */

@@ -5,6 +5,7 @@ export {
   type ReadArchiveOptions,
   readArchive,
 } from './archive.ts';
+export { BodyReader } from './body-reader.ts';
 export type {
   BackupContext,
   ByteStream,
@@ -70,7 +71,7 @@ export {
   parseBackupName,
   SIDECAR_SUFFIX,
 } from './naming.ts';
-export { checkComponentName, linkStaysInside, safeEntryPath } from './paths.ts';
+export { checkComponentName, checkStorageKey, linkStaysInside, safeEntryPath } from './paths.ts';
 export { ignoreProgress, type ProgressEvent, type ProgressListener } from './progress.ts';
 export { type BackupOptions, type BackupResult, backup, selectComponents } from './runners/backup.ts';
 export {

@@ -17,6 +17,35 @@ export function checkComponentName(name: string): string {
 }
 
 /**
+ * Checks a storage key against the rules of the `Storage` contract, which every adapter
+ * applies before it touches its backend: a key is `/`-separated and relative, and must not
+ * escape a root or prefix. Adapters add their backend's own rules after this one.
+ *
+ * @returns `key`, unchanged.
+ * @throws {ConfigError} When the key is empty (or not a string), absolute (starts with `/`),
+ *   contains a backslash or a NUL byte, or has an empty, `.` or `..` segment.
+ * @example
+ * checkStorageKey('nightly/backup_20261121_101500.tar.gz'); // returned as is
+ * checkStorageKey('a/../b'); // throws ConfigError
+ */
+export function checkStorageKey(key: string): string {
+  const reason =
+    typeof key !== 'string' || key === ''
+      ? 'it is empty'
+      : key.startsWith('/')
+        ? 'it is absolute'
+        : key.includes('\\')
+          ? 'it contains a backslash'
+          : key.includes('\0')
+            ? 'it contains a NUL byte'
+            : key.split('/').some((part) => part === '' || part === '.' || part === '..')
+              ? 'it has an empty, "." or ".." segment'
+              : undefined;
+  if (reason !== undefined) throw new ConfigError(`Invalid storage key "${key}": ${reason}.`);
+  return key;
+}
+
+/**
  * Checks that `path` is a safe relative entry path and returns it normalised: `/`-separated,
  * no leading `/`, no drive letter, no empty, `.` or `..` segments, no NUL.
  * Throws {@link UnsafePathError} otherwise.

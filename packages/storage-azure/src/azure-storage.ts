@@ -12,8 +12,10 @@ import {
   AbortedError,
   AlreadyExistsError,
   BkError,
+  BodyReader,
   type ByteStream,
   ConfigError,
+  checkStorageKey,
   type GetOptions,
   IntegrityError,
   NotFoundError,
@@ -24,9 +26,7 @@ import {
   StorageError,
   throwIfAborted,
   toAbortedError,
-  toByteStream,
 } from '@bk/core';
-import { BlockReader } from './block-reader.ts';
 
 const MIB = 1024 * 1024;
 /** Azure's largest block (service version 2019-12-12 and later). */
@@ -149,22 +149,12 @@ const NETWORK_CODES = new Set([
   'REQUEST_SEND_ERROR',
 ]);
 
-/** Validates a key the way the `Storage` contract asks, plus what a blob name cannot hold. */
+/** The `Storage` contract's key rules, plus what a blob name cannot hold: control characters. */
 function checkKey(key: string): void {
-  const reason =
-    typeof key !== 'string' || key === ''
-      ? 'it is empty'
-      : key.startsWith('/')
-        ? 'it is absolute'
-        : key.includes('\\')
-          ? 'it contains a backslash'
-          : // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
-            /[\u0000-\u001f\u007f]/.test(key)
-            ? 'it contains a control character'
-            : key.split('/').some((part) => part === '' || part === '.' || part === '..')
-              ? 'it has an empty, "." or ".." segment'
-              : undefined;
-  if (reason !== undefined) throw new ConfigError(`Invalid storage key "${key}": ${reason}.`);
+  checkStorageKey(key);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(key))
+    throw new ConfigError(`Invalid storage key "${key}": it contains a control character.`);
 }
 
 function checkRange(range: GetOptions['range']): { start: number; end?: number } {
@@ -346,7 +336,18 @@ export class AzureStorage implements Storage {
     );
     const onAbort = () => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
-    const reader = new BlockReader(toByteStream(body), controller.signal);
+    const reader = new BodyReader(body, controller.signal);
+    // The error the body itself threw, rethrown unchanged rather than wrapped.
+    let bodyError: { error: unknown } | undefined;
+    const read = async (size: number): Promise<Buffer> => {
+      try {
+        return await reader.read(size);
+      } catch (error) {
+        // With the signal unaborted, only the body can have failed the read.
+        if (!controller.signal.aborted) bodyError ??= { error };
+        throw error;
+      }
+    };
     try {
       checkKey(key);
       throwIfAborted(signal);
@@ -364,13 +365,14 @@ export class AzureStorage implements Storage {
         abort: (reason: unknown) => controller.abort(reason),
       };
       const firstSize = this.firstBlockSize(sizeHint);
-      const first = await reader.read(firstSize);
-      const second = first.byteLength < firstSize ? undefined : await reader.read(firstSize);
-      if (second === undefined || second.byteLength === 0) return await this.putSingle(upload, first);
-      return await this.putBlocks(upload, reader, firstSize, [first, second]);
+      // Handed over in an array, not held here: putBlocks drops each block once it is staged.
+      const ahead = [await read(firstSize)];
+      if (ahead[0]!.byteLength === firstSize) ahead.push(await read(firstSize));
+      if (ahead.length === 1 || ahead[1]!.byteLength === 0) return await this.putSingle(upload, ahead[0]!);
+      return await this.putBlocks(upload, read, firstSize, ahead);
     } catch (error) {
       if (signal?.aborted) throw toAbortedError(signal);
-      if (reader.failed(error)) throw error;
+      if (bodyError !== undefined && bodyError.error === error) throw error;
       throw this.toBkError(error, 'store', key);
     } finally {
       clearTimeout(drainTimer);
@@ -401,7 +403,7 @@ export class AzureStorage implements Storage {
    */
   private async putBlocks(
     upload: Upload,
-    reader: BlockReader,
+    read: (size: number) => Promise<Buffer>,
     firstSize: number,
     ahead: Buffer[],
   ): Promise<ObjectInfo> {
@@ -414,7 +416,7 @@ export class AzureStorage implements Storage {
     let size = 0;
     async function* blocks(): AsyncGenerator<Block> {
       for (let index = 0; ; index += 1) {
-        const data = ahead.shift() ?? (await reader.read(blockSizeAt(firstSize, index)));
+        const data = ahead.shift() ?? (await read(blockSizeAt(firstSize, index)));
         if (data.byteLength === 0) return;
         if (index >= MAX_BLOCKS)
           throw new StorageError(

@@ -17,8 +17,10 @@ import { pathToFileURL } from 'node:url';
 import {
   AlreadyExistsError,
   BkError,
+  BodyReader,
   type ByteStream,
   ConfigError,
+  checkStorageKey,
   type GetOptions,
   NotFoundError,
   type ObjectInfo,
@@ -28,7 +30,6 @@ import {
   StorageError,
   throwIfAborted,
   toAbortedError,
-  toByteStream,
 } from '@bk/core';
 
 /** The directory under the root that holds bodies while they are written; never a key. */
@@ -83,25 +84,11 @@ function storageError(action: string, error: unknown): BkError {
   return new StorageError(`Could not ${action}: ${reason} (${detail}).`, { cause: error });
 }
 
-/**
- * What makes a key invalid: the rules of the `Storage` contract, plus what a file system needs
- * (no backslashes or NUL bytes, and the temp directory is not a key).
- */
-const KEY_RULES: Array<[breaks: (key: string) => boolean, reason: string]> = [
-  [(key) => typeof key !== 'string' || key === '', 'it is empty'],
-  [(key) => key.startsWith('/'), 'it is absolute'],
-  [(key) => key.includes('\\'), 'it contains a backslash'],
-  [(key) => key.includes('\0'), 'it contains a NUL byte'],
-  [(key) => key.startsWith(TEMP_DIR), `keys starting with "${TEMP_DIR}" are reserved`],
-  [
-    (key) => key.split('/').some((part) => part === '' || part === '.' || part === '..'),
-    'it has an empty, "." or ".." segment',
-  ],
-];
-
+/** The `Storage` contract's key rules, plus one of its own: the temp directory is not a key. */
 function checkKey(key: string): void {
-  const broken = KEY_RULES.find(([breaks]) => breaks(key));
-  if (broken) throw new ConfigError(`Invalid storage key "${key}": ${broken[1]}.`);
+  checkStorageKey(key);
+  if (key.startsWith(TEMP_DIR))
+    throw new ConfigError(`Invalid storage key "${key}": keys starting with "${TEMP_DIR}" are reserved.`);
 }
 
 function checkRange(range: GetOptions['range']): { start: number; end?: number } {
@@ -119,69 +106,6 @@ function checkRange(range: GetOptions['range']): { start: number; end?: number }
 
 function toInfo(key: string, stats: Stats): ObjectInfo {
   return { key, size: stats.size, lastModified: stats.mtime };
-}
-
-/**
- * Pulls a body chunk by chunk. `next()` rejects with the signal's reason as soon as the signal
- * aborts, not only between chunks, so a body that stalls cannot hold an aborted `put` open.
- */
-class BodyReader {
-  private readonly iterator: AsyncIterator<Uint8Array>;
-  private readonly signal: AbortSignal | undefined;
-  private done = false;
-  private pending = false;
-
-  constructor(body: ByteStream, signal: AbortSignal | undefined) {
-    this.iterator = body[Symbol.asyncIterator]();
-    this.signal = signal;
-  }
-
-  /** The next non-empty chunk, or `undefined` at the end. */
-  async next(): Promise<Uint8Array | undefined> {
-    for (;;) {
-      const result = await this.pull();
-      if (result.done) {
-        this.done = true;
-        return undefined;
-      }
-      if (result.value.byteLength > 0) return result.value;
-    }
-  }
-
-  private async pull(): Promise<IteratorResult<Uint8Array>> {
-    const { signal } = this;
-    throwIfAborted(signal);
-    this.pending = true;
-    let onAbort = (): void => {};
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(toAbortedError(signal!));
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      const result = await Promise.race([this.iterator.next(), aborted]);
-      this.pending = false;
-      return result;
-    } catch (error) {
-      // A body that threw is finished; one interrupted by the signal still has a read pending.
-      if (!signal?.aborted) this.pending = false;
-      this.done = !signal?.aborted;
-      throw error;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-  }
-
-  /**
-   * Lets the producer release what it holds when the body was not read to the end. While a
-   * read is still pending (the signal aborted it), `return()` would wait for that read, which
-   * may never come, so it is started but not awaited.
-   */
-  async release(): Promise<void> {
-    if (this.done || typeof this.iterator.return !== 'function') return;
-    this.done = true;
-    const released = Promise.resolve(this.iterator.return()).catch(() => {});
-    if (!this.pending) await released;
-  }
 }
 
 async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
@@ -261,7 +185,7 @@ export class FsStorage implements Storage {
    */
   async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
     const { signal, ifNoneMatch = false } = options;
-    const reader = new BodyReader(toByteStream(body), signal);
+    const reader = new BodyReader(body, signal);
     try {
       checkKey(key);
       throwIfAborted(signal);

@@ -1,7 +1,9 @@
 import {
   AlreadyExistsError,
+  BodyReader,
   type ByteStream,
   ConfigError,
+  checkStorageKey,
   type GetOptions,
   NotFoundError,
   type ObjectInfo,
@@ -11,7 +13,6 @@ import {
   StorageError,
   throwIfAborted,
   toAbortedError,
-  toByteStream,
 } from '@bk/core';
 import {
   type Bucket,
@@ -21,7 +22,6 @@ import {
   IdempotencyStrategy,
   type StorageOptions,
 } from '@google-cloud/storage';
-import { type BodyChunk, ChunkReader } from './chunk-reader.ts';
 import { httpStatus, toBkError } from './gcs-error.ts';
 import { type GcsChecksum, ObjectDigest } from './object-digest.ts';
 import { type ChunkRetryPolicy, ResumableSession, type UploadedObject } from './resumable-session.ts';
@@ -76,17 +76,6 @@ export interface GcsStorageOptions {
   /** The checksum compared with the stored object's; default `md5`. See {@link GcsChecksum}. */
   checksum?: GcsChecksum;
 }
-
-/** What makes a key invalid: the `Storage` contract's rules plus GCS's object-name rules. */
-const KEY_RULES: Array<[breaks: (key: string) => boolean, reason: string]> = [
-  [(key) => typeof key !== 'string' || key === '', 'it is empty'],
-  [(key) => key.startsWith('/'), 'it is absolute'],
-  [(key) => /[\r\n\0]/.test(key), 'it contains a line break or a NUL byte'],
-  [
-    (key) => key.split('/').some((part) => part === '' || part === '.' || part === '..'),
-    'it has an empty, "." or ".." segment',
-  ],
-];
 
 /** GCS bucket names: 3–222 characters of lower-case letters, digits, `-`, `_` and `.`. */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
@@ -256,30 +245,33 @@ export class GcsStorage implements Storage {
    */
   async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
     const { signal, ifNoneMatch = false, contentType = 'application/octet-stream' } = options;
-    const reader = new ChunkReader(toByteStream(body), this.chunkSize, signal);
+    const reader = new BodyReader(body, signal);
     try {
       const name = this.objectName(key);
       throwIfAborted(signal);
       // Fail fast, before the body is read: a taken name costs no bytes.
       if (ifNoneMatch && (await this.stat(key, { signal }))) throw new AlreadyExistsError(key);
       const digest = new ObjectDigest(this.checksum);
-      const first = await reader.nextChunk();
-      digest.update(first.bytes);
+      let first: Buffer | undefined = await reader.read(this.chunkSize);
+      digest.update(first);
       let object: UploadedObject;
       let total: number;
-      if (first.last && this.resumable !== true) {
+      if (!(await reader.hasMore()) && this.resumable !== true) {
         throwIfAborted(signal);
-        total = first.bytes.byteLength;
-        object = await this.uploadInOneRequest(key, name, first.bytes, digest, ifNoneMatch, contentType);
+        total = first.byteLength;
+        object = await this.uploadInOneRequest(key, name, first, digest, ifNoneMatch, contentType);
       } else if (this.resumable === false) {
         throw new ConfigError(
           `Refusing to store "${key}" in ${this.description}: it is larger than chunkSize (${this.chunkSize} bytes) and resumable is false. Raise chunkSize or allow resumable uploads.`,
         );
       } else {
+        // Handed over, not kept: the session drops each chunk once GCS has it.
+        const chunks = [first];
+        first = undefined;
         ({ object, total } = await this.uploadResumable(
           key,
           name,
-          first,
+          chunks,
           reader,
           digest,
           ifNoneMatch,
@@ -327,8 +319,8 @@ export class GcsStorage implements Storage {
   private async uploadResumable(
     key: string,
     name: string,
-    first: BodyChunk,
-    reader: ChunkReader,
+    firstChunk: Buffer[],
+    reader: BodyReader,
     digest: ObjectDigest,
     ifNoneMatch: boolean,
     contentType: string,
@@ -345,17 +337,19 @@ export class GcsStorage implements Storage {
     }
     const session = new ResumableSession(uri, key, this.where(name), this.chunkRetry);
     let offset = 0;
-    let chunk = first;
+    let chunk: Buffer | undefined = firstChunk.pop()!;
     try {
-      while (!chunk.last) {
-        await session.putChunk(chunk.bytes, offset, signal);
-        offset += chunk.bytes.byteLength;
-        chunk = await reader.nextChunk();
-        digest.update(chunk.bytes);
+      while (await reader.hasMore()) {
+        await session.putChunk(chunk, offset, signal);
+        offset += chunk.byteLength;
+        // Dropped before the next one is read, so one chunk is held at a time.
+        chunk = undefined;
+        chunk = await reader.read(this.chunkSize);
+        digest.update(chunk);
       }
       throwIfAborted(signal);
-      const total = offset + chunk.bytes.byteLength;
-      return { object: await session.finish(chunk.bytes, offset, total, digest.header()), total };
+      const total = offset + chunk.byteLength;
+      return { object: await session.finish(chunk, offset, total, digest.header()), total };
     } catch (error) {
       await session.cancel();
       throw error;
@@ -530,9 +524,15 @@ export class GcsStorage implements Storage {
     return `gs://${this.bucketName}/${name}`;
   }
 
+  /** The `Storage` contract's key rules, plus GCS's own: no line break in an object name. */
   private checkKey(key: string, what = 'storage key'): void {
-    const broken = KEY_RULES.find(([breaks]) => breaks(key));
-    if (broken) throw new ConfigError(`Invalid ${what} "${key}": ${broken[1]}.`);
+    try {
+      checkStorageKey(key);
+    } catch (error) {
+      if (what === 'storage key') throw error;
+      throw new ConfigError(`Invalid ${what} "${key}": ${(error as Error).message}`);
+    }
+    if (/[\r\n]/.test(key)) throw new ConfigError(`Invalid ${what} "${key}": it contains a line break.`);
   }
 
   /** The object name of `key`, after checking the key. */

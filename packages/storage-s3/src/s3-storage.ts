@@ -18,8 +18,10 @@ import {
 import {
   AlreadyExistsError,
   type BkError,
+  BodyReader,
   type ByteStream,
   ConfigError,
+  checkStorageKey,
   type GetOptions,
   IntegrityError,
   NotFoundError,
@@ -30,9 +32,7 @@ import {
   StorageError,
   throwIfAborted,
   toAbortedError,
-  toByteStream,
 } from '@bk/core';
-import { BodyReader } from './body-reader.ts';
 import { errorName, errorStatus, toStorageError } from './s3-error.ts';
 
 const MIB = 1024 * 1024;
@@ -125,20 +125,11 @@ export function partSize(partNumber: number, firstPartSize: number): number {
   return Math.min(firstPartSize * 2 ** step, MAX_PART_BYTES);
 }
 
-const KEY_RULES: Array<[breaks: (key: string) => boolean, reason: string]> = [
-  [(key) => typeof key !== 'string' || key === '', 'it is empty'],
-  [(key) => key.startsWith('/'), 'it is absolute'],
-  [(key) => key.includes('\0'), 'it contains a NUL byte'],
-  [(key) => key.startsWith(PROBE_PREFIX), `keys starting with "${PROBE_PREFIX}" are reserved`],
-  [
-    (key) => key.split('/').some((part) => part === '' || part === '.' || part === '..'),
-    'it has an empty, "." or ".." segment',
-  ],
-];
-
+/** The `Storage` contract's key rules, plus one of its own: the probe's prefix is reserved. */
 function checkKey(key: string): void {
-  const broken = KEY_RULES.find(([breaks]) => breaks(key));
-  if (broken) throw new ConfigError(`Invalid storage key "${key}": ${broken[1]}.`);
+  checkStorageKey(key);
+  if (key.startsWith(PROBE_PREFIX))
+    throw new ConfigError(`Invalid storage key "${key}": keys starting with "${PROBE_PREFIX}" are reserved.`);
 }
 
 function checkRange(range: GetOptions['range']): { start: number; end?: number } {
@@ -170,49 +161,6 @@ const MD5_HEX = /^[0-9a-f]{32}$/;
 interface Part {
   number: number;
   bytes: Buffer;
-}
-
-/**
- * Splits a body into parts: `read(size)` returns exactly `size` bytes, fewer only at the end,
- * and `ended()` looks one chunk ahead to tell whether anything is left.
- */
-class PartReader {
-  private leftover: Uint8Array | undefined;
-  private done = false;
-
-  constructor(private readonly body: BodyReader) {}
-
-  async read(size: number): Promise<Buffer> {
-    const chunks: Uint8Array[] = [];
-    let filled = 0;
-    while (filled < size) {
-      const chunk = this.leftover ?? (this.done ? undefined : await this.body.next());
-      this.leftover = undefined;
-      if (chunk === undefined) {
-        this.done = true;
-        break;
-      }
-      const wanted = size - filled;
-      if (chunk.byteLength > wanted) {
-        this.leftover = chunk.subarray(wanted);
-        chunks.push(chunk.subarray(0, wanted));
-        filled += wanted;
-      } else {
-        chunks.push(chunk);
-        filled += chunk.byteLength;
-      }
-    }
-    return Buffer.concat(chunks, filled);
-  }
-
-  async ended(): Promise<boolean> {
-    if (this.leftover !== undefined) return false;
-    if (this.done) return true;
-    const chunk = await this.body.next();
-    if (chunk === undefined) this.done = true;
-    else this.leftover = chunk;
-    return this.done;
-  }
 }
 
 /** An `AbortSignal` that aborts with `parent` and can also be aborted on its own. */
@@ -351,7 +299,7 @@ export class S3Storage implements Storage {
   async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
     const { signal, ifNoneMatch = false } = options;
     const { controller, release } = childController(signal);
-    const reader = new BodyReader(toByteStream(body), controller.signal);
+    const reader = new BodyReader(body, controller.signal);
     try {
       checkKey(key);
       throwIfAborted(signal);
@@ -361,11 +309,10 @@ export class S3Storage implements Storage {
         hint !== undefined && Number.isFinite(hint) && hint > 0
           ? Math.min(MAX_PART_BYTES, Math.max(this.firstPartSize, Math.ceil(hint / MAX_PARTS)))
           : this.firstPartSize;
-      const parts = new PartReader(reader);
-      const firstPart = await parts.read(first);
-      if (await parts.ended())
+      const firstPart = await reader.read(first);
+      if (!(await reader.hasMore()))
         return await this.putSingle(key, firstPart, mode, options.contentType, controller.signal);
-      return await this.putMultipart(key, firstPart, parts, first, mode, options.contentType, controller);
+      return await this.putMultipart(key, firstPart, reader, first, mode, options.contentType, controller);
     } catch (error) {
       if (signal?.aborted) throw toAbortedError(signal);
       throw error;
@@ -641,7 +588,7 @@ export class S3Storage implements Storage {
   private async putMultipart(
     key: string,
     firstPart: Buffer,
-    reader: PartReader,
+    reader: BodyReader,
     firstPartSize: number,
     mode: 'if-none-match' | 'check' | undefined,
     contentType: string | undefined,
@@ -672,7 +619,7 @@ export class S3Storage implements Storage {
         wholeMd5.update(part.bytes);
         size += part.bytes.byteLength;
         yield part;
-        if (await reader.ended()) return;
+        if (!(await reader.hasMore())) return;
         const number = part.number + 1;
         if (number > MAX_PARTS)
           throw new StorageError(

@@ -86,8 +86,7 @@ export class SwiftClient {
       try {
         response = await this.fetcher(`${session.storageUrl}${request.path}${query}`, {
           method: request.method,
-          headers: { ...request.headers, 'X-Auth-Token': session.token },
-          body: request.body,
+          ...requestBody(request.body, { ...request.headers, 'X-Auth-Token': session.token }),
           signal: request.signal,
         });
       } catch (error) {
@@ -114,6 +113,25 @@ export class SwiftClient {
       return response;
     }
   }
+}
+
+/**
+ * The body and headers of one attempt. fetch copies an array body before sending it, which
+ * would hold every segment in flight twice; a stream over the same bytes (made anew for each
+ * attempt, with their `Content-Length`) is sent without a copy.
+ */
+function requestBody(
+  body: Uint8Array | string | undefined,
+  headers: Record<string, string>,
+): Pick<RequestInit, 'body' | 'headers'> & { duplex?: 'half' } {
+  if (!(body instanceof Uint8Array)) return { body, headers };
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (body.byteLength > 0) controller.enqueue(body);
+      controller.close();
+    },
+  });
+  return { body: stream, headers: { ...headers, 'Content-Length': String(body.byteLength) }, duplex: 'half' };
 }
 
 /** ` (ECONNRESET)` when a fetch failure carries a system error code. */

@@ -3,8 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AlreadyExistsError,
   BkError,
+  BodyReader,
   type ByteStream,
   ConfigError,
+  checkStorageKey,
   type GetOptions,
   NotFoundError,
   type ObjectInfo,
@@ -14,9 +16,7 @@ import {
   StorageError,
   throwIfAborted,
   toAbortedError,
-  toByteStream,
 } from '@bk/core';
-import { SegmentReader } from './segment-reader.ts';
 import type { SwiftAuth } from './swift-auth.ts';
 import { isRetryableStatus, SwiftClient, type SwiftRequest, statusError } from './swift-client.ts';
 
@@ -50,7 +50,8 @@ export interface SwiftStorageOptions {
    * Bodies larger than this are uploaded as a Static Large Object in segments of this size.
    * Default 64 MiB. When `sizeHint` says 1,000 segments (Swift's manifest limit) would not be
    * enough, the segment grows to `ceil(sizeHint / 1000)`, up to 5 GiB (Swift's object limit).
-   * Memory: a put holds at most `concurrency × segmentSize` bytes of the body (256 MiB by default).
+   * Memory: a put holds at most `concurrency × segmentSize` bytes of the body in flight, plus the
+   * segment being read (320 MiB by default); each is sent without a further copy.
    */
   segmentSize?: number;
   /** Segments uploaded in parallel; default 4. See `segmentSize` for the memory it costs. */
@@ -104,19 +105,6 @@ function unquote(etag: string | null): string | undefined {
 function encodePath(container: string, object?: string): string {
   const head = `/${encodeURIComponent(container)}`;
   return object === undefined ? head : `${head}/${object.split('/').map(encodeURIComponent).join('/')}`;
-}
-
-function checkKey(key: string): void {
-  if (
-    typeof key !== 'string' ||
-    key === '' ||
-    key.startsWith('/') ||
-    key.includes('\0') ||
-    key.split('/').some((part) => part === '' || part === '.' || part === '..')
-  )
-    throw new ConfigError(
-      `Invalid storage key "${key}": it is empty, absolute, or has an empty, "." or ".." segment.`,
-    );
 }
 
 function checkRange(range: GetOptions['range']): { start: number; end?: number } {
@@ -190,7 +178,7 @@ export class SwiftStorage implements Storage {
   constructor(options: SwiftStorageOptions) {
     checkContainer(options.container);
     const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
-    if (prefix !== '') checkKey(prefix);
+    if (prefix !== '') checkStorageKey(prefix);
     const segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_BYTES;
     if (!Number.isSafeInteger(segmentSize) || segmentSize < 1 || segmentSize > MAX_SEGMENT_BYTES)
       throw new ConfigError(`Invalid segmentSize ${segmentSize}: use 1 byte to 5 GiB.`);
@@ -214,7 +202,7 @@ export class SwiftStorage implements Storage {
 
   /** Where `key` lives: its container (by layout), object name and segments container. */
   private locate(key: string): Location {
-    checkKey(key);
+    checkStorageKey(key);
     const object = this.prefix + key;
     if (Buffer.byteLength(object) > MAX_OBJECT_NAME_BYTES - 40)
       throw new ConfigError(`Invalid storage key "${key}": with the prefix it is longer than Swift allows.`);
@@ -288,7 +276,7 @@ export class SwiftStorage implements Storage {
     const { ifNoneMatch = false } = options;
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-    const reader = new SegmentReader(toByteStream(body), signal);
+    const reader = new BodyReader(body, signal);
     try {
       const location = this.locate(key);
       throwIfAborted(options.signal);
@@ -301,10 +289,11 @@ export class SwiftStorage implements Storage {
           ? await this.manifestSegments(location, signal)
           : [];
       await this.ensureContainer(location.container, signal);
-      const first = await reader.read(segmentSize);
+      // Handed over in an array, not held here: putLarge drops it once it is sent.
+      const first = [await reader.read(segmentSize)];
       const info = (await reader.hasMore())
         ? await this.putLarge(location, first, reader, segmentSize, options, signal, stop)
-        : await this.putSingle(location, first, options, signal);
+        : await this.putSingle(location, first[0]!, options, signal);
       await this.deleteSegments(oldSegments);
       return info;
     } catch (error) {
@@ -442,8 +431,8 @@ export class SwiftStorage implements Storage {
 
   private async putLarge(
     location: Location,
-    first: Uint8Array,
-    reader: SegmentReader,
+    first: Uint8Array[],
+    reader: BodyReader,
     segmentSize: number,
     options: PutOptions,
     signal: AbortSignal,
@@ -456,7 +445,7 @@ export class SwiftStorage implements Storage {
     let size = 0;
     try {
       await this.ensureContainer(location.segments, signal);
-      let pendingFirst: Uint8Array | undefined = first;
+      let pendingFirst: Uint8Array | undefined = first.shift();
       let nextIndex = 0;
       const readNext = async (): Promise<{ index: number; bytes: Uint8Array } | undefined> => {
         let bytes: Uint8Array;
@@ -479,7 +468,11 @@ export class SwiftStorage implements Storage {
       let lock: Promise<unknown> = Promise.resolve();
       const take = () => {
         const next = lock.then(readNext);
-        lock = next.catch(() => {});
+        // Settles to nothing, so the chain does not keep the last segment alive.
+        lock = next.then(
+          () => {},
+          () => {},
+        );
         return next;
       };
       const worker = async (): Promise<void> => {
