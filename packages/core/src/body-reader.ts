@@ -30,6 +30,8 @@ import { toByteStream } from './streams.ts';
 export class BodyReader {
   private readonly iterator: AsyncIterator<Uint8Array>;
   private readonly signal: AbortSignal | undefined;
+  /** Buffers handed back with `recycle()`, refilled by `read()` instead of allocating. */
+  private readonly spares: Buffer[] = [];
   /** The rest of a chunk a `read()` split, or the chunk `hasMore()` looked ahead at. */
   private leftover: Uint8Array | undefined;
   private done = false;
@@ -89,7 +91,7 @@ export class BodyReader {
     while (filled < size) {
       const chunk = await this.next();
       if (chunk === undefined) break;
-      target ??= Buffer.allocUnsafe(size);
+      target ??= this.spare(size) ?? Buffer.allocUnsafe(size);
       const take = Math.min(chunk.byteLength, size - filled);
       if (take < chunk.byteLength) {
         this.leftover = chunk.subarray(take);
@@ -101,6 +103,29 @@ export class BodyReader {
     }
     if (target === undefined) return Buffer.alloc(0);
     return filled === size ? target : target.subarray(0, filled);
+  }
+
+  /**
+   * Hands back a buffer that `read()` returned, once nothing reads it any more (its upload
+   * request has settled): the next `read()` fills it instead of allocating. An upload then cycles
+   * through `concurrency + 1` part buffers instead of leaving one behind per part for the
+   * garbage collector, which keeps the process's resident memory near what is really in use.
+   * Never recycle a buffer a request may still send (a retry in flight): its bytes would change.
+   *
+   * @example
+   * const part = await reader.read(partSize);
+   * await uploadPart(part);
+   * reader.recycle(part);
+   */
+  recycle(buffer: Buffer): void {
+    if (this.spares.length < 16) this.spares.push(buffer);
+  }
+
+  private spare(size: number): Buffer | undefined {
+    const index = this.spares.findIndex((buffer) => buffer.byteLength >= size);
+    if (index < 0) return undefined;
+    const [buffer] = this.spares.splice(index, 1);
+    return buffer!.byteLength === size ? buffer : buffer!.subarray(0, size);
   }
 
   /**

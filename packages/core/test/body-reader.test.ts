@@ -176,3 +176,19 @@ describe('checkStorageKey', () => {
     expect(() => checkStorageKey(key)).toThrow(reason);
   });
 });
+
+describe('BodyReader.recycle', () => {
+  it('refills a recycled buffer instead of allocating', async () => {
+    const reader = new BodyReader(
+      (async function* () {
+        for (let index = 0; index < 4; index += 1) yield new Uint8Array(4).fill(index);
+      })(),
+    );
+    const first = await reader.read(8);
+    expect([...first]).toEqual([0, 0, 0, 0, 1, 1, 1, 1]);
+    reader.recycle(first);
+    const second = await reader.read(8);
+    expect(second.buffer).toBe(first.buffer);
+    expect([...second]).toEqual([2, 2, 2, 2, 3, 3, 3, 3]);
+  });
+});

@@ -369,7 +369,7 @@ export class AzureStorage implements Storage {
       const ahead = [await read(firstSize)];
       if (ahead[0]!.byteLength === firstSize) ahead.push(await read(firstSize));
       if (ahead.length === 1 || ahead[1]!.byteLength === 0) return await this.putSingle(upload, ahead[0]!);
-      return await this.putBlocks(upload, read, firstSize, ahead);
+      return await this.putBlocks(upload, read, firstSize, ahead, (buffer) => reader.recycle(buffer));
     } catch (error) {
       if (signal?.aborted) throw toAbortedError(signal);
       if (bodyError !== undefined && bodyError.error === error) throw error;
@@ -406,6 +406,7 @@ export class AzureStorage implements Storage {
     read: (size: number) => Promise<Buffer>,
     firstSize: number,
     ahead: Buffer[],
+    recycle: (buffer: Buffer) => void,
   ): Promise<ObjectInfo> {
     const { blob } = upload;
     if (upload.ifNoneMatch && (await this.ownEtag(upload)) !== null)
@@ -443,6 +444,7 @@ export class AzureStorage implements Storage {
             transactionalContentMD5: createHash('md5').update(data).digest(),
             abortSignal: upload.requestSignal,
           });
+          recycle(data);
         }
       } catch (error) {
         failure ??= { error };

@@ -342,7 +342,8 @@ export class GcsStorage implements Storage {
       while (await reader.hasMore()) {
         await session.putChunk(chunk, offset, signal);
         offset += chunk.byteLength;
-        // Dropped before the next one is read, so one chunk is held at a time.
+        // The sent chunk's buffer is refilled with the next one: one chunk is held at a time.
+        reader.recycle(chunk);
         chunk = undefined;
         chunk = await reader.read(this.chunkSize);
         digest.update(chunk);

@@ -309,9 +309,10 @@ export class S3Storage implements Storage {
         hint !== undefined && Number.isFinite(hint) && hint > 0
           ? Math.min(MAX_PART_BYTES, Math.max(this.firstPartSize, Math.ceil(hint / MAX_PARTS)))
           : this.firstPartSize;
-      const firstPart = await reader.read(first);
+      // Held in an object the upload empties, so the first part is not pinned for the whole upload.
+      const firstPart: { bytes?: Buffer } = { bytes: await reader.read(first) };
       if (!(await reader.hasMore()))
-        return await this.putSingle(key, firstPart, mode, options.contentType, controller.signal);
+        return await this.putSingle(key, firstPart.bytes!, mode, options.contentType, controller.signal);
       return await this.putMultipart(key, firstPart, reader, first, mode, options.contentType, controller);
     } catch (error) {
       if (signal?.aborted) throw toAbortedError(signal);
@@ -587,7 +588,7 @@ export class S3Storage implements Storage {
    */
   private async putMultipart(
     key: string,
-    firstPart: Buffer,
+    firstPart: { bytes?: Buffer },
     reader: BodyReader,
     firstPartSize: number,
     mode: 'if-none-match' | 'check' | undefined,
@@ -614,7 +615,8 @@ export class S3Storage implements Storage {
     const wholeMd5 = createHash('md5');
     let size = 0;
     async function* parts(): AsyncGenerator<Part> {
-      let part: Part = { number: 1, bytes: firstPart };
+      let part: Part = { number: 1, bytes: firstPart.bytes! };
+      firstPart.bytes = undefined;
       for (;;) {
         wholeMd5.update(part.bytes);
         size += part.bytes.byteLength;
@@ -666,6 +668,7 @@ export class S3Storage implements Storage {
           );
         completed[number - 1] = { PartNumber: number, ETag: etag };
         partMd5s[number - 1] = md5;
+        reader.recycle(bytes);
       }
     };
 

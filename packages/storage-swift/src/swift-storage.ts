@@ -480,6 +480,7 @@ export class SwiftStorage implements Storage {
           for (let segment = await take(); segment; segment = await take()) {
             started.add(segment.index);
             records[segment.index] = await this.putSegment(location, segmentPrefix, segment, signal);
+            if (Buffer.isBuffer(segment.bytes)) reader.recycle(segment.bytes);
           }
         } catch (error) {
           if (!stop.signal.aborted) stop.abort(error);
