@@ -2,6 +2,7 @@ import { type ArchivedEntry, readArchive } from '../archive.ts';
 import type { ConflictPolicy, Entry, RestoreReport, Restorer, Storage } from '../contracts.ts';
 import { BkError, ConfigError, throwIfAborted, toAbortedError } from '../errors.ts';
 import type { SidecarManifest } from '../manifest.ts';
+import { openForRead } from '../parallel-get.ts';
 import { ignoreProgress, type ProgressListener } from '../progress.ts';
 import { abortable } from '../streams.ts';
 import { selectComponents } from './backup.ts';
@@ -18,6 +19,11 @@ export interface RestoreOptions {
   /** What to do with data that exists in the target; default `fail`. */
   conflict?: ConflictPolicy;
   prefix?: string;
+  /**
+   * Ranged requests in flight while reading the archive; default 4 on remote stores that serve
+   * ranges, 1 (one stream) on others. Memory: this × 8 MiB.
+   */
+  readConcurrency?: number;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -62,7 +68,10 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     components: selected.map((component) => component.name),
     totalBytes,
   });
-  const archive = await storage.get(manifest.archive.key, { signal });
+  const archive = await openForRead(storage, manifest.archive.key, manifest.archive.size, {
+    signal,
+    concurrency: options.readConcurrency,
+  });
   const shared = readArchive(abortable(archive, signal), manifest, {
     onArchiveBytes: (bytes) => progress({ type: 'archive-bytes', bytes }),
     onEntryBytes: (component, path, bytes) => progress({ type: 'bytes', component, path, bytes }),

@@ -2,6 +2,7 @@ import { readArchive } from '../archive.ts';
 import type { Storage } from '../contracts.ts';
 import { BkError, throwIfAborted, toAbortedError } from '../errors.ts';
 import type { SidecarManifest } from '../manifest.ts';
+import { openForRead } from '../parallel-get.ts';
 import { ignoreProgress, type ProgressListener } from '../progress.ts';
 import { abortable } from '../streams.ts';
 import { inspect } from './catalog.ts';
@@ -11,6 +12,11 @@ export interface VerifyOptions {
   /** A backup name or `"latest"`. */
   name: string;
   prefix?: string;
+  /**
+   * Ranged requests in flight while reading the archive; default 4 on remote stores that serve
+   * ranges, 1 (one stream) on others. Memory: this × 8 MiB.
+   */
+  readConcurrency?: number;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -40,7 +46,10 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   let entries = 0;
   let bytes = 0;
   try {
-    const archive = await storage.get(manifest.archive.key, { signal });
+    const archive = await openForRead(storage, manifest.archive.key, manifest.archive.size, {
+      signal,
+      concurrency: options.readConcurrency,
+    });
     for await (const { record } of readArchive(abortable(archive, signal), manifest, {
       onArchiveBytes: (count) => progress({ type: 'archive-bytes', bytes: count }),
       onEntryBytes: (component, path, count) => progress({ type: 'bytes', component, path, bytes: count }),
