@@ -26,8 +26,8 @@ const GiB = 1024 * MiB;
 const DEFAULT_SEGMENT_BYTES = 64 * MiB;
 /** Swift's default `max_file_size`: no single object (so no segment) may be larger. */
 const MAX_SEGMENT_BYTES = 5 * GiB;
-/** Swift's default `max_manifest_segments`. */
-const MAX_SEGMENTS = 1000;
+/** Swift's default `max_manifest_segments`: entries in one SLO manifest. */
+const MAX_MANIFEST_ENTRIES = 1000;
 /** Swift's default `max_object_name_length`. */
 const MAX_OBJECT_NAME_BYTES = 1024;
 const DEFAULT_CONCURRENCY = 4;
@@ -48,8 +48,10 @@ export interface SwiftStorageOptions {
   auth: SwiftAuth;
   /**
    * Bodies larger than this are uploaded as a Static Large Object in segments of this size.
-   * Default 64 MiB. When `sizeHint` says 1,000 segments (Swift's manifest limit) would not be
-   * enough, the segment grows to `ceil(sizeHint / 1000)`, up to 5 GiB (Swift's object limit).
+   * Default 64 MiB. Beyond 1,000 segments (Swift's manifest limit) the SLO is nested: groups of
+   * 1,000 segments become sub-manifests, and the object's manifest lists up to 1,000 of them, so
+   * an object may have 1,000,000 segments (61 TiB at 64 MiB). Only when `sizeHint` says that is
+   * not enough does the segment grow, to `ceil(sizeHint / 1,000,000)`, up to 5 GiB.
    * Memory: a put holds at most `concurrency × segmentSize` bytes of the body in flight, plus the
    * segment being read (320 MiB by default); each is sent without a further copy.
    */
@@ -76,6 +78,11 @@ export interface SwiftStorageOptions {
   createSettleMs?: number;
   /** The `fetch` to use; default the global one. Tests inject faults through it. */
   fetch?: typeof fetch;
+  /**
+   * @internal Segments per sub-manifest once an upload needs more than this many segments
+   * (2–1000, default 1000 = Swift's `max_manifest_segments`). Tests lower it to exercise nesting.
+   */
+  segmentsPerManifest?: number;
 }
 
 /** Where one key lives. */
@@ -88,10 +95,30 @@ interface Location {
   segments: string;
 }
 
+/** An entry of a stored SLO manifest, as `?multipart-manifest=get` returns it. */
+interface ManifestEntry {
+  /** `/container/object`. */
+  path: string;
+  /** A sub-manifest (an SLO itself) rather than a plain segment. */
+  subSlo: boolean;
+}
+
+/** One entry of an SLO manifest: a segment, or a sub-manifest with its SLO ETag and total size. */
 interface SegmentRecord {
   path: string;
   etag: string;
   size: number;
+}
+
+/** The manifest JSON of `records` and its SLO ETag: the md5 of the entries' ETags, concatenated. */
+function sloManifest(records: SegmentRecord[]): { body: string; etag: string; size: number } {
+  return {
+    body: JSON.stringify(
+      records.map((record) => ({ path: record.path, etag: record.etag, size_bytes: record.size })),
+    ),
+    etag: md5Hex(records.map((record) => record.etag).join('')),
+    size: records.reduce((sum, record) => sum + record.size, 0),
+  };
 }
 
 function md5Hex(bytes: Uint8Array | string): string {
@@ -129,6 +156,11 @@ function pad(index: number): string {
   return String(index).padStart(8, '0');
 }
 
+/** The name (after the upload's segment prefix) of the sub-manifest of segment group `index`. */
+function subManifestName(index: number): string {
+  return `manifest-${String(index).padStart(6, '0')}`;
+}
+
 function isRetryable(error: unknown): boolean {
   return BkError.isInstance(error) && error.retryable;
 }
@@ -138,8 +170,9 @@ function isRetryable(error: unknown): boolean {
  *
  * A body that fits in one segment is stored with one `PUT` (its md5 sent as `ETag`, checked by
  * Swift). A larger one becomes a Static Large Object: its segments go to the hidden container
- * `<container>_segments` under `<object>/<uploadId>/<index>`, uploaded by `concurrency` workers,
- * then one manifest `PUT` publishes the whole object at once. Create-if-absent sends
+ * `<container>_segments` under `<object>/<uploadId>/<index>`, uploaded by `concurrency` workers
+ * (beyond 1,000 segments, grouped into sub-manifests there: a nested SLO of up to 1,000,000
+ * segments), then one manifest `PUT` publishes the whole object at once. Create-if-absent sends
  * `If-None-Match: *`. On any error or abort every uploaded segment is deleted and no object
  * appears. Idempotent requests are retried with exponential backoff and jitter.
  *
@@ -166,6 +199,7 @@ export class SwiftStorage implements Storage {
   readonly prefix: string;
   readonly layout: 'flat' | 'daily';
   private readonly segmentSize: number;
+  private readonly segmentsPerManifest: number;
   private readonly concurrency: number;
   private readonly createContainer: boolean;
   private readonly createSettleMs: number;
@@ -182,6 +216,15 @@ export class SwiftStorage implements Storage {
     const segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_BYTES;
     if (!Number.isSafeInteger(segmentSize) || segmentSize < 1 || segmentSize > MAX_SEGMENT_BYTES)
       throw new ConfigError(`Invalid segmentSize ${segmentSize}: use 1 byte to 5 GiB.`);
+    const segmentsPerManifest = options.segmentsPerManifest ?? MAX_MANIFEST_ENTRIES;
+    if (
+      !Number.isSafeInteger(segmentsPerManifest) ||
+      segmentsPerManifest < 2 ||
+      segmentsPerManifest > MAX_MANIFEST_ENTRIES
+    )
+      throw new ConfigError(
+        `Invalid segmentsPerManifest ${segmentsPerManifest}: use 2 to ${MAX_MANIFEST_ENTRIES}.`,
+      );
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1)
       throw new ConfigError(`Invalid concurrency ${concurrency}: use a positive integer.`);
@@ -192,6 +235,7 @@ export class SwiftStorage implements Storage {
     this.prefix = prefix === '' ? '' : `${prefix}/`;
     this.layout = layout;
     this.segmentSize = segmentSize;
+    this.segmentsPerManifest = segmentsPerManifest;
     this.concurrency = concurrency;
     this.createContainer = options.createContainer ?? true;
     this.createSettleMs = options.createSettleMs ?? 250;
@@ -212,13 +256,22 @@ export class SwiftStorage implements Storage {
     return { key, container, object, segments: `${container}_segments` };
   }
 
+  /**
+   * The most segments one object may have: the object's manifest lists up to 1,000 sub-manifests
+   * of `segmentsPerManifest` segments each (one level of nesting; Swift allows ten).
+   */
+  private get maxSegments(): number {
+    return this.segmentsPerManifest * MAX_MANIFEST_ENTRIES;
+  }
+
   /** The segment size for a body of `sizeHint` bytes. */
   private segmentSizeFor(sizeHint: number | undefined): number {
-    if (sizeHint === undefined || sizeHint <= this.segmentSize * MAX_SEGMENTS) return this.segmentSize;
-    const needed = Math.ceil(sizeHint / MAX_SEGMENTS / MiB) * MiB;
+    const maxSegments = this.maxSegments;
+    if (sizeHint === undefined || sizeHint <= this.segmentSize * maxSegments) return this.segmentSize;
+    const needed = Math.ceil(sizeHint / maxSegments / MiB) * MiB;
     if (needed > MAX_SEGMENT_BYTES)
       throw new ConfigError(
-        `A body of ${sizeHint} bytes is larger than Swift's limit of ${MAX_SEGMENTS} segments of 5 GiB.`,
+        `A body of ${sizeHint} bytes is larger than ${maxSegments} segments of 5 GiB, the most one object can have.`,
       );
     return needed;
   }
@@ -294,7 +347,7 @@ export class SwiftStorage implements Storage {
       const info = (await reader.hasMore())
         ? await this.putLarge(location, first, reader, segmentSize, options, signal, stop)
         : await this.putSingle(location, first[0]!, options, signal);
-      await this.deleteSegments(oldSegments);
+      await this.deleteOldSegments(oldSegments);
       return info;
     } catch (error) {
       if (options.signal?.aborted) throw toAbortedError(options.signal);
@@ -429,6 +482,13 @@ export class SwiftStorage implements Storage {
     await this.deleteLocation(location, AbortSignal.timeout(60_000)).catch(() => {});
   }
 
+  /**
+   * Uploads the body as an SLO. Up to `segmentsPerManifest` (G) segments: one manifest lists
+   * them. Beyond that the SLO is nested: each group of G segments is published as a sub-manifest
+   * `<segmentPrefix>manifest-NNNNNN` in the segments container as soon as it is complete (so only
+   * the records of unfinished groups are kept), the trailing group at the end, and the object's
+   * manifest lists the sub-manifests, each with its own SLO ETag and total size.
+   */
   private async putLarge(
     location: Location,
     first: Uint8Array[],
@@ -440,13 +500,21 @@ export class SwiftStorage implements Storage {
   ): Promise<ObjectInfo> {
     const uploadId = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
     const segmentPrefix = `${location.object}/${uploadId}/`;
-    const records: SegmentRecord[] = [];
-    const started = new Set<number>();
+    const group = this.segmentsPerManifest;
+    const maxSegments = this.maxSegments;
+    // Segments uploaded but not yet in a published sub-manifest, by index.
+    const records = new Map<number, SegmentRecord>();
+    // Published sub-manifests, by group.
+    const subManifests: SegmentRecord[] = [];
+    const finished = new Map<number, number>();
+    // Full groups not yet published because nesting was not yet known to be needed.
+    const waiting: number[] = [];
+    // Segments 0 … taken - 1 have been handed to a worker (their PUT may have started).
+    let taken = 0;
     let size = 0;
     try {
       await this.ensureContainer(location.segments, signal);
       let pendingFirst: Uint8Array | undefined = first.shift();
-      let nextIndex = 0;
       const readNext = async (): Promise<{ index: number; bytes: Uint8Array } | undefined> => {
         let bytes: Uint8Array;
         if (pendingFirst) {
@@ -457,12 +525,12 @@ export class SwiftStorage implements Storage {
           bytes = await reader.read(segmentSize);
           if (bytes.byteLength === 0) return undefined;
         }
-        if (nextIndex >= MAX_SEGMENTS)
+        if (taken >= maxSegments)
           throw new StorageError(
-            `Could not store "${location.key}" in ${this.description}: it needs more than ${MAX_SEGMENTS} segments of ${segmentSize} bytes; pass sizeHint or raise segmentSize.`,
+            `Could not store "${location.key}" in ${this.description}: it needs more than ${maxSegments} segments of ${segmentSize} bytes; pass sizeHint or raise segmentSize.`,
           );
         size += bytes.byteLength;
-        return { index: nextIndex++, bytes };
+        return { index: taken++, bytes };
       };
       // Workers pull from one reader; reads are serialised so segments keep their order.
       let lock: Promise<unknown> = Promise.resolve();
@@ -475,12 +543,29 @@ export class SwiftStorage implements Storage {
         );
         return next;
       };
+      const publishGroup = async (index: number, count: number): Promise<void> => {
+        const entries: SegmentRecord[] = [];
+        for (let segment = index * group; segment < index * group + count; segment += 1)
+          entries.push(records.get(segment)!);
+        subManifests[index] = await this.putSubManifest(location, segmentPrefix, index, entries, signal);
+        for (let segment = index * group; segment < index * group + count; segment += 1)
+          records.delete(segment);
+      };
       const worker = async (): Promise<void> => {
         try {
           for (let segment = await take(); segment; segment = await take()) {
-            started.add(segment.index);
-            records[segment.index] = await this.putSegment(location, segmentPrefix, segment, signal);
+            records.set(segment.index, await this.putSegment(location, segmentPrefix, segment, signal));
             if (Buffer.isBuffer(segment.bytes)) reader.recycle(segment.bytes);
+            const index = Math.floor(segment.index / group);
+            const done = (finished.get(index) ?? 0) + 1;
+            finished.set(index, done);
+            if (done === group) {
+              finished.delete(index);
+              waiting.push(index);
+            }
+            // Full groups are published as soon as the object is known to need nesting (a
+            // segment past the first group was read); a body of at most one group never nests.
+            if (taken > group) for (const ready of waiting.splice(0)) await publishGroup(ready, group);
           }
         } catch (error) {
           if (!stop.signal.aborted) stop.abort(error);
@@ -490,11 +575,16 @@ export class SwiftStorage implements Storage {
       const results = await Promise.allSettled(Array.from({ length: this.concurrency }, worker));
       if (results.some((result) => result.status === 'rejected')) throw stop.signal.reason;
 
-      const manifest = JSON.stringify(
-        records.map((record) => ({ path: record.path, etag: record.etag, size_bytes: record.size })),
-      );
-      // The SLO rule: the object's ETag is the md5 of its segments' md5 hex strings, concatenated.
-      const expected = md5Hex(records.map((record) => record.etag).join(''));
+      let entries: SegmentRecord[];
+      if (taken <= group) {
+        entries = Array.from({ length: taken }, (_, index) => records.get(index)!);
+      } else {
+        const groups = Math.ceil(taken / group);
+        for (let index = 0; index < groups; index += 1)
+          if (!subManifests[index]) await publishGroup(index, Math.min(group, taken - index * group));
+        entries = subManifests;
+      }
+      const manifest = sloManifest(entries);
       const lastModified = await this.publish(
         location,
         {
@@ -502,19 +592,57 @@ export class SwiftStorage implements Storage {
           path: encodePath(location.container, location.object),
           idempotent: false,
           signal,
-          body: manifest,
+          body: manifest.body,
         },
         this.publishHeaders(options, uploadId),
-        expected,
+        manifest.etag,
         uploadId,
         options.ifNoneMatch ?? false,
         { 'multipart-manifest': 'put' },
       );
-      return { key: location.key, size, etag: expected, lastModified };
+      return { key: location.key, size, etag: manifest.etag, lastModified };
     } catch (error) {
-      await this.cleanUpUpload(location, segmentPrefix, started);
+      await this.cleanUpUpload(location, segmentPrefix, taken, taken > group ? Math.ceil(taken / group) : 0);
       throw error;
     }
+  }
+
+  /**
+   * Publishes one group of segments as a sub-manifest in the segments container and checks its
+   * SLO ETag (Swift also checks the `ETag` sent, 422 on a mismatch). Its entry in the object's
+   * manifest carries that ETag and the group's total size, as Swift's SLO rule requires.
+   */
+  private async putSubManifest(
+    location: Location,
+    segmentPrefix: string,
+    index: number,
+    entries: SegmentRecord[],
+    signal: AbortSignal,
+  ): Promise<SegmentRecord> {
+    const name = segmentPrefix + subManifestName(index);
+    const manifest = sloManifest(entries);
+    const describe = `upload sub-manifest ${index} of "${location.key}" to ${this.description}`;
+    const response = await this.send(
+      {
+        method: 'PUT',
+        path: encodePath(location.segments, name),
+        query: { 'multipart-manifest': 'put' },
+        headers: { ETag: manifest.etag, 'Content-Type': 'application/octet-stream' },
+        body: manifest.body,
+        // The same manifest under the same name: repeating it is harmless.
+        idempotent: true,
+        signal,
+      },
+      describe,
+    );
+    if (response.status !== 201) throw await statusError(describe, response);
+    await response.body?.cancel();
+    const returned = unquote(response.headers.get('etag'));
+    if (returned !== manifest.etag)
+      throw new StorageError(
+        `Could not ${describe}: Swift reports ETag ${returned} but the SLO ETag is ${manifest.etag}.`,
+      );
+    return { path: `/${location.segments}/${name}`, etag: manifest.etag, size: manifest.size };
   }
 
   private async putSegment(
@@ -554,18 +682,25 @@ export class SwiftStorage implements Storage {
   }
 
   /**
-   * Deletes every segment of a failed upload: those it started (an aborted PUT may still have
-   * landed), then whatever a listing of the upload's prefix still shows. Runs even after an
-   * abort, with its own time limit; failures here are not reported over the upload's error.
+   * Deletes every segment and sub-manifest of a failed upload: the sub-manifests it may have
+   * written and the segments it started (an aborted PUT may still have landed), then whatever a
+   * listing of the upload's prefix still shows. Runs even after an abort, with its own time
+   * limit; failures here are not reported over the upload's error.
    */
   private async cleanUpUpload(
     location: Location,
     segmentPrefix: string,
-    started: Set<number>,
+    segments: number,
+    subManifests: number,
   ): Promise<void> {
     const signal = AbortSignal.timeout(120_000);
-    const paths = [...started].map((index) => `/${location.segments}/${segmentPrefix}${pad(index)}`);
-    await this.deleteSegments(paths, signal).catch(() => {});
+    const base = `/${location.segments}/${segmentPrefix}`;
+    // Plain DELETEs: a sub-manifest goes alone, its segments are on the list anyway.
+    await this.deleteEach(
+      subManifests + segments,
+      (index) => base + (index < subManifests ? subManifestName(index) : pad(index - subManifests)),
+      signal,
+    ).catch(() => {});
     try {
       const leftovers: string[] = [];
       for await (const item of this.listContainer(location.segments, segmentPrefix, signal))
@@ -576,10 +711,19 @@ export class SwiftStorage implements Storage {
 
   /** Deletes segments given as `/container/object` paths, `concurrency` at a time; 404 is fine. */
   private async deleteSegments(paths: string[], signal?: AbortSignal): Promise<void> {
+    await this.deleteEach(paths.length, (index) => paths[index]!, signal);
+  }
+
+  /** Deletes `count` objects named by `pathAt` (`/container/object`), without a list of them all. */
+  private async deleteEach(
+    count: number,
+    pathAt: (index: number) => string,
+    signal?: AbortSignal,
+  ): Promise<void> {
     let next = 0;
     const worker = async () => {
-      while (next < paths.length) {
-        const path = paths[next++]!;
+      while (next < count) {
+        const path = pathAt(next++);
         const [, container = '', ...rest] = path.split('/');
         const describe = `delete segment ${path} in ${this.description}`;
         const response = await this.send(
@@ -590,11 +734,30 @@ export class SwiftStorage implements Storage {
         await response.body?.cancel();
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, paths.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, count) }, worker));
   }
 
-  /** The segment paths (`/container/object`) of an SLO manifest. */
-  private async manifestSegments(location: Location, signal: AbortSignal | undefined): Promise<string[]> {
+  /**
+   * Deletes an overwritten SLO's entries: plain segments with a plain `DELETE`, sub-manifests
+   * with `?multipart-manifest=delete` so their own segments go with them.
+   */
+  private async deleteOldSegments(entries: ManifestEntry[]): Promise<void> {
+    await this.deleteSegments(entries.filter((entry) => !entry.subSlo).map((entry) => entry.path));
+    for (const entry of entries.filter((entry) => entry.subSlo)) {
+      const [, container = '', ...rest] = entry.path.split('/');
+      await this.deleteSlo(
+        container,
+        rest.join('/'),
+        `delete sub-manifest ${entry.path} in ${this.description}`,
+      );
+    }
+  }
+
+  /** The entries (`/container/object` paths) of an SLO manifest; sub-manifests are marked. */
+  private async manifestSegments(
+    location: Location,
+    signal: AbortSignal | undefined,
+  ): Promise<ManifestEntry[]> {
     const describe = `read the manifest of "${location.key}" in ${this.description}`;
     const response = await this.send(
       {
@@ -608,8 +771,10 @@ export class SwiftStorage implements Storage {
     );
     if (response.status === 404) return [];
     if (!response.ok) throw await statusError(describe, response);
-    const segments = (await response.json()) as Array<{ name?: string }>;
-    return segments.flatMap((segment) => (typeof segment.name === 'string' ? [segment.name] : []));
+    const segments = (await response.json()) as Array<{ name?: string; sub_slo?: boolean }>;
+    return segments.flatMap((segment) =>
+      typeof segment.name === 'string' ? [{ path: segment.name, subSlo: segment.sub_slo === true }] : [],
+    );
   }
 
   /**
@@ -785,8 +950,25 @@ export class SwiftStorage implements Storage {
   }
 
   private async deleteLocation(location: Location, signal: AbortSignal | undefined): Promise<void> {
-    const describe = `delete "${location.key}" from ${this.description}`;
-    const path = encodePath(location.container, location.object);
+    await this.deleteSlo(
+      location.container,
+      location.object,
+      `delete "${location.key}" from ${this.description}`,
+      signal,
+    );
+  }
+
+  /**
+   * `DELETE ?multipart-manifest=delete`: an SLO goes with its segments, and a nested one with its
+   * sub-manifests and theirs (Swift recurses); a plain object falls back to a plain `DELETE`.
+   */
+  private async deleteSlo(
+    container: string,
+    object: string,
+    describe: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const path = encodePath(container, object);
     const response = await this.send(
       {
         method: 'DELETE',

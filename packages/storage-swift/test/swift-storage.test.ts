@@ -172,6 +172,141 @@ describe('SwiftStorage large objects', () => {
   });
 });
 
+/** The raw manifest of an SLO (`?multipart-manifest=get`), read with a fresh TempAuth token. */
+async function rawManifest(
+  container: string,
+  object: string,
+): Promise<Array<{ name: string; sub_slo?: boolean }>> {
+  const auth = await fetch(swift.authUrl, {
+    headers: { 'X-Auth-User': swift.user, 'X-Auth-Key': swift.key },
+  });
+  const response = await fetch(`${swift.storageUrl}/${container}/${object}?multipart-manifest=get`, {
+    headers: { 'X-Auth-Token': auth.headers.get('x-auth-token')! },
+  });
+  expect(response.status).toBe(200);
+  return (await response.json()) as Array<{ name: string; sub_slo?: boolean }>;
+}
+
+function isSubManifestPut(input: RequestInfo | URL, init?: RequestInit): boolean {
+  return isSegmentPut(input, init) && String(input).includes('multipart-manifest=put');
+}
+
+describe('SwiftStorage nested SLOs (sub-manifests of segmentsPerManifest segments)', () => {
+  const cli = (...args: string[]) =>
+    run('/usr/bin/swift', ['-A', swift.authUrl, '-U', swift.user, '-K', swift.key, ...args], {
+      cwd: scratch,
+      maxBuffer: 16 * MiB,
+    });
+
+  it('uploads 11 segments as 4 sub-manifests of 3 that read back whole, ranged and with `swift download`', async () => {
+    const target = storage({ segmentSize: MiB, segmentsPerManifest: 3 });
+    const total = 10 * MiB + 12_345;
+    const { body, sha256 } = seededBody(total, 'nested', 300_000);
+    const chunks: Uint8Array[] = [];
+    async function* tee(): ByteStream {
+      for await (const chunk of body) {
+        chunks.push(chunk);
+        yield chunk;
+      }
+    }
+    const info = await target.put('nested/backup_20261121_101500.tar.gz', tee());
+    const bytes = Buffer.concat(chunks);
+    const digest = sha256();
+    expect(info.size).toBe(total);
+    const stat = await target.stat('nested/backup_20261121_101500.tar.gz');
+    expect(stat?.size).toBe(total);
+    expect(stat?.etag).toBe(info.etag);
+    const left = await segmentsLeft(target);
+    expect(left.filter((name) => /\/manifest-\d{6}$/.test(name)).map((name) => name.slice(-15))).toEqual([
+      'manifest-000000',
+      'manifest-000001',
+      'manifest-000002',
+      'manifest-000003',
+    ]);
+    expect(left.length).toBe(11 + 4);
+    const top = await rawManifest(target.container, 'nested/backup_20261121_101500.tar.gz');
+    expect(top.map((entry) => entry.sub_slo === true)).toEqual([true, true, true, true]);
+
+    expect(await sha256Of(await target.get('nested/backup_20261121_101500.tar.gz'))).toEqual({
+      sha256: digest,
+      size: total,
+    });
+    const sliceOf = (start: number, end: number) =>
+      createHash('sha256').update(bytes.subarray(start, end)).digest('hex');
+    // Across the boundary of sub-manifests 0 and 1 (3 MiB), and across three sub-manifests.
+    for (const [start, end] of [
+      [3 * MiB - 5, 3 * MiB + 7],
+      [MiB - 1, 9 * MiB + 3],
+      [9 * MiB - 2, total],
+    ] as const) {
+      const slice = await sha256Of(
+        await target.get('nested/backup_20261121_101500.tar.gz', { range: { start, end } }),
+      );
+      expect(slice).toEqual({ sha256: sliceOf(start, end), size: end - start });
+    }
+
+    const file = join(scratch, 'nested.bin');
+    await cli('download', target.container, 'nested/backup_20261121_101500.tar.gz', '-o', file);
+    expect((await sha256Of(createReadStream(file))).sha256).toBe(digest);
+
+    await target.delete('nested/backup_20261121_101500.tar.gz');
+    expect(await keys(target)).toEqual([]);
+    expect(await segmentsLeft(target)).toEqual([]);
+  });
+
+  it('a failing segment PUT after a sub-manifest was written leaves no object, sub-manifest or segment', async () => {
+    let subManifestsWritten = 0;
+    let injected = false;
+    const failing: typeof fetch = async (input, init) => {
+      if (isSubManifestPut(input, init)) {
+        const response = await fetch(input, init);
+        if (response.status === 201) subManifestsWritten += 1;
+        return response;
+      }
+      if (isSegmentPut(input, init) && subManifestsWritten > 0 && !injected) {
+        injected = true;
+        return new Response('injected', { status: 403 });
+      }
+      return fetch(input, init);
+    };
+    // One worker: segments go in order, so sub-manifest 0 is written once segment 3 is read,
+    // and the segment PUT after it fails.
+    const target = storage({ segmentSize: MiB, segmentsPerManifest: 3, fetch: failing, concurrency: 1 });
+    const { body } = seededBody(10 * MiB, 'nested fails', 256 * 1024);
+    expect(await code(target.put('nested-broken.bin', body))).toBe('BK_STORAGE');
+    expect(injected).toBe(true);
+    expect(subManifestsWritten).toBeGreaterThan(0);
+    expect(await target.stat('nested-broken.bin')).toBeUndefined();
+    expect(await keys(target)).toEqual([]);
+    expect(await segmentsLeft(target)).toEqual([]);
+  });
+
+  it('overwriting a nested SLO deletes its sub-manifests and their segments', async () => {
+    const target = storage({ segmentSize: MiB, segmentsPerManifest: 2 });
+    await target.put('again.bin', seededBody(5 * MiB, 'nested first').body);
+    expect((await segmentsLeft(target)).length).toBe(5 + 3);
+    const second = seededBody(2 * MiB + 1, 'flat second');
+    await target.put('again.bin', second.body);
+    expect((await sha256Of(await target.get('again.bin'))).sha256).toBe(second.sha256());
+    expect((await segmentsLeft(target)).length).toBe(3 + 2);
+  });
+
+  it('needs no bigger segment for 5 TiB and validates segmentsPerManifest', async () => {
+    const target = storage();
+    // A 5 TiB hint keeps 64 MiB segments (81,920 of them fit in 1,000 × 1,000), so a small body
+    // still goes as one PUT without a larger buffer.
+    const info = await target.put('hinted.bin', new TextEncoder().encode('small'), {
+      sizeHint: 5 * 1024 ** 4,
+    });
+    expect(info.size).toBe(5);
+    expect(await code(target.put('huge.bin', new Uint8Array(1), { sizeHint: 5 * 1024 ** 5 }))).toBe(
+      'BK_CONFIG',
+    );
+    for (const segmentsPerManifest of [1, 1001, 2.5])
+      expect(() => storage({ segmentsPerManifest })).toThrow(/segmentsPerManifest/);
+  });
+});
+
 describe('SwiftStorage interoperates with the swift CLI', () => {
   const cli = (...args: string[]) =>
     run('/usr/bin/swift', ['-A', swift.authUrl, '-U', swift.user, '-K', swift.key, ...args], {
