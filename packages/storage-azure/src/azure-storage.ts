@@ -840,5 +840,8 @@ interface Upload {
 
 /** The size of block `index` (from 0) when the first is `first` bytes: see `blockSize`. */
 export function blockSizeAt(first: number, index: number): number {
-  return Math.min(first * 2 ** Math.floor(index / BLOCKS_PER_SIZE), MAX_BLOCK_BYTES);
+  const step = Math.floor(index / BLOCKS_PER_SIZE);
+  if (step === 0) return first;
+  // Growth starts from at least 2 MiB, so any first block size reaches 5 TiB in 50,000 blocks.
+  return Math.min(Math.max(first, 2 * MIB) * 2 ** step, MAX_BLOCK_BYTES);
 }

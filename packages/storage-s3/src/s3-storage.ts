@@ -114,7 +114,8 @@ export interface S3StorageOptions {
 
 /**
  * The size of part `partNumber` (from 1) when the first parts have `firstPartSize` bytes:
- * doubled after every {@link PARTS_PER_SIZE_STEP} parts, at most {@link MAX_PART_BYTES}.
+ * doubled after every {@link PARTS_PER_SIZE_STEP} parts (from at least 8 MiB), at most
+ * {@link MAX_PART_BYTES}. Any first part size therefore covers more than 5 TiB in 10,000 parts.
  *
  * @example
  * partSize(1, 8 * 1024 * 1024); // 8 MiB
@@ -122,7 +123,9 @@ export interface S3StorageOptions {
  */
 export function partSize(partNumber: number, firstPartSize: number): number {
   const step = Math.floor((partNumber - 1) / PARTS_PER_SIZE_STEP);
-  return Math.min(firstPartSize * 2 ** step, MAX_PART_BYTES);
+  if (step === 0) return firstPartSize;
+  // Growth starts from at least 8 MiB, so even 5 MiB first parts reach 5 TiB in 10,000 parts.
+  return Math.min(Math.max(firstPartSize, 8 * 1024 * 1024) * 2 ** step, MAX_PART_BYTES);
 }
 
 /** The `Storage` contract's key rules, plus one of its own: the probe's prefix is reserved. */

@@ -60,6 +60,9 @@ describe('part sizes', () => {
     expect(total).toBe(8_000 * 1_023 * MIB);
     expect(total).toBeGreaterThan(5 * 1024 * 1024 * MIB);
     expect(partSize(MAX_PARTS, 64 * MIB)).toBe(MAX_PART_BYTES);
+    let smallest = 0;
+    for (let part = 1; part <= MAX_PARTS; part += 1) smallest += partSize(part, 5 * MIB);
+    expect(smallest).toBeGreaterThan(5 * 1024 * 1024 * MIB);
   });
 
   it('refuses part sizes S3 does not accept', () => {
