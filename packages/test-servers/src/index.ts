@@ -1,5 +1,6 @@
 export { type AzuriteServer, startAzurite } from './azurite.ts';
 export { startGcsEmulator } from './gcs-emulator.ts';
+export { type InfluxdServer, startInfluxd } from './influxd.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';
 export { type S3rverServer, startS3rver } from './s3rver.ts';
 export { type SwiftServer, startSwift } from './swift.ts';

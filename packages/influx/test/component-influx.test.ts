@@ -1,0 +1,131 @@
+import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
+import { backup, ConfigError, ConflictError, MemoryStorage, restore } from '@bk/core';
+import { type InfluxdServer, startInfluxd } from '@bk/test-servers';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { fromConfig, influx } from '../src/index.ts';
+
+const DAY = 86_400;
+const BASE = 1_704_067_200; // 2024-01-01T00:00:00Z, a Monday
+
+async function query(server: InfluxdServer, q: string, database?: string): Promise<unknown> {
+  const url = new URL('/query', server.httpUrl);
+  url.searchParams.set('q', q);
+  if (database) url.searchParams.set('db', database);
+  const response = await fetch(url, { method: 'POST' });
+  strictEqual(response.status, 200, await response.clone().text());
+  return response.json();
+}
+
+async function write(server: InfluxdServer, database: string, lines: string[]): Promise<void> {
+  const response = await fetch(`${server.httpUrl}/write?db=${database}&precision=s`, {
+    method: 'POST',
+    body: lines.join('\n'),
+  });
+  strictEqual(response.status, 204, await response.text());
+}
+
+/** Point counts per measurement (the `value` field). */
+async function counts(server: InfluxdServer, database: string): Promise<Record<string, number>> {
+  const result = (await query(server, 'SELECT count(value) FROM /.*/', database)) as {
+    results: { series?: { name: string; values: [string, number][] }[] }[];
+  };
+  return Object.fromEntries(
+    (result.results[0]?.series ?? []).map((series) => [series.name, series.values[0]![1]]),
+  );
+}
+
+async function shardCount(server: InfluxdServer, database: string): Promise<number> {
+  const result = (await query(server, 'SHOW SHARDS')) as {
+    results: { series?: { name: string; values: unknown[] }[] }[];
+  };
+  return result.results[0]?.series?.find((series) => series.name === database)?.values.length ?? 0;
+}
+
+describe('InfluxComponent against a real influxd 1.6.7', () => {
+  let source: InfluxdServer;
+  let target: InfluxdServer;
+
+  beforeAll(async () => {
+    [source, target] = await Promise.all([startInfluxd(), startInfluxd()]);
+    await query(source, 'CREATE DATABASE metrics');
+    // 21 days with the default 7-day shard groups: 3–4 shards.
+    const cpu = Array.from(
+      { length: 210 },
+      (_, index) => `cpu,host=h${index % 3} value=${index} ${BASE + index * (DAY / 10)}`,
+    );
+    const mem = Array.from(
+      { length: 84 },
+      (_, index) => `mem,host=h${index % 2} value=${index * 2} ${BASE + index * (DAY / 4)}`,
+    );
+    await write(source, 'metrics', [...cpu, ...mem]);
+  });
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  it('backs up through the core runner and restores into a fresh server under a new name', async () => {
+    ok((await shardCount(source, 'metrics')) >= 2);
+    const storage = new MemoryStorage();
+    const component = influx({
+      host: source.host,
+      rpcPort: source.rpcPort,
+      httpUrl: source.httpUrl,
+      database: 'metrics',
+    });
+    const result = await backup({ storage, components: [component] });
+    const recorded = result.manifest.components[0]!;
+    strictEqual(recorded.kind, 'influx');
+    strictEqual(recorded.version, '1.6.7~rc0');
+    ok(recorded.info.notCaptured?.some((text) => text.includes('continuous queries')));
+
+    const restorer = influx({
+      host: target.host,
+      rpcPort: target.rpcPort,
+      database: 'metrics',
+      restore: { newDatabase: 'copy' },
+    });
+    const restored = await restore({ storage, name: result.name, restorers: [restorer] });
+    ok(restored.components.influx!.bytes > 0);
+    deepStrictEqual(await counts(target, 'copy'), { cpu: 210, mem: 84 });
+    deepStrictEqual(await counts(target, 'copy'), await counts(source, 'metrics'));
+    strictEqual(await shardCount(target, 'copy'), await shardCount(source, 'metrics'));
+
+    // Restoring the same backup again finds "copy" and refuses before changing anything.
+    const error = await rejects(
+      restore({ storage, name: result.name, restorers: [restorer] }),
+      (thrown: unknown) => {
+        ok(
+          ConflictError.isInstance(thrown) && (thrown as ConflictError).code === 'BK_CONFLICT',
+          String(thrown),
+        );
+        ok((thrown as Error).message.includes('"copy" already exists'), (thrown as Error).message);
+        return true;
+      },
+    );
+    strictEqual(error, undefined);
+    deepStrictEqual(await counts(target, 'copy'), { cpu: 210, mem: 84 });
+  });
+
+  it('fromConfig validates fields and names the bad one', () => {
+    const component = fromConfig({ kind: 'influx', host: '127.0.0.1', rpcPort: 8088, database: 'metrics' });
+    strictEqual(component.kind, 'influx');
+    strictEqual(component.name, 'influx');
+    for (const [config, field] of [
+      [{ host: '127.0.0.1', rpcPort: 8088, passwd: 'x' }, 'passwd'],
+      [{ host: '127.0.0.1', rpcPort: 'x' }, 'rpcPort'],
+      [{ rpcPort: 8088 }, 'host'],
+      [{ host: '127.0.0.1', rpcPort: 8088, httpUrl: 'ftp://x' }, 'httpUrl'],
+      [{ host: '127.0.0.1', rpcPort: 8088, retentionPolicy: 'autogen' }, 'retentionPolicy'],
+      [{ host: '127.0.0.1', rpcPort: 8088, restore: { newDb: 'x' } }, 'restore.newDb'],
+      [{ kind: 'files', host: '127.0.0.1', rpcPort: 8088 }, 'kind'],
+    ] as const) {
+      try {
+        fromConfig(config as Record<string, unknown>);
+        throw new Error(`accepted ${JSON.stringify(config)}`);
+      } catch (error) {
+        ok(ConfigError.isInstance(error) && error.code === 'BK_CONFIG', String(error));
+        ok((error as Error).message.includes(`"${field}"`), (error as Error).message);
+      }
+    }
+  });
+});
