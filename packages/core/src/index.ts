@@ -85,6 +85,7 @@ export {
   list,
   resolveName,
 } from './runners/catalog.ts';
+export { type ChainLink, type ResolveChainOptions, resolveChain } from './runners/chain.ts';
 export {
   type PruneOptions,
   type PruneResult,

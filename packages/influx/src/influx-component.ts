@@ -3,15 +3,18 @@ import {
   type Component,
   type ComponentInfo,
   ConfigError,
+  ConflictError,
   type Entry,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
 } from '@bk/core';
+import { type InfluxWindow, influxWindow, isIncremental, toDate } from './incremental.ts';
 import { readMetastore } from './portable/meta-file.ts';
 import { portableBackup, resolveRpcTarget } from './portable/portable-backup.ts';
 import { portableRestore } from './portable/portable-restore.ts';
 import { fetchMetastore } from './portable/snapshotter-client.ts';
+import { databaseExists, restoreIntoExisting } from './restore-into-existing.ts';
 
 /**
  * Options of an {@link InfluxComponent}.
@@ -32,14 +35,34 @@ export interface InfluxOptions {
   host: string;
   /** The RPC port: `bind-address` in influxdb.conf, default 8088. */
   rpcPort: number;
-  /** The HTTP API, e.g. `http://127.0.0.1:8086`; used only to read the server version. */
+  /**
+   * The HTTP API, e.g. `http://127.0.0.1:8086`: reads the server version, and is required to
+   * restore into an existing database and to restore incremental backups (points are copied
+   * through it).
+   */
   httpUrl?: string;
+  /** HTTP API login, when `auth-enabled` is on (the RPC port has no authentication). */
+  username?: string;
+  password?: string;
   /** Back up (and restore) only this database; default every database. */
   database?: string;
   /** Only this retention policy; needs `database`. */
   retentionPolicy?: string;
-  /** Where a restore puts the data; default the backup's own names. */
-  restore?: { newDatabase?: string; newRetentionPolicy?: string };
+  /**
+   * Back up only points from `since` (inclusive, usually the parent backup's window end, see
+   * `incrementalSince`) up to the backup's start (exclusive); needs `database`. The server
+   * returns whole shards/TSM blocks that overlap the window; the window is recorded in the
+   * manifest (`details.window`) and a restore copies only points inside it, so a chain restored
+   * in order neither duplicates nor loses points. Points written late with a timestamp before
+   * `since` are not in the incremental: take a full backup to catch them.
+   */
+  incremental?: { since: Date | string };
+  /**
+   * Where a restore puts the data; default the backup's own names. `intoExisting: true` lets a
+   * full backup merge into an existing target when the restore's conflict policy is `overwrite`
+   * or `skip` (both merge: see {@link InfluxComponent.restore}); needs `database` and `httpUrl`.
+   */
+  restore?: { newDatabase?: string; newRetentionPolicy?: string; intoExisting?: boolean };
 }
 
 const CONFIG_FIELDS = [
@@ -48,11 +71,14 @@ const CONFIG_FIELDS = [
   'host',
   'rpcPort',
   'httpUrl',
+  'username',
+  'password',
   'database',
   'retentionPolicy',
   'restore',
+  'incremental',
 ];
-const RESTORE_FIELDS = ['newDatabase', 'newRetentionPolicy'];
+const RESTORE_FIELDS = ['newDatabase', 'newRetentionPolicy', 'intoExisting'];
 
 const NOT_CAPTURED = [
   'users, passwords and privileges are in the backup (the metastore) but a restore does not recreate them',
@@ -82,8 +108,12 @@ function optionalName(value: unknown, field: string, where: string): string | un
  * `influxd restore -portable` accepts, and a directory `influxd backup -portable` wrote restores
  * through {@link InfluxComponent.restore}.
  *
- * Restore goes only into databases that do not exist yet (`restore.newDatabase` to restore
- * beside the original); an existing target fails with `ConflictError` before anything changes.
+ * Restore goes natively into a database that does not exist yet (`restore.newDatabase` to
+ * restore beside the original). An existing target fails with `ConflictError` before anything
+ * changes, unless `restore.intoExisting` is set and the conflict policy is not `fail`: then the
+ * backup is restored into a temporary database and merged into the target through line protocol
+ * (see `restoreIntoExisting`). Incremental backups (`incremental.since`) always restore that
+ * way, filtered to their recorded window; restore a chain with core `restore({ chain: true })`.
  *
  * @example
  * import { backup } from '@bk/core';
@@ -95,6 +125,8 @@ export class InfluxComponent implements Component {
   readonly kind = 'influx' as const;
   readonly name: string;
   readonly options: Readonly<InfluxOptions>;
+  /** The window `describe` recorded, used by the `backup` that follows it. */
+  #window: { start: Date | null; end: Date } | undefined;
 
   /**
    * Validates the options; opens no connection.
@@ -140,18 +172,62 @@ export class InfluxComponent implements Component {
         throw new ConfigError(`${context}: "restore.newRetentionPolicy" needs "retentionPolicy".`);
       }
     }
+    if (options.username !== undefined && typeof options.username !== 'string') {
+      throw new ConfigError(`${context}: "username" must be a string.`);
+    }
+    if (options.password !== undefined && typeof options.password !== 'string') {
+      throw new ConfigError(`${context}: "password" must be a string.`);
+    }
+    if (options.incremental !== undefined) {
+      if (!isRecord(options.incremental))
+        throw new ConfigError(`${context}: "incremental" must be an object.`);
+      for (const field of Object.keys(options.incremental)) {
+        if (field !== 'since')
+          throw new ConfigError(`${context}: "incremental.${field}" is not known; known: since.`);
+      }
+      try {
+        toDate(options.incremental.since, 'incremental.since');
+      } catch (error) {
+        throw new ConfigError(`${context}: ${(error as Error).message}`, { cause: error });
+      }
+      if (options.database === undefined)
+        throw new ConfigError(`${context}: "incremental" needs "database".`);
+    }
+    if (options.restore?.intoExisting !== undefined) {
+      if (typeof options.restore.intoExisting !== 'boolean') {
+        throw new ConfigError(`${context}: "restore.intoExisting" must be true or false.`);
+      }
+      if (options.restore.intoExisting && (options.database === undefined || options.httpUrl === undefined)) {
+        throw new ConfigError(`${context}: "restore.intoExisting" needs "database" and "httpUrl".`);
+      }
+    }
     this.name = name;
     this.options = { ...options, name };
   }
 
-  /** Reads the version (HTTP `/ping`, when `httpUrl` is set) and the databases in the metastore. */
+  /**
+   * Reads the version (HTTP `/ping`, when `httpUrl` is set) and the databases in the metastore,
+   * and fixes the backup's time window: `end` is now, `start` is `incremental.since` (or `null`
+   * for a full backup). The `backup` that follows covers that window.
+   */
   async describe(context: OperationContext): Promise<ComponentInfo> {
+    const since = this.options.incremental
+      ? toDate(this.options.incremental.since, 'incremental.since')
+      : null;
+    const end = new Date();
+    if (since && since > end) {
+      throw new ConfigError(
+        `influx component "${this.name}": "incremental.since" (${since.toISOString()}) is in the future.`,
+      );
+    }
+    this.#window = { start: since, end };
+    const window: InfluxWindow = { start: since?.toISOString() ?? null, end: end.toISOString() };
     const info: ComponentInfo = {
       capabilities: {
-        incremental: false,
+        incremental: true,
         pointInTime: false,
         consistentSnapshot: false,
-        restoreIntoExisting: false,
+        restoreIntoExisting: true,
         selectiveRestore: true,
       },
       notCaptured: [...NOT_CAPTURED],
@@ -171,6 +247,8 @@ export class InfluxComponent implements Component {
       format: 'influxd backup -portable',
       database: this.options.database ?? null,
       retentionPolicy: this.options.retentionPolicy ?? null,
+      incremental: since !== null,
+      window,
       databases: databases.map((database) => ({
         name: database.name,
         retentionPolicies: database.retentionPolicies,
@@ -180,23 +258,94 @@ export class InfluxComponent implements Component {
     return info;
   }
 
-  /** The portable backup's files, each under its own name. */
+  /**
+   * The portable backup's files, each under its own name. An incremental takes a time-bounded
+   * export of `[since, end]` (whole overlapping TSM blocks; the restore trims to the window).
+   */
   backup(context: BackupContext): AsyncIterable<Entry> {
+    const window = this.#window;
+    this.#window = undefined;
+    const since = this.options.incremental
+      ? toDate(this.options.incremental.since, 'incremental.since')
+      : null;
     return portableBackup({
       host: this.options.host,
       rpcPort: this.options.rpcPort,
       database: this.options.database,
       retentionPolicy: this.options.retentionPolicy,
+      ...(since ? { start: window?.start ?? since, end: window?.end ?? new Date() } : {}),
       signal: context.signal,
     });
   }
 
   /**
-   * Restores online into a new database (`restore.newDatabase`, default the original name).
+   * Restores into `restore.newDatabase` (default the original name):
    *
-   * @throws {ConflictError} when the target database exists, whatever the conflict policy.
+   * - a full backup into a missing target: natively (`influxd restore -portable`), keeping
+   *   retention policies and shard groups;
+   * - a full backup into an existing target: `ConflictError` with the policy `fail` or without
+   *   `restore.intoExisting`; otherwise merged (temporary database → line protocol → target);
+   * - an incremental backup: always merged, only points inside its recorded window; an existing
+   *   target with the policy `fail` is a `ConflictError` (core `restore({ chain: true })` passes
+   *   `overwrite` for every link after the first).
+   *
+   * Merging follows InfluxDB: a point with the same series and timestamp is overwritten by the
+   * backup's. `skip` cannot keep the target's points (InfluxDB has no insert-if-absent), so it
+   * merges like `overwrite`; the report's `details.conflict` says so.
+   *
+   * @throws {ConflictError} when the target exists and may not be merged into.
    */
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
+    const incremental = isIncremental(context.component.info);
+    const intoExisting = this.options.restore?.intoExisting === true;
+    if (incremental || intoExisting) {
+      const { database, httpUrl } = this.options;
+      if (database === undefined || httpUrl === undefined) {
+        throw new ConfigError(
+          `influx component "${this.name}": restoring ${incremental ? 'an incremental backup' : 'into an existing database'} needs "database" and "httpUrl".`,
+        );
+      }
+      const target = this.options.restore?.newDatabase ?? database;
+      const connection = { httpUrl, username: this.options.username, password: this.options.password };
+      const exists = await databaseExists({ ...connection, signal: context.signal }, target);
+      if (exists && context.conflict === 'fail') {
+        throw new ConflictError(
+          target,
+          `InfluxDB database "${target}" already exists and the conflict policy is "fail"; restore with conflict "overwrite" to merge into it, or under another name ("restore.newDatabase").`,
+        );
+      }
+      if (exists || incremental) {
+        const window = incremental ? influxWindow(context.component.info) : undefined;
+        if (incremental && !window) {
+          throw new ConfigError(`The incremental backup "${context.backupName}" recorded no time window.`);
+        }
+        const merged = await restoreIntoExisting(entries, {
+          ...connection,
+          host: this.options.host,
+          rpcPort: this.options.rpcPort,
+          database,
+          retentionPolicy: this.options.retentionPolicy,
+          newDatabase: target,
+          newRetentionPolicy: this.options.restore?.newRetentionPolicy,
+          start: window?.start ?? undefined,
+          end: window?.end,
+          signal: context.signal,
+        });
+        return {
+          entries: merged.entries,
+          bytes: merged.bytes,
+          skipped: merged.skipped,
+          details: {
+            mode: 'merge',
+            conflict: context.conflict === 'fail' ? 'none' : `${context.conflict} (merged)`,
+            databases: merged.databases,
+            points: merged.lines,
+            temporaryDatabase: merged.temporaryDatabase,
+            window: window ?? null,
+          },
+        };
+      }
+    }
     const report = await portableRestore(entries, {
       host: this.options.host,
       rpcPort: this.options.rpcPort,
@@ -210,7 +359,7 @@ export class InfluxComponent implements Component {
       entries: report.entries,
       bytes: report.bytes,
       skipped: report.skipped,
-      details: { databases: report.databases, shards: report.shards },
+      details: { mode: 'native', databases: report.databases, shards: report.shards },
     };
   }
 }
@@ -237,6 +386,9 @@ export function fromConfig(config: Record<string, unknown>): InfluxComponent {
   }
   if (config.kind !== undefined && config.kind !== 'influx') {
     throw new ConfigError(`${where}: "kind" must be "influx", got ${JSON.stringify(config.kind)}.`);
+  }
+  if (isRecord(config.incremental) && typeof config.incremental.since !== 'string') {
+    throw new ConfigError(`${where}: "incremental.since" must be an ISO 8601 string.`);
   }
   if (isRecord(config.restore)) {
     for (const field of Object.keys(config.restore)) {

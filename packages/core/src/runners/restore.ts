@@ -7,6 +7,7 @@ import { ignoreProgress, type ProgressListener } from '../progress.ts';
 import { abortable } from '../streams.ts';
 import { selectComponents } from './backup.ts';
 import { inspect } from './catalog.ts';
+import { resolveChain } from './chain.ts';
 
 export interface RestoreOptions {
   storage: Storage;
@@ -18,6 +19,14 @@ export interface RestoreOptions {
   only?: string[];
   /** What to do with data that exists in the target; default `fail`. */
   conflict?: ConflictPolicy;
+  /**
+   * Restore the whole incremental chain that ends at `name` (see `resolveChain`): the full backup
+   * first, with `conflict`, then each incremental in order with `overwrite` (merging into what
+   * the earlier links restored; `skip` stays `skip`). Same restorers and `only` for every link.
+   * A broken chain (missing parent, cycle) fails before anything is restored; a link that fails
+   * stops the chain there, with the links before it restored. Default false: only `name`.
+   */
+  chain?: boolean;
   prefix?: string;
   /**
    * Ranged requests in flight while reading the archive; default 4 on remote stores that serve
@@ -32,6 +41,8 @@ export interface RestoreResult {
   name: string;
   manifest: SidecarManifest;
   components: Record<string, RestoreReport>;
+  /** With `chain: true`: each link's result, oldest first (the last is this result's own). */
+  chain?: RestoreResult[];
 }
 
 /**
@@ -41,10 +52,24 @@ export interface RestoreResult {
  * not restored. Versions are recorded in the manifest for restorers to check before they write.
  */
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  if (!options.chain) return restoreOne(options);
+  throwIfAborted(options.signal);
+  const links = await resolveChain(options);
+  const results: RestoreResult[] = [];
+  for (const [index, link] of links.entries()) {
+    const conflict =
+      index === 0 ? options.conflict : options.conflict === 'skip' ? 'skip' : ('overwrite' as const);
+    results.push(await restoreOne({ ...options, name: link.name, conflict }, link.manifest));
+  }
+  const last = results.at(-1)!;
+  return { ...last, chain: results };
+}
+
+async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Promise<RestoreResult> {
   const { storage, signal } = options;
   const progress = options.onProgress ?? ignoreProgress;
   throwIfAborted(signal);
-  const manifest = await inspect({ storage, name: options.name, prefix: options.prefix, signal });
+  const manifest = known ?? (await inspect({ storage, name: options.name, prefix: options.prefix, signal }));
   const selected = selectComponents(manifest.components, options.only, `backup ${manifest.name}`);
   const restorers = new Map(options.restorers.map((restorer) => [restorer.name, restorer]));
   const missing = selected.filter((component) => !restorers.has(component.name));
