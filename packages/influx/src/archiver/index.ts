@@ -1,0 +1,16 @@
+export {
+  type ArchiverClock,
+  type ArchiverEvent,
+  DrArchiver,
+  type DrArchiverOptions,
+  type DrArchiverStats,
+  type RotationReason,
+} from './dr-archiver.ts';
+export {
+  listArchivedFiles,
+  type ReplayDifference,
+  type ReplayedFile,
+  type ReplayOptions,
+  type ReplayResult,
+  replay,
+} from './replay.ts';
