@@ -141,7 +141,7 @@ export interface PutOptions {
 }
 
 export interface GetOptions {
-  /** Byte range: `0 <= start <= end`, `end` exclusive (default: the object's end); invalid ranges throw `ConfigError`. */
+  /** Byte range: `start` and `end` non-negative, `end` exclusive (default: the object's end); `end <= start` reads nothing; negative or fractional bounds throw `ConfigError` (see `checkRange`). */
   range?: { start: number; end?: number };
   signal?: AbortSignal;
 }

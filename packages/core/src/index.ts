@@ -72,7 +72,7 @@ export {
   SIDECAR_SUFFIX,
 } from './naming.ts';
 export { getInParallel, openForRead, type ParallelGetOptions } from './parallel-get.ts';
-export { checkComponentName, checkStorageKey, linkStaysInside, safeEntryPath } from './paths.ts';
+export { checkComponentName, checkRange, checkStorageKey, linkStaysInside, safeEntryPath } from './paths.ts';
 export { ignoreProgress, type ProgressEvent, type ProgressListener } from './progress.ts';
 export { type BackupOptions, type BackupResult, backup, selectComponents } from './runners/backup.ts';
 export {

@@ -8,6 +8,7 @@ import type {
 } from './contracts.ts';
 import { AlreadyExistsError, ConfigError, NotFoundError, throwIfAborted } from './errors.ts';
 import { sha256Hex } from './hash.ts';
+import { checkRange } from './paths.ts';
 import { collect, toByteStream } from './streams.ts';
 
 interface StoredObject {
@@ -57,11 +58,8 @@ export class MemoryStorage implements Storage {
     throwIfAborted(options.signal);
     const object = this.objects.get(key);
     if (!object) throw new NotFoundError(`No object "${key}" in memory storage.`);
-    const { start = 0, end = object.bytes.byteLength } = options.range ?? {};
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-      throw new ConfigError(`Invalid range ${start}–${end} for "${key}".`);
-    }
-    const bytes = object.bytes.subarray(start, Math.min(end, object.bytes.byteLength));
+    const { start, end = object.bytes.byteLength } = checkRange(options.range);
+    const bytes = object.bytes.subarray(start, Math.max(start, Math.min(end, object.bytes.byteLength)));
     return (async function* () {
       for (let offset = 0; offset < bytes.byteLength; offset += 64 * 1024)
         yield bytes.subarray(offset, offset + 64 * 1024);

@@ -96,3 +96,27 @@ export function linkStaysInside(linkPath: string, target: string): boolean {
   }
   return true;
 }
+
+/**
+ * Checks a `get` range: `start` (default 0) and `end` (exclusive, default the object's end) must
+ * be non-negative safe integers. An `end` at or before `start` reads nothing. Every storage
+ * adapter applies the same rule.
+ *
+ * @throws {ConfigError} When either bound is negative or not an integer.
+ */
+export function checkRange(range: { start: number; end?: number } | undefined): {
+  start: number;
+  end?: number;
+} {
+  const { start = 0, end } = range ?? {};
+  if (
+    !Number.isSafeInteger(start) ||
+    start < 0 ||
+    (end !== undefined && (!Number.isSafeInteger(end) || end < 0))
+  ) {
+    throw new ConfigError(
+      `Invalid range { start: ${start}, end: ${end} }: both must be non-negative integers.`,
+    );
+  }
+  return end === undefined ? { start } : { start, end };
+}

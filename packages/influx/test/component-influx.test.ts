@@ -3,36 +3,7 @@ import { backup, ConfigError, ConflictError, MemoryStorage, restore } from '@bk/
 import { type InfluxdServer, startInfluxd } from '@bk/test-servers';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromConfig, influx } from '../src/index.ts';
-
-const DAY = 86_400;
-const BASE = 1_704_067_200; // 2024-01-01T00:00:00Z, a Monday
-
-async function query(server: InfluxdServer, q: string, database?: string): Promise<unknown> {
-  const url = new URL('/query', server.httpUrl);
-  url.searchParams.set('q', q);
-  if (database) url.searchParams.set('db', database);
-  const response = await fetch(url, { method: 'POST' });
-  strictEqual(response.status, 200, await response.clone().text());
-  return response.json();
-}
-
-async function write(server: InfluxdServer, database: string, lines: string[]): Promise<void> {
-  const response = await fetch(`${server.httpUrl}/write?db=${database}&precision=s`, {
-    method: 'POST',
-    body: lines.join('\n'),
-  });
-  strictEqual(response.status, 204, await response.text());
-}
-
-/** Point counts per measurement (the `value` field). */
-async function counts(server: InfluxdServer, database: string): Promise<Record<string, number>> {
-  const result = (await query(server, 'SELECT count(value) FROM /.*/', database)) as {
-    results: { series?: { name: string; values: [string, number][] }[] }[];
-  };
-  return Object.fromEntries(
-    (result.results[0]?.series ?? []).map((series) => [series.name, series.values[0]![1]]),
-  );
-}
+import { BASE, counts, DAY, query, write } from './influx-test-helpers.ts';
 
 async function shardCount(server: InfluxdServer, database: string): Promise<number> {
   const result = (await query(server, 'SHOW SHARDS')) as {

@@ -14,28 +14,9 @@ import {
   portableBackup,
   portableRestore,
 } from '../src/index.ts';
+import { BASE, counts, DAY, query } from './influx-test-helpers.ts';
 
 const run = promisify(execFile);
-const DAY = 86_400;
-const BASE = 1_704_067_200; // 2024-01-01T00:00:00Z
-
-async function query(server: InfluxdServer, q: string, database?: string): Promise<unknown> {
-  const url = new URL('/query', server.httpUrl);
-  url.searchParams.set('q', q);
-  if (database) url.searchParams.set('db', database);
-  const response = await fetch(url, { method: 'POST' });
-  strictEqual(response.status, 200, await response.clone().text());
-  return response.json();
-}
-
-async function counts(server: InfluxdServer, database: string): Promise<Record<string, number>> {
-  const result = (await query(server, 'SELECT count(value) FROM /.*/', database)) as {
-    results: { series?: { name: string; values: [string, number][] }[] }[];
-  };
-  return Object.fromEntries(
-    (result.results[0]?.series ?? []).map((series) => [series.name, series.values[0]![1]]),
-  );
-}
 
 /** Writes the entries' bodies as files into `directory`, as extracting the bk archive would. */
 async function writeEntries(entries: AsyncIterable<Entry>, directory: string): Promise<string[]> {

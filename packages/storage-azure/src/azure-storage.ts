@@ -15,6 +15,7 @@ import {
   BodyReader,
   type ByteStream,
   ConfigError,
+  checkRange,
   checkStorageKey,
   type GetOptions,
   IntegrityError,
@@ -155,19 +156,6 @@ function checkKey(key: string): void {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
   if (/[\u0000-\u001f\u007f]/.test(key))
     throw new ConfigError(`Invalid storage key "${key}": it contains a control character.`);
-}
-
-function checkRange(range: GetOptions['range']): { start: number; end?: number } {
-  const { start = 0, end } = range ?? {};
-  if (
-    !Number.isSafeInteger(start) ||
-    start < 0 ||
-    (end !== undefined && (!Number.isSafeInteger(end) || end < 0))
-  )
-    throw new ConfigError(
-      `Invalid range { start: ${start}, end: ${end} }: both must be non-negative integers.`,
-    );
-  return { start, end };
 }
 
 /** Azure's container naming rule. */

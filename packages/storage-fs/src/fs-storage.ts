@@ -20,6 +20,7 @@ import {
   BodyReader,
   type ByteStream,
   ConfigError,
+  checkRange,
   checkStorageKey,
   type GetOptions,
   NotFoundError,
@@ -89,19 +90,6 @@ function checkKey(key: string): void {
   checkStorageKey(key);
   if (key.startsWith(TEMP_DIR))
     throw new ConfigError(`Invalid storage key "${key}": keys starting with "${TEMP_DIR}" are reserved.`);
-}
-
-function checkRange(range: GetOptions['range']): { start: number; end?: number } {
-  const { start = 0, end } = range ?? {};
-  if (
-    !Number.isSafeInteger(start) ||
-    start < 0 ||
-    (end !== undefined && (!Number.isSafeInteger(end) || end < 0))
-  )
-    throw new ConfigError(
-      `Invalid range { start: ${start}, end: ${end} }: both must be non-negative integers.`,
-    );
-  return { start, end };
 }
 
 function toInfo(key: string, stats: Stats): ObjectInfo {

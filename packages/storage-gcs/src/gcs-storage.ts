@@ -3,6 +3,7 @@ import {
   BodyReader,
   type ByteStream,
   ConfigError,
+  checkRange,
   checkStorageKey,
   type GetOptions,
   NotFoundError,
@@ -81,19 +82,6 @@ export interface GcsStorageOptions {
 const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
 /** GCS object names are at most 1024 bytes of UTF-8. */
 const MAX_NAME_BYTES = 1024;
-
-function checkRange(range: GetOptions['range']): { start: number; end?: number } {
-  const { start = 0, end } = range ?? {};
-  if (
-    !Number.isSafeInteger(start) ||
-    start < 0 ||
-    (end !== undefined && (!Number.isSafeInteger(end) || end < 0))
-  )
-    throw new ConfigError(
-      `Invalid range { start: ${start}, end: ${end} }: both must be non-negative integers.`,
-    );
-  return { start, end };
-}
 
 /** Resolves `promise`, or rejects with the signal's reason as soon as `signal` aborts. */
 async function withSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {

@@ -21,6 +21,7 @@ import {
   BodyReader,
   type ByteStream,
   ConfigError,
+  checkRange,
   checkStorageKey,
   type GetOptions,
   IntegrityError,
@@ -133,19 +134,6 @@ function checkKey(key: string): void {
   checkStorageKey(key);
   if (key.startsWith(PROBE_PREFIX))
     throw new ConfigError(`Invalid storage key "${key}": keys starting with "${PROBE_PREFIX}" are reserved.`);
-}
-
-function checkRange(range: GetOptions['range']): { start: number; end?: number } {
-  const { start = 0, end } = range ?? {};
-  if (
-    !Number.isSafeInteger(start) ||
-    start < 0 ||
-    (end !== undefined && (!Number.isSafeInteger(end) || end < 0))
-  )
-    throw new ConfigError(
-      `Invalid range { start: ${start}, end: ${end} }: both must be non-negative integers.`,
-    );
-  return { start, end };
 }
 
 function checkInteger(name: string, value: number, min: number, max: number): number {

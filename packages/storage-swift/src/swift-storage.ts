@@ -6,6 +6,7 @@ import {
   BodyReader,
   type ByteStream,
   ConfigError,
+  checkRange,
   checkStorageKey,
   type GetOptions,
   NotFoundError,
@@ -132,19 +133,6 @@ function unquote(etag: string | null): string | undefined {
 function encodePath(container: string, object?: string): string {
   const head = `/${encodeURIComponent(container)}`;
   return object === undefined ? head : `${head}/${object.split('/').map(encodeURIComponent).join('/')}`;
-}
-
-function checkRange(range: GetOptions['range']): { start: number; end?: number } {
-  const { start = 0, end } = range ?? {};
-  if (
-    !Number.isSafeInteger(start) ||
-    start < 0 ||
-    (end !== undefined && (!Number.isSafeInteger(end) || end < 0))
-  )
-    throw new ConfigError(
-      `Invalid range { start: ${start}, end: ${end} }: both must be non-negative integers.`,
-    );
-  return { start, end };
 }
 
 function checkContainer(container: string): void {
