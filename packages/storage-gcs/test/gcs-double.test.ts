@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { BkError, type ByteStream } from '@bk/core';
+import { type GcsDouble, startGcsDouble } from '@bk/test-servers';
 import { storageContract } from '@bk/test-suite';
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GcsStorage, type GcsStorageOptions } from '../src/index.ts';
-import { type GcsDouble, startGcsDouble } from './gcs-double.ts';
 
 // One double for this file: the chunked resumable protocol, preconditions and fault injection,
 // which the emulator cannot do. Small chunks make every multi-chunk case cheap.

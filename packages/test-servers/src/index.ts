@@ -1,4 +1,11 @@
 export { type AzuriteServer, startAzurite } from './azurite.ts';
+export {
+  type ChunkFault,
+  type DoubleSession,
+  type GcsDouble,
+  type GcsDoubleOptions,
+  startGcsDouble,
+} from './gcs-double.ts';
 export { startGcsEmulator } from './gcs-emulator.ts';
 export { type InfluxdServer, startInfluxd } from './influxd.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';

@@ -4,8 +4,8 @@ import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listenOnFreePort } from '@bk/test-servers';
 import { CRC32C } from '@google-cloud/storage';
+import { listenOnFreePort } from './process.ts';
 
 /**
  * A small stand-in for the GCS JSON API, written from its public documentation, for what the
@@ -283,7 +283,8 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
   }
 
   async function putChunk(request: IncomingMessage, response: ServerResponse, session: SessionRecord) {
-    const progress = () => (session.persisted === 0 ? {} : { range: `bytes=0-${session.persisted - 1}` });
+    const progress = (): Record<string, string> =>
+      session.persisted === 0 ? {} : { range: `bytes=0-${session.persisted - 1}` };
     const match = /^bytes (?:(\d+)-(\d+)|\*)\/(\d+|\*)$/.exec(request.headers['content-range'] ?? '');
     if (session.state === 'cancelled') {
       await readBody(request);
@@ -338,10 +339,10 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
           session.md5.update(fresh);
           session.crc?.update(fresh);
           session.persisted += fresh.byteLength;
-          if (!file.write(fresh)) await new Promise((resolve) => file.once('drain', resolve));
+          if (!file.write(fresh)) await new Promise<void>((resolve) => file.once('drain', () => resolve()));
         }
       } finally {
-        await new Promise((resolve) => file.end(resolve));
+        await new Promise<void>((resolve) => file.end(() => resolve()));
       }
       if (received !== length) return sendError(response, 400, `Expected ${length} bytes, got ${received}.`);
     } else {
@@ -404,7 +405,11 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
     if (preconditionFails(bucket, name, query.get('ifGenerationMatch')))
       return sendError(response, 412, 'Precondition Failed');
     const path = join(dir, `multipart-${randomBytes(8).toString('hex')}`);
-    await new Promise((resolve, reject) => createWriteStream(path).on('error', reject).end(media, resolve));
+    await new Promise<void>((resolve, reject) =>
+      createWriteStream(path)
+        .on('error', reject)
+        .end(media, () => resolve()),
+    );
     const object = await publish(
       bucket,
       name,
@@ -461,7 +466,7 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
     });
   }
 
-  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<unknown> {
     const target = new URL(request.url ?? '/', url);
     const query = target.searchParams;
     const path = target.pathname.replace(/^\/(download\/)?storage\/v1/, '');
