@@ -1,4 +1,5 @@
 export { type AzuriteServer, startAzurite } from './azurite.ts';
+export { type EtcdServer, type StartEtcdOptions, startEtcd } from './etcd.ts';
 export {
   type ChunkFault,
   type DoubleSession,
@@ -8,6 +9,7 @@ export {
 } from './gcs-double.ts';
 export { startGcsEmulator } from './gcs-emulator.ts';
 export { type InfluxdServer, startInfluxd } from './influxd.ts';
+export { type PostgresServer, startPostgres } from './postgres.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';
 export { type S3rverServer, startS3rver } from './s3rver.ts';
 export { type SwiftServer, startSwift } from './swift.ts';

@@ -1,0 +1,11 @@
+export {
+  EtcdComponent,
+  type EtcdOptions,
+  type EtcdRestoreOptions,
+  type ExportedKey,
+  etcd,
+  fromConfig,
+  importKeys,
+  prefixEnd,
+} from './etcd-component.ts';
+export { SNAPSHOT_HASH_LENGTH, verifySnapshot } from './snapshot.ts';

@@ -1,0 +1,213 @@
+import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  backup,
+  type ConfigError,
+  type ConflictError,
+  type Entry,
+  type IntegrityError,
+  MemoryStorage,
+  type Restorer,
+  restore,
+} from '@bk/core';
+import { type EtcdServer, freePort, startEtcd } from '@bk/test-servers';
+import { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { etcd, fromConfig, importKeys, verifySnapshot } from '../src/index.ts';
+
+const exec = promisify(execFile);
+
+async function allKeys(endpoint: string, prefix = ''): Promise<Record<string, string>> {
+  const client = new Etcd3({ hosts: [endpoint] });
+  try {
+    return prefix === '' ? await client.getAll().strings() : await client.getAll().prefix(prefix).strings();
+  } finally {
+    client.close();
+  }
+}
+
+async function revisionOf(endpoint: string): Promise<number> {
+  const client = new Etcd3({ hosts: [endpoint] });
+  try {
+    return Number((await client.maintenance.status()).header.revision);
+  } finally {
+    client.close();
+  }
+}
+
+/** A restorer that captures the archived entries' bytes. */
+function capture(into: Map<string, Buffer>): Restorer {
+  return {
+    kind: 'etcd',
+    name: 'etcd',
+    async restore(entries: AsyncIterable<Entry>) {
+      let bytes = 0;
+      for await (const entry of entries) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of entry.body ?? []) chunks.push(Buffer.from(chunk));
+        const body = Buffer.concat(chunks);
+        bytes += body.length;
+        into.set(entry.path, body);
+      }
+      return { entries: into.size, bytes };
+    },
+  };
+}
+
+async function* chunked(data: Buffer, size = 4096): AsyncGenerator<Uint8Array> {
+  for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size);
+}
+
+describe('EtcdComponent against a real etcd 3.4', () => {
+  let source: EtcdServer;
+  let dir: string;
+  const storage = new MemoryStorage();
+  let backupName: string;
+  const captured = new Map<string, Buffer>();
+  let originalRevision: number;
+
+  beforeAll(async () => {
+    [source, dir] = await Promise.all([startEtcd(), mkdtemp(join(tmpdir(), 'bk-etcd-test-'))]);
+    const client = new Etcd3({ hosts: [source.endpoint] });
+    for (let index = 0; index < 200; index += 1) {
+      await client.put(`/app/key${String(index).padStart(3, '0')}`).value(`value ${index}`);
+    }
+    // More revisions of some keys, and keys outside the exported range.
+    for (let index = 0; index < 20; index += 1)
+      await client.put(`/app/key${String(index).padStart(3, '0')}`).value(`v2 ${index}`);
+    await client.put('/other/a').value(Buffer.from([0, 1, 2, 255]));
+    client.close();
+    originalRevision = await revisionOf(source.endpoint);
+
+    const result = await backup({
+      storage,
+      components: [etcd({ endpoints: ['http://127.0.0.1:1', source.endpoint], keyRanges: ['/app/'] })],
+    });
+    backupName = result.name;
+    const recorded = result.manifest.components[0]!;
+    strictEqual(recorded.kind, 'etcd');
+    strictEqual(recorded.version, '3.4.23');
+    strictEqual(recorded.info.details?.endpoint, source.endpoint);
+    await restore({ storage, name: backupName, restorers: [capture(captured)] });
+  });
+  afterAll(async () => {
+    await source?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('stores a snapshot that etcdctl snapshot status accepts', async () => {
+    const file = join(dir, 'captured.db');
+    await writeFile(file, captured.get('snapshot.db')!);
+    const { stdout } = await exec('etcdctl', ['snapshot', 'status', file, '-w', 'json'], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+    const status = JSON.parse(stdout) as { hash: number; revision: number; totalKey: number };
+    ok(status.hash > 0);
+    strictEqual(status.revision, originalRevision);
+    ok(status.totalKey >= 201, String(status.totalKey));
+  });
+
+  it('restores into a new data dir that a new etcd serves with every key', async () => {
+    const dataDir = join(dir, 'restored');
+    const peerPort = await freePort();
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    const restorer = etcd({
+      endpoints: [source.endpoint],
+      restore: { dataDir, name: 't2', initialCluster: `t2=${peerUrl}`, initialAdvertisePeerUrls: peerUrl },
+    });
+    const report = await restore({ storage, name: backupName, restorers: [restorer] });
+    ok(report.components.etcd!.bytes > 0);
+    const copy = await startEtcd({ dataDir, name: 't2', peerPort });
+    try {
+      deepStrictEqual(await allKeys(copy.endpoint), await allKeys(source.endpoint));
+      strictEqual(Object.keys(await allKeys(copy.endpoint, '/app/')).length, 200);
+      ok((await revisionOf(copy.endpoint)) >= originalRevision);
+    } finally {
+      await copy.stop();
+    }
+
+    // The data dir is now populated: another restore refuses unless told to overwrite.
+    await rejects(restore({ storage, name: backupName, restorers: [restorer] }), (thrown: unknown) => {
+      ok((thrown as ConflictError).code === 'BK_CONFLICT', String(thrown));
+      return true;
+    });
+  });
+
+  it('refuses a non-empty data dir with ConflictError', async () => {
+    const dataDir = join(dir, 'occupied');
+    await mkdir(dataDir);
+    await writeFile(join(dataDir, 'keep'), 'x');
+    await rejects(
+      restore({
+        storage,
+        name: backupName,
+        restorers: [etcd({ endpoints: [source.endpoint], restore: { dataDir } })],
+      }),
+      (thrown: unknown) => (thrown as ConflictError).code === 'BK_CONFLICT',
+    );
+    strictEqual(await readFile(join(dataDir, 'keep'), 'utf8'), 'x');
+  });
+
+  it('fails clearly when bumpRevision is asked of etcdctl 3.4', async () => {
+    const restorer = etcd({
+      endpoints: [source.endpoint],
+      restore: { dataDir: join(dir, 'bumped'), bumpRevision: 1000, tool: 'etcdctl' },
+    });
+    await rejects(restore({ storage, name: backupName, restorers: [restorer] }), (thrown: unknown) => {
+      ok((thrown as ConfigError).code === 'BK_CONFIG', String(thrown));
+      ok((thrown as Error).message.includes('etcdutl'), (thrown as Error).message);
+      return true;
+    });
+  });
+
+  it('round-trips the key-range export into a fresh etcd', async () => {
+    const jsonl = captured.get('keys.jsonl')!;
+    strictEqual(jsonl.toString().trim().split('\n').length, 200);
+    const fresh = await startEtcd();
+    const client = new Etcd3({ hosts: [fresh.endpoint] });
+    try {
+      strictEqual(await importKeys(chunked(jsonl, 1000), client), 200);
+      deepStrictEqual(await allKeys(fresh.endpoint), await allKeys(source.endpoint, '/app/'));
+    } finally {
+      client.close();
+      await fresh.stop();
+    }
+  });
+
+  it('fails the sha256 check on a snapshot with a flipped byte', async () => {
+    const snapshot = Buffer.from(captured.get('snapshot.db')!);
+    let length = 0;
+    for await (const chunk of verifySnapshot(chunked(snapshot, 777))) length += chunk.length;
+    strictEqual(length, snapshot.length);
+    const middle = Math.floor(snapshot.length / 2);
+    snapshot[middle] = snapshot[middle]! ^ 0xff;
+    await rejects(
+      (async () => {
+        for await (const _ of verifySnapshot(chunked(snapshot, 777))) {
+        }
+      })(),
+      (thrown: unknown) =>
+        (thrown as IntegrityError).code === 'BK_INTEGRITY' && /sha256/.test((thrown as Error).message),
+    );
+  });
+
+  it('fromConfig names unknown fields', () => {
+    ok(fromConfig({ kind: 'etcd', endpoints: ['http://127.0.0.1:2379'] }).name === 'etcd');
+    for (const bad of [
+      { endpoints: [] },
+      { endpoints: ['x'], bogus: 1 },
+      { endpoints: ['x'], restore: { dataDir: 'rel' } },
+    ]) {
+      try {
+        fromConfig(bad);
+        ok(false, JSON.stringify(bad));
+      } catch (error) {
+        ok((error as ConfigError).code === 'BK_CONFIG', String(error));
+      }
+    }
+  });
+});

@@ -1,0 +1,10 @@
+export {
+  DATABASE_PREFIX,
+  defaultPgBin,
+  fromConfig,
+  GLOBALS_ENTRY,
+  majorVersion,
+  PostgresComponent,
+  type PostgresOptions,
+  postgres,
+} from './postgres-component.ts';
