@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { ConfigError, type RetentionPolicy } from '@bk/core';
+import { ConfigError, isRecord, type RetentionPolicy } from '@bk/core';
 import { toTargetUrl } from './target-url.ts';
 
 /** The config file `bk` reads from the working directory when `--config` is not given. */
@@ -32,10 +32,6 @@ export interface BkConfig {
 const TOP_LEVEL_FIELDS = new Set(['$schema', 'target', 'prefix', 'components', 'retention']);
 const RETENTION_FIELDS = ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const;
 const KIND = /^[a-z0-9][a-z0-9-]*$/;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function isFile(error: unknown, code: string): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === code;

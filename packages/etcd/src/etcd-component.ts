@@ -12,7 +12,9 @@ import {
   type ComponentInfo,
   ConfigError,
   ConflictError,
+  checkComponentConfig,
   type Entry,
+  isRecord,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
@@ -89,10 +91,6 @@ const RESTORE_FIELDS = [
   'tool',
 ];
 const PAGE = 500;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** The first key after every key starting with `prefix` (etcd's `range_end` for a prefix). */
 export function prefixEnd(prefix: Buffer): Buffer {
@@ -463,18 +461,7 @@ export function etcd(options: EtcdOptions): EtcdComponent {
  * @throws {ConfigError} naming an unknown or invalid field.
  */
 export function fromConfig(config: Record<string, unknown>): EtcdComponent {
-  const where = 'etcd component config';
-  if (!isRecord(config)) throw new ConfigError(`${where}: must be a JSON object.`);
-  for (const field of Object.keys(config)) {
-    if (!CONFIG_FIELDS.includes(field)) {
-      throw new ConfigError(
-        `${where}: "${field}" is not a field of an etcd component; known fields: ${CONFIG_FIELDS.join(', ')}.`,
-      );
-    }
-  }
-  if (config.kind !== undefined && config.kind !== 'etcd') {
-    throw new ConfigError(`${where}: "kind" must be "etcd", got ${JSON.stringify(config.kind)}.`);
-  }
+  const where = checkComponentConfig(config, 'etcd', CONFIG_FIELDS);
   if (isRecord(config.restore)) {
     for (const field of Object.keys(config.restore)) {
       if (!RESTORE_FIELDS.includes(field)) {

@@ -25,8 +25,10 @@ import {
   ConfigError,
   ConflictError,
   type ConflictPolicy,
+  checkComponentConfig,
   type Entry,
   IntegrityError,
+  isRecord,
   linkStaysInside,
   type OperationContext,
   type RestoreContext,
@@ -117,10 +119,6 @@ const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDE
 
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function compareNames(left: string, right: string): number {
@@ -885,18 +883,7 @@ export function files(options: FilesOptions): FilesComponent {
  * const component = fromConfig({ kind: 'files', name: 'haproxy', paths: ['/etc/haproxy'] });
  */
 export function fromConfig(config: Record<string, unknown>): FilesComponent {
-  const where = 'files component config';
-  if (!isRecord(config)) throw new ConfigError(`${where}: must be a JSON object.`);
-  for (const field of Object.keys(config)) {
-    if (!CONFIG_FIELDS.includes(field)) {
-      throw new ConfigError(
-        `${where}: "${field}" is not a field of a files component; known fields: ${CONFIG_FIELDS.join(', ')}.`,
-      );
-    }
-  }
-  if (config.kind !== undefined && config.kind !== 'files') {
-    throw new ConfigError(`${where}: "kind" must be "files", got ${JSON.stringify(config.kind)}.`);
-  }
+  const where = checkComponentConfig(config, 'files', CONFIG_FIELDS);
   if (config.name !== undefined && typeof config.name !== 'string') {
     throw new ConfigError(`${where}: "name" must be a string.`);
   }

@@ -4,7 +4,9 @@ import {
   type ComponentInfo,
   ConfigError,
   ConflictError,
+  checkComponentConfig,
   type Entry,
+  isRecord,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
@@ -86,10 +88,6 @@ const NOT_CAPTURED = [
   'pending tombstones (recent DELETE / DROP SERIES not yet compacted) are ignored on restore: deleted points can come back',
   'the RPC port used for backup and restore has no authentication; anyone who can reach it can read and overwrite all data',
 ];
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function optionalName(value: unknown, field: string, where: string): string | undefined {
   if (value === undefined) return undefined;
@@ -375,18 +373,7 @@ export function influx(options: InfluxOptions): InfluxComponent {
  * @throws {ConfigError} naming an unknown or invalid field.
  */
 export function fromConfig(config: Record<string, unknown>): InfluxComponent {
-  const where = 'influx component config';
-  if (!isRecord(config)) throw new ConfigError(`${where}: must be a JSON object.`);
-  for (const field of Object.keys(config)) {
-    if (!CONFIG_FIELDS.includes(field)) {
-      throw new ConfigError(
-        `${where}: "${field}" is not a field of an influx component; known fields: ${CONFIG_FIELDS.join(', ')}.`,
-      );
-    }
-  }
-  if (config.kind !== undefined && config.kind !== 'influx') {
-    throw new ConfigError(`${where}: "kind" must be "influx", got ${JSON.stringify(config.kind)}.`);
-  }
+  const where = checkComponentConfig(config, 'influx', CONFIG_FIELDS);
   if (isRecord(config.incremental) && typeof config.incremental.since !== 'string') {
     throw new ConfigError(`${where}: "incremental.since" must be an ISO 8601 string.`);
   }

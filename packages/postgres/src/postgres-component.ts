@@ -13,7 +13,9 @@ import {
   type ComponentInfo,
   ConfigError,
   ConflictError,
+  checkComponentConfig,
   type Entry,
+  isRecord,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
@@ -76,10 +78,6 @@ export const GLOBALS_ENTRY = 'globals.sql';
 
 /** Most stderr kept from a client tool for an error message. */
 const STDERR_LIMIT = 64 * 1024;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function checkDatabaseName(value: unknown, field: string, where: string): string {
   if (typeof value !== 'string' || value === '' || value.includes('\0') || Buffer.byteLength(value) > 63) {
@@ -552,18 +550,7 @@ export function postgres(options: PostgresOptions): PostgresComponent {
  * @throws {ConfigError} naming an unknown or invalid field.
  */
 export function fromConfig(config: Record<string, unknown>): PostgresComponent {
-  const where = 'postgres component config';
-  if (!isRecord(config)) throw new ConfigError(`${where}: must be a JSON object.`);
-  for (const field of Object.keys(config)) {
-    if (!CONFIG_FIELDS.includes(field)) {
-      throw new ConfigError(
-        `${where}: "${field}" is not a field of a postgres component; known fields: ${CONFIG_FIELDS.join(', ')}.`,
-      );
-    }
-  }
-  if (config.kind !== undefined && config.kind !== 'postgres') {
-    throw new ConfigError(`${where}: "kind" must be "postgres", got ${JSON.stringify(config.kind)}.`);
-  }
+  checkComponentConfig(config, 'postgres', CONFIG_FIELDS);
   const { kind: _kind, ...options } = config;
   return new PostgresComponent(options as unknown as PostgresOptions);
 }
