@@ -26,6 +26,7 @@ import {
   ConflictError,
   type ConflictPolicy,
   checkComponentConfig,
+  checkComponentName,
   type Entry,
   IntegrityError,
   isRecord,
@@ -231,11 +232,10 @@ export class FilesComponent implements Component {
     const where = 'files component';
     if (!isRecord(options)) throw new ConfigError(`${where}: the options must be an object.`);
     const name = options.name ?? 'files';
-    if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
-      throw new ConfigError(
-        `${where}: "name" must be a non-empty string without "/", got ${JSON.stringify(name)}.`,
-      );
-    }
+    if (typeof name !== 'string')
+      throw new ConfigError(`${where}: "name" must be a string, got ${JSON.stringify(name)}.`);
+    // The archive keeps a component's entries under `<name>/`: one safe path segment.
+    checkComponentName(name);
     const context = `files component "${name}"`;
     if ((options.followSymlinks as unknown) !== undefined && options.followSymlinks !== false) {
       throw new ConfigError(

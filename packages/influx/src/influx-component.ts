@@ -5,6 +5,7 @@ import {
   ConfigError,
   ConflictError,
   checkComponentConfig,
+  checkComponentName,
   type Entry,
   isRecord,
   type OperationContext,
@@ -135,11 +136,10 @@ export class InfluxComponent implements Component {
     const where = 'influx component';
     if (!isRecord(options)) throw new ConfigError(`${where}: the options must be an object.`);
     const name = options.name ?? 'influx';
-    if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
-      throw new ConfigError(
-        `${where}: "name" must be a non-empty string without "/", got ${JSON.stringify(name)}.`,
-      );
-    }
+    if (typeof name !== 'string')
+      throw new ConfigError(`${where}: "name" must be a string, got ${JSON.stringify(name)}.`);
+    // The archive keeps a component's entries under `<name>/`: one safe path segment.
+    checkComponentName(name);
     const context = `influx component "${name}"`;
     try {
       resolveRpcTarget({ host: options.host, rpcPort: options.rpcPort });

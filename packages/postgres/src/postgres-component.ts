@@ -14,6 +14,7 @@ import {
   ConfigError,
   ConflictError,
   checkComponentConfig,
+  checkComponentName,
   type Entry,
   isRecord,
   type OperationContext,
@@ -159,11 +160,10 @@ export class PostgresComponent implements Component {
     const where = 'postgres component';
     if (!isRecord(options)) throw new ConfigError(`${where}: the options must be an object.`);
     const name = options.name ?? 'postgres';
-    if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
-      throw new ConfigError(
-        `${where}: "name" must be a non-empty string without "/", got ${JSON.stringify(name)}.`,
-      );
-    }
+    if (typeof name !== 'string')
+      throw new ConfigError(`${where}: "name" must be a string, got ${JSON.stringify(name)}.`);
+    // The archive keeps a component's entries under `<name>/`: one safe path segment.
+    checkComponentName(name);
     const context = `postgres component "${name}"`;
     if (typeof options.host !== 'string' || options.host === '') {
       throw new ConfigError(`${context}: "host" must be a non-empty string.`);
