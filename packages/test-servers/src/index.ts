@@ -13,3 +13,4 @@ export { type PostgresServer, startPostgres } from './postgres.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';
 export { type S3rverServer, startS3rver } from './s3rver.ts';
 export { type SwiftServer, startSwift } from './swift.ts';
+export * from './zookeeper.ts';

@@ -1,0 +1,10 @@
+export { parseSrvr, readServerStatus, type ServerStatus } from './server-status.ts';
+export { isZnodePath, parseRecord, ZNODES_ENTRY, type ZnodeRecord } from './znode-record.ts';
+export type { Acl } from './zookeeper-client.ts';
+export {
+  fromConfig,
+  type ZookeeperAuth,
+  ZookeeperComponent,
+  type ZookeeperOptions,
+  zookeeper,
+} from './zookeeper-component.ts';
