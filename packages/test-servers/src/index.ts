@@ -12,6 +12,7 @@ export { type InfluxdServer, startInfluxd } from './influxd.ts';
 export { type PostgresServer, startPostgres } from './postgres.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';
 export * from './prometheus.ts';
+export * from './rabbitmq.ts';
 export { type S3rverServer, startS3rver } from './s3rver.ts';
 export { type SwiftServer, startSwift } from './swift.ts';
 export * from './zookeeper.ts';
