@@ -8,6 +8,7 @@ export {
   startGcsDouble,
 } from './gcs-double.ts';
 export { startGcsEmulator } from './gcs-emulator.ts';
+export * from './haproxy.ts';
 export { type InfluxdServer, startInfluxd } from './influxd.ts';
 export { type PostgresServer, startPostgres } from './postgres.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';
