@@ -1,0 +1,8 @@
+export {
+  DEFAULT_KUBEADM_PATHS,
+  fromConfig,
+  KubernetesControlPlane,
+  type KubernetesControlPlaneOptions,
+  type KubernetesRestoreOptions,
+  kubernetesControlPlane,
+} from './kubernetes-control-plane.ts';
