@@ -29,8 +29,15 @@ export function parseCount(value: string): number {
   return Number(value);
 }
 
-/** Parses `--level`: a gzip level from 1 to 9. */
+/** Parses `--level`: 1–9 for gzip, 1–19 for zstd (the format checks its own range). */
 export function parseLevel(value: string): number {
-  if (!/^[1-9]$/.test(value)) throw new InvalidArgumentError('expected a gzip level from 1 to 9.');
+  if (!/^(?:[1-9]|1[0-9])$/.test(value))
+    throw new InvalidArgumentError('expected a level from 1 to 9 (gzip) or 1 to 19 (zstd).');
   return Number(value);
+}
+
+/** Parses `--compression`: `gzip` or `zstd`. */
+export function parseCompression(value: string): 'gzip' | 'zstd' {
+  if (value !== 'gzip' && value !== 'zstd') throw new InvalidArgumentError('expected gzip or zstd.');
+  return value;
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
+import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
 import { BkError, ConfigError, IntegrityError } from './errors.ts';
-import { gunzip } from './gzip.ts';
 import { digest } from './hash.ts';
 import {
   MANIFEST_ENTRY,
@@ -199,7 +199,7 @@ export async function* readArchive(
     }
   })();
   const archiveDigest = digest(counted);
-  const records = unpackTar(gunzip(archiveDigest.stream))[Symbol.asyncIterator]();
+  const records = unpackTar(decompress(archiveDigest.stream, sidecar.compression))[Symbol.asyncIterator]();
   let currentPath = MANIFEST_ENTRY;
 
   async function nextRecord(expected: string): Promise<TarRecord> {

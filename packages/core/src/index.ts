@@ -7,6 +7,17 @@ export {
 } from './archive.ts';
 export { BodyReader } from './body-reader.ts';
 export { checkComponentConfig, isRecord } from './component-config.ts';
+export {
+  type CompressionFormat,
+  type CompressOptions,
+  compress,
+  compressionMemoryCeiling,
+  DEFAULT_BLOCK_SIZE,
+  decompress,
+  defaultWorkers,
+  resolveCompressOptions,
+  zstdAvailable,
+} from './compress.ts';
 export type {
   BackupContext,
   ByteStream,
@@ -64,6 +75,7 @@ export {
 export { MemoryStorage } from './memory-storage.ts';
 export {
   ARCHIVE_SUFFIX,
+  archiveSuffix,
   type BackupName,
   compareBackupNames,
   formatBackupName,
@@ -71,6 +83,7 @@ export {
   LOCK_SUFFIX,
   parseBackupName,
   SIDECAR_SUFFIX,
+  ZSTD_ARCHIVE_SUFFIX,
 } from './naming.ts';
 export { getInParallel, openForRead, type ParallelGetOptions } from './parallel-get.ts';
 export { checkComponentName, checkRange, checkStorageKey, linkStaysInside, safeEntryPath } from './paths.ts';

@@ -46,7 +46,8 @@ export interface Manifest {
   /** ISO 8601: when the last entry was read. */
   completedAt: string;
   bk: { version: string };
-  compression: 'gzip';
+  /** `gzip` (`.tar.gz`) or `zstd` (`.tar.zst`); absent in manifests older than zstd support. */
+  compression: 'gzip' | 'zstd';
   encryption: null;
   /** The backup this one builds on, for incremental chains. */
   parent: string | null;
@@ -129,7 +130,8 @@ export function validateManifest(value: unknown): Manifest {
       fail(field, 'must be an ISO 8601 time');
   }
   expectString(expectObject(manifest.bk, 'bk').version, 'bk.version');
-  if (manifest.compression !== 'gzip') fail('compression', 'must be "gzip"');
+  if (manifest.compression !== 'gzip' && manifest.compression !== 'zstd')
+    fail('compression', 'must be "gzip" or "zstd"');
   if (manifest.encryption !== null) fail('encryption', 'must be null');
   if (manifest.parent !== null) expectString(manifest.parent, 'parent');
   for (const [key, label] of Object.entries(expectObject(manifest.labels, 'labels')))

@@ -1,8 +1,15 @@
 /** `backup_YYYYMMDD_HHMMSS` with an optional `_N` collision suffix. */
 const NAME_PATTERN = /^backup_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})(?:_(\d+))?$/;
 
-/** The file name suffix of an archive. */
+/** The file name suffix of a gzip archive (the default). */
 export const ARCHIVE_SUFFIX = '.tar.gz';
+/** The file name suffix of a zstd archive. */
+export const ZSTD_ARCHIVE_SUFFIX = '.tar.zst';
+
+/** The archive suffix for a compression format. */
+export function archiveSuffix(compression: 'gzip' | 'zstd'): string {
+  return compression === 'zstd' ? ZSTD_ARCHIVE_SUFFIX : ARCHIVE_SUFFIX;
+}
 /** The sidecar manifest, written after the archive: its presence marks a backup complete. */
 export const SIDECAR_SUFFIX = '.manifest.json';
 /** The claim on a name, held while a backup is written. */

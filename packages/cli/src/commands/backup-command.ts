@@ -4,13 +4,22 @@ import type { Command } from 'commander';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import type { ComponentConfig } from '../load-config.ts';
-import { collectValues, parseLabel, parseLevel, parseNameList } from '../option-parsers.ts';
+import {
+  collectValues,
+  parseCompression,
+  parseCount,
+  parseLabel,
+  parseLevel,
+  parseNameList,
+} from '../option-parsers.ts';
 
 interface BackupFlags {
   only?: string[];
   path?: string[];
   label?: Record<string, string>;
   level?: number;
+  compression?: 'gzip' | 'zstd';
+  workers?: number;
 }
 
 /** The name of the ad-hoc component `--path` creates. */
@@ -34,7 +43,17 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       collectValues,
     )
     .option('--label <key=value>', 'record a label in the manifest (repeatable)', parseLabel)
-    .option('--level <1-9>', 'gzip level (default 6)', parseLevel)
+    .option(
+      '--compression <format>',
+      'gzip (default: backup_….tar.gz) or zstd (backup_….tar.zst, Node 22.15+)',
+      parseCompression,
+    )
+    .option('--level <n>', 'compression level: gzip 1-9 (default 6), zstd 1-19 (default 3)', parseLevel)
+    .option(
+      '--workers <n>',
+      'compression worker threads (default: cores, at most 4; 0: one thread)',
+      parseCount,
+    )
     .action(async (flags: BackupFlags, command: Command) => {
       const context = contextOf(command);
       const configs: ComponentConfig[] = flags.path
@@ -64,6 +83,8 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
           ...(flags.only ? { only: flags.only } : {}),
           ...(flags.label ? { labels: flags.label } : {}),
           ...(flags.level ? { compressionLevel: flags.level } : {}),
+          ...(flags.compression ? { compression: flags.compression } : {}),
+          ...(flags.workers === undefined ? {} : { compressionWorkers: flags.workers }),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
           signal: context.signal,
         });

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../archive.ts';
+import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
 import type { Source, Storage } from '../contracts.ts';
 import { AlreadyExistsError, BkError, ConfigError, throwIfAborted, toAbortedError } from '../errors.ts';
-import { gzip } from '../gzip.ts';
 import { digest } from '../hash.ts';
 import {
   MANIFEST_FORMAT,
@@ -11,7 +11,15 @@ import {
   type SidecarManifest,
   serializeManifest,
 } from '../manifest.ts';
-import { ARCHIVE_SUFFIX, formatBackupName, joinKey, LOCK_SUFFIX, SIDECAR_SUFFIX } from '../naming.ts';
+import {
+  ARCHIVE_SUFFIX,
+  archiveSuffix,
+  formatBackupName,
+  joinKey,
+  LOCK_SUFFIX,
+  SIDECAR_SUFFIX,
+  ZSTD_ARCHIVE_SUFFIX,
+} from '../naming.ts';
 import { checkComponentName } from '../paths.ts';
 import { ignoreProgress, type ProgressListener } from '../progress.ts';
 import { countBytes } from '../streams.ts';
@@ -28,8 +36,15 @@ export interface BackupOptions {
   labels?: Record<string, string>;
   /** The backup this one builds on (incremental chains). */
   parent?: string;
-  /** gzip level, 1–9; default 6. */
+  /** `gzip` (default, `.tar.gz`) or `zstd` (`.tar.zst`, Node 22.15+). */
+  compression?: CompressionFormat;
+  /** gzip 0–9 (default 6) or zstd 1–19 (default 3). */
   compressionLevel?: number;
+  /**
+   * Worker threads compressing in parallel (independent gzip members / zstd frames, in order);
+   * default: the available cores, at most 4. `0` compresses on one thread.
+   */
+  compressionWorkers?: number;
   /** Chunk size for entries of unknown length; each costs this much memory. Default 8 MiB. */
   chunkSize?: number;
   /** The clock; the backup is named after its start in UTC. */
@@ -101,6 +116,7 @@ async function claimName(
     }
     const taken =
       (await storage.stat(joinKey(prefix, name + ARCHIVE_SUFFIX), { signal })) ??
+      (await storage.stat(joinKey(prefix, name + ZSTD_ARCHIVE_SUFFIX), { signal })) ??
       (await storage.stat(joinKey(prefix, name + SIDECAR_SUFFIX), { signal }));
     if (!taken) return name;
     await storage.delete(lockKey, { signal });
@@ -126,6 +142,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const progress = options.onProgress ?? ignoreProgress;
   throwIfAborted(signal);
   const selected = selectComponents(options.components, options.only, 'the selection');
+  // Checked before anything is claimed or read.
+  const compressOptions = resolveCompressOptions({
+    ...(options.compression === undefined ? {} : { format: options.compression }),
+    ...(options.compressionLevel === undefined ? {} : { level: options.compressionLevel }),
+    ...(options.compressionWorkers === undefined ? {} : { workers: options.compressionWorkers }),
+  });
+  const compression = compressOptions.format;
   if (selected.length === 0) throw new ConfigError('Nothing to back up: no components are configured.');
   const abort = new AbortController();
   const onAbort = () => abort.abort(signal?.reason);
@@ -136,7 +159,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     for (const source of selected) components.push({ source, info: await source.describe(context) });
     const startedAt = (options.now ?? (() => new Date()))();
     const name = await claimName(storage, prefix, startedAt, abort.signal);
-    const key = joinKey(prefix, name + ARCHIVE_SUFFIX);
+    const key = joinKey(prefix, name + archiveSuffix(compression));
     const sidecarKey = joinKey(prefix, name + SIDECAR_SUFFIX);
     const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
     let archiveStored = false;
@@ -149,7 +172,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         createdAt: startedAt.toISOString(),
         completedAt: startedAt.toISOString(),
         bk: { version: BK_VERSION },
-        compression: 'gzip',
+        compression,
         encryption: null,
         parent: options.parent ?? null,
         labels: options.labels ?? {},
@@ -171,11 +194,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           body: serializeManifest(manifest),
         };
       })();
-      const archive = digest(gzip(packTar(records), { level: options.compressionLevel ?? 6 }));
+      const archive = digest(compress(packTar(records), { ...compressOptions, signal: abort.signal }));
       const body = countBytes(archive.stream, (bytes) => progress({ type: 'archive-bytes', bytes }));
       await storage.put(key, body, {
         ifNoneMatch: true,
-        contentType: 'application/gzip',
+        contentType: compression === 'zstd' ? 'application/zstd' : 'application/gzip',
         signal: abort.signal,
       });
       archiveStored = true;

@@ -9,6 +9,7 @@ import {
   LOCK_SUFFIX,
   parseBackupName,
   SIDECAR_SUFFIX,
+  ZSTD_ARCHIVE_SUFFIX,
 } from '../naming.ts';
 import { collect } from '../streams.ts';
 
@@ -42,6 +43,7 @@ export async function catalog(options: CatalogOptions): Promise<CatalogItem[]> {
     if (rest.includes('/')) continue;
     for (const [suffix, field] of [
       [ARCHIVE_SUFFIX, 'archive'],
+      [ZSTD_ARCHIVE_SUFFIX, 'archive'],
       [SIDECAR_SUFFIX, 'sidecar'],
       [LOCK_SUFFIX, 'lock'],
     ] as const) {
@@ -67,7 +69,7 @@ export async function list(options: CatalogOptions): Promise<BackupSummary[]> {
       name: item.name,
       time: item.time,
       sequence: item.sequence,
-      key: joinKey(options.prefix, item.name + ARCHIVE_SUFFIX),
+      key: item.archive?.key ?? joinKey(options.prefix, item.name + ARCHIVE_SUFFIX),
       sidecarKey: item.sidecar!.key,
       ...(item.archive ? { size: item.archive.size } : {}),
     }));

@@ -1,0 +1,226 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AbortedError,
+  type ByteStream,
+  backup,
+  type CompressionFormat,
+  ConfigError,
+  collect,
+  compress,
+  compressionMemoryCeiling,
+  decompress,
+  list,
+  MemoryStorage,
+  type Restorer,
+  restore,
+  type Source,
+  verify,
+  zstdAvailable,
+} from '../src/index.ts';
+
+const run = promisify(execFile);
+const KiB = 1024;
+
+let scratch: string;
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'bk-compress-'));
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+/** Text and random bytes interleaved, in uneven chunks. */
+function sample(size: number): Uint8Array {
+  const data = new Uint8Array(size);
+  const text = new TextEncoder().encode('cpu,host=edge-1 usage=0.5,count=3i 1763700000000000000\n');
+  for (let offset = 0; offset < size; offset += text.length)
+    data.set(text.subarray(0, size - offset), offset);
+  data.set(randomBytes(Math.floor(size / 5)), Math.floor(size / 3));
+  return data;
+}
+
+async function* chunks(data: Uint8Array, sizes = [1, 7_000, 65_536, 300_001]): ByteStream {
+  let offset = 0;
+  for (let index = 0; offset < data.byteLength; index += 1) {
+    const size = sizes[index % sizes.length]!;
+    yield data.slice(offset, offset + size);
+    offset += size;
+  }
+}
+
+async function compressed(
+  data: Uint8Array,
+  format: CompressionFormat,
+  workers: number,
+  blockSize = 64 * KiB,
+) {
+  return collect(compress(chunks(data), { format, workers, blockSize }), 256 * 1024 * 1024);
+}
+
+async function tool(command: string, args: string[], bytes: Uint8Array): Promise<Buffer> {
+  const file = join(scratch, `input-${Math.random().toString(36).slice(2)}`);
+  await writeFile(file, bytes);
+  const { stdout } = await run(command, [...args, file], { encoding: 'buffer', maxBuffer: 1 << 30 });
+  return stdout;
+}
+
+describe('compress', () => {
+  const data = sample(3 * 1024 * KiB + 12_345);
+
+  it('writes multi-member gzip that gzip, its own gunzip and zlib read back in order', async () => {
+    const gz = await compressed(data, 'gzip', 2);
+    // Blocks of 64 KiB: one member each.
+    let members = 0;
+    for (let index = 0; index + 3 < gz.byteLength; index += 1)
+      if (gz[index] === 0x1f && gz[index + 1] === 0x8b && gz[index + 2] === 8) members += 1;
+    expect(members).toBeGreaterThanOrEqual(Math.ceil(data.byteLength / (64 * KiB)));
+    await tool('gzip', ['-t'], gz);
+    expect(Buffer.compare(await tool('gzip', ['-dc'], gz), data)).toBe(0);
+    expect(Buffer.compare(Buffer.from(await collect(decompress(chunks(gz)), 1 << 30)), data)).toBe(0);
+  });
+
+  it('gives the same bytes with one worker, four workers and none', async () => {
+    for (const workers of [0, 1, 4]) {
+      const gz = await compressed(data, 'gzip', workers);
+      expect(Buffer.compare(await tool('gzip', ['-dc'], gz), data)).toBe(0);
+    }
+  });
+
+  it('makes a valid empty member from empty input', async () => {
+    const gz = await collect(compress((async function* () {})(), { workers: 2 }));
+    expect(gz.byteLength).toBeGreaterThan(0);
+    expect((await tool('gzip', ['-dc'], gz)).byteLength).toBe(0);
+  });
+
+  it.runIf(zstdAvailable())('writes multi-frame zstd that zstd and decompress read back', async () => {
+    const zst = await compressed(data, 'zstd', 2);
+    await tool('zstd', ['-q', '-t'], zst);
+    expect(Buffer.compare(await tool('zstd', ['-q', '-dc'], zst), data)).toBe(0);
+    expect(Buffer.compare(Buffer.from(await collect(decompress(chunks(zst), 'zstd'), 1 << 30)), data)).toBe(
+      0,
+    );
+    const single = await compressed(data, 'zstd', 0);
+    expect(Buffer.compare(await tool('zstd', ['-q', '-dc'], single), data)).toBe(0);
+  });
+
+  it('reads the source only as fast as the output is consumed', async () => {
+    let pulled = 0;
+    const blockSize = 64 * KiB;
+    const source = (async function* () {
+      for (let index = 0; index < 1_000; index += 1) {
+        pulled += blockSize;
+        yield randomBytes(blockSize);
+      }
+    })();
+    const output = compress(source, { workers: 2, blockSize })[Symbol.asyncIterator]();
+    await output.next();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Two blocks per worker in flight, one being filled, and the one just handed out.
+    expect(pulled).toBeLessThanOrEqual((2 * 2 + 2) * blockSize);
+    expect(pulled).toBeLessThanOrEqual(compressionMemoryCeiling(2, blockSize) + blockSize);
+    await output.return?.();
+  });
+
+  it('stops with an AbortedError and releases the source when aborted', async () => {
+    const controller = new AbortController();
+    let released = false;
+    const source = (async function* () {
+      try {
+        for (;;) yield randomBytes(64 * KiB);
+      } finally {
+        released = true;
+      }
+    })();
+    const reading = (async () => {
+      let count = 0;
+      for await (const _ of compress(source, {
+        workers: 2,
+        blockSize: 64 * KiB,
+        signal: controller.signal,
+      })) {
+        count += 1;
+        if (count === 3) controller.abort();
+      }
+    })();
+    await expect(reading).rejects.toBeInstanceOf(AbortedError);
+    expect(released).toBe(true);
+  });
+
+  it('passes a source error through and releases the workers', async () => {
+    const source = (async function* () {
+      yield randomBytes(200 * KiB);
+      throw new Error('disk gone');
+    })();
+    await expect(collect(compress(source, { workers: 2, blockSize: 64 * KiB }))).rejects.toThrow('disk gone');
+  });
+
+  it('refuses bad options with a ConfigError', () => {
+    expect(() => compress(chunks(data), { level: 10 })).toThrow(ConfigError);
+    expect(() => compress(chunks(data), { format: 'zstd', level: 20 })).toThrow(ConfigError);
+    expect(() => compress(chunks(data), { workers: -1 })).toThrow(ConfigError);
+    expect(() => compress(chunks(data), { blockSize: 10 })).toThrow(ConfigError);
+    expect(() => compress(chunks(data), { format: 'lz4' as CompressionFormat })).toThrow(ConfigError);
+  });
+});
+
+function component(data: Uint8Array): Source & Restorer & { restored?: Uint8Array } {
+  const self: Source & Restorer & { restored?: Uint8Array } = {
+    kind: 'test',
+    name: 'blob',
+    async describe() {
+      return {};
+    },
+    async *backup() {
+      yield { path: 'data.bin', size: data.byteLength, body: chunks(data) };
+      yield { path: 'stream.bin', body: chunks(data.subarray(0, 100_000)) };
+    },
+    async restore(entries) {
+      let count = 0;
+      for await (const entry of entries) {
+        const body = await collect(entry.body!, 1 << 30);
+        if (entry.path === 'data.bin') self.restored = body;
+        count += 1;
+      }
+      return { entries: count, bytes: 0 };
+    },
+  };
+  return self;
+}
+
+describe('backup with parallel compression', () => {
+  const data = sample(5 * 1024 * KiB);
+
+  it('stores a gzip archive that gzip -t and GNU tar read', async () => {
+    const storage = new MemoryStorage();
+    const result = await backup({ storage, components: [component(data)], compressionWorkers: 2 });
+    expect(result.key).toMatch(/\.tar\.gz$/);
+    const archive = await collect(await storage.get(result.key), 1 << 30);
+    await tool('gzip', ['-t'], archive);
+    const listing = (await tool('tar', ['-tzf'], archive)).toString();
+    expect(listing).toContain('blob/data.bin');
+    expect(listing).toContain('manifest.json');
+  });
+
+  it.runIf(zstdAvailable())(
+    'writes .tar.zst with compression zstd and restores and verifies it',
+    async () => {
+      const storage = new MemoryStorage();
+      const source = component(data);
+      const result = await backup({ storage, components: [source], compression: 'zstd' });
+      expect(result.key).toMatch(/^backup_\d{8}_\d{6}\.tar\.zst$/);
+      expect(result.manifest.compression).toBe('zstd');
+      const [summary] = await list({ storage });
+      expect(summary!.key).toBe(result.key);
+      await tool('zstd', ['-q', '-t'], await collect(await storage.get(result.key), 1 << 30));
+      await verify({ storage, name: result.name });
+      await restore({ storage, name: result.name, restorers: [source] });
+      expect(Buffer.compare(Buffer.from(source.restored!), data)).toBe(0);
+    },
+  );
+});
