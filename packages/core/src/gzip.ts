@@ -36,7 +36,7 @@ export function gzip(source: ByteStream, options: GzipOptions = {}): ByteStream 
  * `IntegrityError`.
  */
 export function gunzip(source: ByteStream): ByteStream {
-  const inner = transform(source, createGunzip({ chunkSize: 64 * 1024 }));
+  const inner = transform(source, createGunzip({ chunkSize: 1024 * 1024 }));
   return (async function* () {
     try {
       yield* inner;

@@ -15,7 +15,9 @@ export {
   DEFAULT_BLOCK_SIZE,
   decompress,
   defaultWorkers,
+  looksIncompressible,
   resolveCompressOptions,
+  storedGzipMember,
   zstdAvailable,
 } from './compress.ts';
 export type {

@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AbortedError,
@@ -16,10 +17,12 @@ import {
   compressionMemoryCeiling,
   decompress,
   list,
+  looksIncompressible,
   MemoryStorage,
   type Restorer,
   restore,
   type Source,
+  storedGzipMember,
   verify,
   zstdAvailable,
 } from '../src/index.ts';
@@ -89,6 +92,25 @@ describe('compress', () => {
     for (const workers of [0, 1, 4]) {
       const gz = await compressed(data, 'gzip', workers);
       expect(Buffer.compare(await tool('gzip', ['-dc'], gz), data)).toBe(0);
+    }
+  });
+
+  it('stores incompressible blocks without deflate, still as gzip every tool reads', async () => {
+    const random = new Uint8Array(randomBytes(1024 * KiB + 777));
+    const mixed = Buffer.concat([random, data.subarray(0, 512 * KiB)]);
+    expect(looksIncompressible(random.subarray(0, 256 * KiB))).toBe(true);
+    expect(looksIncompressible(data.subarray(0, 256 * KiB))).toBe(false);
+    const gz = await compressed(mixed, 'gzip', 2, 256 * KiB);
+    // The random part is stored: its size plus a few bytes per 64 KiB; the text part compresses.
+    expect(gz.byteLength).toBeGreaterThan(random.byteLength);
+    expect(gz.byteLength).toBeLessThan(random.byteLength + 64 * KiB);
+    await tool('gzip', ['-t'], gz);
+    expect(Buffer.compare(await tool('gzip', ['-dc'], gz), mixed)).toBe(0);
+    expect(Buffer.compare(Buffer.from(await collect(decompress(chunks(gz)), 1 << 30)), mixed)).toBe(0);
+    for (const size of [0, 1, 65_535, 65_536, 200_000]) {
+      const block = new Uint8Array(randomBytes(size));
+      const member = storedGzipMember(block);
+      expect(Buffer.compare(gunzipSync(member), block)).toBe(0);
     }
   });
 

@@ -27,7 +27,9 @@ import {
   type ConflictPolicy,
   checkComponentConfig,
   checkComponentName,
+  collect,
   type Entry,
+  fromBytes,
   IntegrityError,
   isRecord,
   linkStaysInside,
@@ -47,6 +49,10 @@ import picomatch from 'picomatch';
  * console.log(`files: at most ${READ_CHUNK_SIZE / 1024 / 1024} MiB of file data in memory`);
  */
 export const READ_CHUNK_SIZE = 1024 * 1024;
+/** Files up to this size are read whole and written while the next entries are read. */
+const SMALL_FILE = 1024 * 1024;
+/** Small files written at once: memory for them is at most this many × {@link SMALL_FILE}. */
+const SMALL_FILE_WRITES = 8;
 
 /**
  * Options of a {@link FilesComponent}.
@@ -465,7 +471,8 @@ export class FilesComponent implements Component {
         throwIfAborted(signal);
         // Past the recorded size, read one byte more to notice a file that grew.
         const length = position < stats.size ? Math.min(READ_CHUNK_SIZE, stats.size - position) : 1;
-        const buffer = Buffer.alloc(length);
+        // Not zero-filled: only the bytes read are ever exposed.
+        const buffer = Buffer.allocUnsafeSlow(length);
         const { bytesRead } = await handle.read(buffer, 0, length, position);
         if (bytesRead === 0) break;
         position += bytesRead;
@@ -509,9 +516,13 @@ export class FilesComponent implements Component {
     }
     const base = await realpath(this.restoreTo);
     const run = new RestoreRun(this.name, base, context, this.fsync);
-    for await (const entry of entries) {
-      throwIfAborted(context.signal);
-      await run.restore(entry);
+    try {
+      for await (const entry of entries) {
+        throwIfAborted(context.signal);
+        await run.restore(entry);
+      }
+    } finally {
+      await run.settle();
     }
     await run.applyDirectoryAttributes();
     return { entries: run.entries, bytes: run.bytes, skipped: run.skipped };
@@ -543,7 +554,18 @@ class RestoreRun {
     private readonly fsync: boolean,
   ) {}
 
+  /** Small files being written, at most {@link SMALL_FILE_WRITES} at once. */
+  private readonly writing = new Set<Promise<void>>();
+  private writeFailure: unknown;
+
+  /** Waits for the small files still being written; throws the first of their errors. */
+  async settle(): Promise<void> {
+    while (this.writing.size > 0) await Promise.allSettled([...this.writing]);
+    if (this.writeFailure !== undefined) throw this.writeFailure;
+  }
+
   async restore(entry: Entry): Promise<void> {
+    if (this.writeFailure !== undefined) throw this.writeFailure;
     const path = safeEntryPath(entry.path);
     const type = entry.type ?? 'file';
     const absolute = join(this.base, ...path.split('/'));
@@ -566,6 +588,31 @@ class RestoreRun {
       path,
       ...(entry.size === undefined ? {} : { size: entry.size }),
     });
+    if (type === 'file' && entry.body && entry.size !== undefined && entry.size <= SMALL_FILE) {
+      // A small file is read (and so checked against its sha256) first, then written while
+      // the next entries are read: many small files cost a dozen file-system calls each, which
+      // overlap instead of running one after another.
+      const body = await collect(entry.body, SMALL_FILE);
+      while (this.writing.size >= SMALL_FILE_WRITES) await Promise.race(this.writing);
+      if (this.writeFailure !== undefined) throw this.writeFailure;
+      const write: Promise<void> = this.place({ ...entry, body: fromBytes(body) }, path, type, absolute)
+        .catch((error: unknown) => {
+          this.writeFailure ??= error;
+        })
+        .finally(() => this.writing.delete(write));
+      this.writing.add(write);
+      return;
+    }
+    await this.place(entry, path, type, absolute);
+  }
+
+  /** Creates one entry in the target, honouring the conflict policy. */
+  private async place(
+    entry: Entry,
+    path: string,
+    type: 'file' | 'directory' | 'symlink',
+    absolute: string,
+  ): Promise<void> {
     let written = 0;
     if (this.skippedTrees.some((tree) => isInside(path, tree))) {
       this.skipped += 1;
