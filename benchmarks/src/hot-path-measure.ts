@@ -1,0 +1,108 @@
+import { spawn } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+
+/** What one measured command took. */
+export interface TreeMeasurement {
+  seconds: number;
+  /** Peak resident set of the command's process tree, MiB: the sum of each process's VmHWM. */
+  peakRssMiB: number;
+  /** User + system CPU seconds of every process of the tree (exact: bash's `times`). */
+  cpuSeconds: number;
+  /** User + system CPU seconds the server processes used meanwhile (not part of `cpuSeconds`). */
+  serverCpuSeconds: number;
+}
+
+async function children(pid: number): Promise<number[]> {
+  const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  const found: number[] = [];
+  for (const task of tasks) {
+    const list = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '');
+    found.push(...list.split(/\s+/).filter(Boolean).map(Number));
+  }
+  return found;
+}
+
+async function descendants(pid: number): Promise<number[]> {
+  const direct = await children(pid);
+  return [pid, ...(await Promise.all(direct.map(descendants))).flat()];
+}
+
+async function highWaterMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/** utime + stime of one process (all its threads), seconds; not its children. */
+async function ownCpu(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
+}
+
+/** CPU seconds used so far by these long-lived server processes and their descendants. */
+export async function serverCpu(pids: readonly number[]): Promise<number> {
+  const all = (await Promise.all(pids.map(descendants))).flat();
+  const seconds = await Promise.all([...new Set(all)].map(ownCpu));
+  return seconds.reduce((sum, value) => sum + value, 0);
+}
+
+function parseTimes(text: string): number {
+  // `times` prints "0m1.234s 0m0.056s" for the shell, then the same for its waited-for children.
+  let total = 0;
+  for (const [, minutes, seconds] of text.matchAll(/(\d+)m([\d.]+)s/g))
+    total += Number(minutes) * 60 + Number(seconds);
+  return total;
+}
+
+/**
+ * Runs `command` under `bash` (with `pipefail`) and reports wall time, the exact CPU time of the
+ * whole tree (bash's `times`: every process the shell waited for, with their own waited-for
+ * children and all their threads) and the peak of the summed VmHWM of the tree, sampled every
+ * 50 ms. The wrapper shell itself is not part of the peak. Rejects with the tail of stderr when
+ * the command fails.
+ */
+export async function measureTree(
+  command: string,
+  options: { env?: NodeJS.ProcessEnv; serverPids?: readonly number[] } = {},
+): Promise<TreeMeasurement> {
+  const script = `set -o pipefail\n${command}\nstatus=$?\ntimes >&3\nexit $status\n`;
+  const serverBefore = await serverCpu(options.serverPids ?? []);
+  const started = process.hrtime.bigint();
+  const child = spawn('bash', ['-c', script], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+  });
+  let times = '';
+  child.stdio[3]!.on('data', (chunk: Buffer) => {
+    times += chunk.toString('utf8');
+  });
+  const peaks = new Map<number, number>();
+  let sampling = false;
+  const sample = async () => {
+    if (sampling) return;
+    sampling = true;
+    try {
+      for (const pid of await descendants(child.pid!)) {
+        if (pid === child.pid) continue;
+        peaks.set(pid, Math.max(peaks.get(pid) ?? 0, await highWaterMiB(pid)));
+      }
+    } finally {
+      sampling = false;
+    }
+  };
+  const timer = setInterval(() => void sample(), 50);
+  const code = await new Promise<number>((resolve) =>
+    child.on('close', (status, signal) => resolve(status ?? (signal ? 128 : 1))),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  clearInterval(timer);
+  const serverCpuSeconds = (await serverCpu(options.serverPids ?? [])) - serverBefore;
+  if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim().split('\n').slice(-6).join(' / ')}`);
+  let peakRssMiB = 0;
+  for (const rss of peaks.values()) peakRssMiB += rss;
+  return { seconds, peakRssMiB, cpuSeconds: parseTimes(times), serverCpuSeconds };
+}
