@@ -41,8 +41,8 @@ export interface BackupOptions {
   /** gzip 0–9 (default 6) or zstd 1–19 (default 3). */
   compressionLevel?: number;
   /**
-   * Worker threads compressing in parallel (independent gzip members / zstd frames, in order);
-   * default: the available cores, at most 4. `0` compresses on one thread.
+   * Blocks compressed at once on libuv's thread pool (independent gzip members / zstd frames,
+   * in order); default: the available cores, at most 4. `0` compresses in one stream.
    */
   compressionWorkers?: number;
   /** Chunk size for entries of unknown length; each costs this much memory. Default 8 MiB. */
