@@ -1,6 +1,5 @@
 import type { ByteStream, Storage } from './contracts.ts';
 import { IntegrityError, throwIfAborted, toAbortedError } from './errors.ts';
-import { collect } from './streams.ts';
 
 export interface ParallelGetOptions {
   /** The object's size in bytes (from a manifest or `stat`). */
@@ -29,20 +28,25 @@ export async function* getInParallel(storage: Storage, key: string, options: Par
   const stop = new AbortController();
   const onAbort = () => stop.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  const fetchRange = async (start: number): Promise<Uint8Array> => {
+  // A range is kept as the chunks the store delivered, not joined into one buffer: joining
+  // copied every byte once more and left 8 MiB buffers for the collector.
+  const fetchRange = async (start: number): Promise<Uint8Array[]> => {
     const end = Math.min(size, start + partSize);
-    const bytes = await collect(
-      await storage.get(key, { range: { start, end }, signal: stop.signal }),
-      partSize + 1,
-    );
-    if (bytes.byteLength !== end - start) {
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    for await (const chunk of await storage.get(key, { range: { start, end }, signal: stop.signal })) {
+      received += chunk.byteLength;
+      if (received > end - start) break;
+      chunks.push(chunk);
+    }
+    if (received !== end - start) {
       throw new IntegrityError(
-        `"${key}" returned ${bytes.byteLength} bytes for range ${start}–${end}, not ${end - start}: the object changed or is shorter than recorded.`,
+        `"${key}" returned ${received > end - start ? 'more than ' : ''}${received} bytes for range ${start}–${end}, not ${end - start}: the object changed or is shorter than recorded.`,
       );
     }
-    return bytes;
+    return chunks;
   };
-  const inFlight: Array<Promise<Uint8Array>> = [];
+  const inFlight: Array<Promise<Uint8Array[]>> = [];
   let next = 0;
   const refill = () => {
     while (inFlight.length < concurrency && next < size) {
@@ -55,9 +59,9 @@ export async function* getInParallel(storage: Storage, key: string, options: Par
   try {
     refill();
     while (inFlight.length > 0) {
-      const bytes = await inFlight.shift()!;
+      const chunks = await inFlight.shift()!;
       refill();
-      yield bytes;
+      yield* chunks;
     }
   } catch (error) {
     throw options.signal?.aborted ? toAbortedError(options.signal) : error;

@@ -624,7 +624,7 @@ class RestoreRun {
       } else if (existing && this.keepExisting(path, type, existing)) {
         this.skipped += 1;
       } else {
-        await this.makeParents(path);
+        await this.makeParents(path, parentsExist);
         if (type === 'file') {
           const bytes = await this.restoreFile(entry, path, absolute);
           if (bytes === undefined) {
@@ -826,9 +826,13 @@ class RestoreRun {
     return true;
   }
 
-  /** Creates the missing parents of `path` as real directories and checks where they resolve. */
-  private async makeParents(path: string): Promise<void> {
-    const segments = path.split('/').slice(0, -1);
+  /**
+   * Creates the missing parents of `path` as real directories and checks where they resolve.
+   * `exist`: {@link checkParents} has just seen every parent as a real directory, so only the
+   * final check runs.
+   */
+  private async makeParents(path: string, exist = false): Promise<void> {
+    const segments = exist ? [] : path.split('/').slice(0, -1);
     let current = this.base;
     for (let index = 0; index < segments.length; index += 1) {
       current = join(current, segments[index]!);

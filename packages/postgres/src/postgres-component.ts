@@ -225,8 +225,8 @@ export class PostgresComponent implements Component {
       PGCONNECT_TIMEOUT: '10',
     };
     delete env.PGDATABASE;
+    // Without a password option the tools use PGPASSWORD or ~/.pgpass, as the pg client does.
     if (this.options.password !== undefined) env.PGPASSWORD = this.options.password;
-    else delete env.PGPASSWORD;
     return env;
   }
 
