@@ -130,20 +130,19 @@ const SAMPLE = 16 * 1024;
 
 /**
  * Whether deflate would gain next to nothing on `block` (already compressed or encrypted
- * data): three 16 KiB samples (start, middle, end) compressed at level 1 keep more than 97 % of
- * their size. Costs about 0.3 ms per 2 MiB block.
+ * data): each of three 16 KiB samples (start, middle, end) compressed at level 1 keeps more than
+ * 97 % of its size. Costs about 0.1 ms per compressible 2 MiB block (the first sample decides),
+ * 0.3 ms per incompressible one.
  */
 export function looksIncompressible(block: Uint8Array): boolean {
   if (block.byteLength < 4 * SAMPLE) return false;
   const middle = (block.byteLength >> 1) - (SAMPLE >> 1);
-  let input = 0;
-  let output = 0;
   for (const start of [0, middle, block.byteLength - SAMPLE]) {
+    // Any sample that compresses decides: most blocks cost one sample.
     const sample = block.subarray(start, start + SAMPLE);
-    input += SAMPLE;
-    output += zlib.deflateRawSync(sample, { level: 1 }).byteLength;
+    if (zlib.deflateRawSync(sample, { level: 1 }).byteLength <= SAMPLE * 0.97) return false;
   }
-  return output > input * 0.97;
+  return true;
 }
 
 const GZIP_HEADER = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]; // deflate, no flags, no mtime, Unix
