@@ -29,3 +29,28 @@ export function checkComponentConfig(config: unknown, kind: string, fields: read
   }
   return where;
 }
+
+/**
+ * Checks a nested object field of a component config, such as `restore`: when present it must be
+ * a JSON object whose fields are all among `fields`. Returns it (or `undefined` when absent).
+ *
+ * @param path The field's name in messages, e.g. `restore` or `auth[0]`.
+ * @param where The phrase {@link checkComponentConfig} returned.
+ * @throws {ConfigError} when the value is not an object, or naming its first unknown field.
+ * @example
+ * const restore = checkNestedConfig(config.restore, 'restore', ['dataDir', 'name'], where);
+ */
+export function checkNestedConfig(
+  value: unknown,
+  path: string,
+  fields: readonly string[],
+  where: string,
+): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  if (!isRecord(value)) throw new ConfigError(`${where}: "${path}" must be an object.`);
+  for (const field of Object.keys(value)) {
+    if (!fields.includes(field))
+      throw new ConfigError(`${where}: "${path}.${field}" is not known; known: ${fields.join(', ')}.`);
+  }
+  return value;
+}

@@ -6,7 +6,7 @@ export {
   readArchive,
 } from './archive.ts';
 export { BodyReader } from './body-reader.ts';
-export { checkComponentConfig, isRecord } from './component-config.ts';
+export { checkComponentConfig, checkNestedConfig, isRecord } from './component-config.ts';
 export {
   type CompressionFormat,
   type CompressOptions,

@@ -13,6 +13,7 @@ import {
   ConfigError,
   ConflictError,
   checkComponentConfig,
+  checkNestedConfig,
   type Entry,
   isRecord,
   type OperationContext,
@@ -462,15 +463,7 @@ export function etcd(options: EtcdOptions): EtcdComponent {
  */
 export function fromConfig(config: Record<string, unknown>): EtcdComponent {
   const where = checkComponentConfig(config, 'etcd', CONFIG_FIELDS);
-  if (isRecord(config.restore)) {
-    for (const field of Object.keys(config.restore)) {
-      if (!RESTORE_FIELDS.includes(field)) {
-        throw new ConfigError(
-          `${where}: "restore.${field}" is not known; known: ${RESTORE_FIELDS.join(', ')}.`,
-        );
-      }
-    }
-  }
+  if (isRecord(config.restore)) checkNestedConfig(config.restore, 'restore', RESTORE_FIELDS, where);
   const { kind: _kind, ...options } = config;
   return new EtcdComponent(options as unknown as EtcdOptions);
 }

@@ -26,6 +26,7 @@ import {
   ConflictError,
   checkComponentConfig,
   checkComponentName,
+  checkNestedConfig,
   type Entry,
   isRecord,
   type OperationContext,
@@ -673,16 +674,7 @@ export function haproxy(options: HaproxyOptions = {}): HaproxyComponent {
  */
 export function fromConfig(config: Record<string, unknown>): HaproxyComponent {
   const where = checkComponentConfig(config, 'haproxy', CONFIG_FIELDS);
-  if (config.restore !== undefined) {
-    if (!isRecord(config.restore)) throw new ConfigError(`${where}: "restore" must be an object.`);
-    for (const field of Object.keys(config.restore)) {
-      if (!RESTORE_FIELDS.includes(field)) {
-        throw new ConfigError(
-          `${where}: "restore.${field}" is not known; known: ${RESTORE_FIELDS.join(', ')}.`,
-        );
-      }
-    }
-  }
+  checkNestedConfig(config.restore, 'restore', RESTORE_FIELDS, where);
   if (config.configFiles !== undefined && !Array.isArray(config.configFiles)) {
     throw new ConfigError(`${where}: "configFiles" must be an array of absolute paths.`);
   }

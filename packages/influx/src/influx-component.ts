@@ -6,6 +6,7 @@ import {
   ConflictError,
   checkComponentConfig,
   checkComponentName,
+  checkNestedConfig,
   type Entry,
   isRecord,
   type OperationContext,
@@ -177,12 +178,7 @@ export class InfluxComponent implements Component {
       throw new ConfigError(`${context}: "password" must be a string.`);
     }
     if (options.incremental !== undefined) {
-      if (!isRecord(options.incremental))
-        throw new ConfigError(`${context}: "incremental" must be an object.`);
-      for (const field of Object.keys(options.incremental)) {
-        if (field !== 'since')
-          throw new ConfigError(`${context}: "incremental.${field}" is not known; known: since.`);
-      }
+      checkNestedConfig(options.incremental, 'incremental', ['since'], context);
       try {
         toDate(options.incremental.since, 'incremental.since');
       } catch (error) {
@@ -377,15 +373,7 @@ export function fromConfig(config: Record<string, unknown>): InfluxComponent {
   if (isRecord(config.incremental) && typeof config.incremental.since !== 'string') {
     throw new ConfigError(`${where}: "incremental.since" must be an ISO 8601 string.`);
   }
-  if (isRecord(config.restore)) {
-    for (const field of Object.keys(config.restore)) {
-      if (!RESTORE_FIELDS.includes(field)) {
-        throw new ConfigError(
-          `${where}: "restore.${field}" is not known; known: ${RESTORE_FIELDS.join(', ')}.`,
-        );
-      }
-    }
-  }
+  if (isRecord(config.restore)) checkNestedConfig(config.restore, 'restore', RESTORE_FIELDS, where);
   const { kind: _kind, ...options } = config;
   return new InfluxComponent(options as unknown as InfluxOptions);
 }

@@ -8,6 +8,7 @@ import {
   ConflictError,
   checkComponentConfig,
   checkComponentName,
+  checkNestedConfig,
   type Entry,
   isRecord,
   type OperationContext,
@@ -423,16 +424,7 @@ export function kubernetesControlPlane(options: KubernetesControlPlaneOptions = 
  */
 export function fromConfig(config: Record<string, unknown>): KubernetesControlPlane {
   const where = checkComponentConfig(config, 'kubernetes', CONFIG_FIELDS);
-  if (config.restore !== undefined) {
-    if (!isRecord(config.restore)) throw new ConfigError(`${where}: "restore" must be an object.`);
-    for (const field of Object.keys(config.restore)) {
-      if (!RESTORE_FIELDS.includes(field)) {
-        throw new ConfigError(
-          `${where}: "restore.${field}" is not known; known: ${RESTORE_FIELDS.join(', ')}.`,
-        );
-      }
-    }
-  }
+  checkNestedConfig(config.restore, 'restore', RESTORE_FIELDS, where);
   const { kind: _kind, ...options } = config;
   return new KubernetesControlPlane(options as KubernetesControlPlaneOptions);
 }

@@ -15,6 +15,7 @@ import {
   ConflictError,
   checkComponentConfig,
   checkComponentName,
+  checkNestedConfig,
   type Entry,
   isRecord,
   type OperationContext,
@@ -189,14 +190,7 @@ export class PostgresComponent implements Component {
       throw new ConfigError(`${context}: "pgBin" must be a directory path.`);
     }
     if (options.restore !== undefined) {
-      if (!isRecord(options.restore)) throw new ConfigError(`${context}: "restore" must be an object.`);
-      for (const field of Object.keys(options.restore)) {
-        if (!RESTORE_FIELDS.includes(field)) {
-          throw new ConfigError(
-            `${context}: "restore.${field}" is not known; known: ${RESTORE_FIELDS.join(', ')}.`,
-          );
-        }
-      }
+      checkNestedConfig(options.restore, 'restore', RESTORE_FIELDS, context);
       const renames = options.restore.renames;
       if (renames !== undefined) {
         if (!isRecord(renames)) throw new ConfigError(`${context}: "restore.renames" must be an object.`);

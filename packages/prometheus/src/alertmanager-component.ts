@@ -8,6 +8,7 @@ import {
   ConfigError,
   ConflictError,
   checkComponentName,
+  checkNestedConfig,
   collect,
   type Entry,
   fromBytes,
@@ -127,14 +128,7 @@ export class AlertmanagerComponent implements Component {
     }
     const restore = options.restore;
     if (restore !== undefined) {
-      if (!isRecord(restore)) throw new ConfigError(`${where}: "restore" must be an object.`);
-      for (const field of Object.keys(restore)) {
-        if (!RESTORE_FIELDS.includes(field)) {
-          throw new ConfigError(
-            `${where}: "restore.${field}" is not known; known: ${RESTORE_FIELDS.join(', ')}.`,
-          );
-        }
-      }
+      checkNestedConfig(restore, 'restore', RESTORE_FIELDS, where);
       if (
         restore.configDir !== undefined &&
         (typeof restore.configDir !== 'string' || !isAbsolute(restore.configDir))

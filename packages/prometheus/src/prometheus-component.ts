@@ -10,6 +10,7 @@ import {
   ConfigError,
   ConflictError,
   checkComponentName,
+  checkNestedConfig,
   type Entry,
   isRecord,
   type OperationContext,
@@ -218,14 +219,7 @@ export class PrometheusComponent implements Component {
     }
     const restore = options.restore;
     if (restore !== undefined) {
-      if (!isRecord(restore)) throw new ConfigError(`${where}: "restore" must be an object.`);
-      for (const field of Object.keys(restore)) {
-        if (!RESTORE_FIELDS.includes(field)) {
-          throw new ConfigError(
-            `${where}: "restore.${field}" is not known; known: ${RESTORE_FIELDS.join(', ')}.`,
-          );
-        }
-      }
+      checkNestedConfig(restore, 'restore', RESTORE_FIELDS, where);
       if (typeof restore.dataDir !== 'string' || !isAbsolute(restore.dataDir)) {
         throw new ConfigError(`${where}: "restore.dataDir" must be an absolute path.`);
       }

@@ -9,6 +9,7 @@ import {
   ConflictError,
   checkComponentConfig,
   checkComponentName,
+  checkNestedConfig,
   type Entry,
   isRecord,
   type OperationContext,
@@ -118,11 +119,7 @@ function checkAuth(auth: unknown, where: string): ZookeeperAuth[] {
     // The values are never quoted: they are credentials.
     if (!isRecord(item))
       throw new ConfigError(`${where}: "${field}" must be an object {scheme, credentials}.`);
-    for (const key of Object.keys(item)) {
-      if (key !== 'scheme' && key !== 'credentials') {
-        throw new ConfigError(`${where}: "${field}.${key}" is not known; known: scheme, credentials.`);
-      }
-    }
+    checkNestedConfig(item, field, ['scheme', 'credentials'], where);
     if (typeof item.scheme !== 'string' || !/^[A-Za-z0-9_-]+$/.test(item.scheme)) {
       throw new ConfigError(`${where}: "${field}.scheme" must be an authentication scheme such as "digest".`);
     }
