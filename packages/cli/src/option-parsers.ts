@@ -36,6 +36,12 @@ export function parseLevel(value: string): number {
   return Number(value);
 }
 
+/** Parses `--read-concurrency`: ranged requests in flight, 1 to 16. */
+export function parseReadConcurrency(value: string): number {
+  if (!/^(?:[1-9]|1[0-6])$/.test(value)) throw new InvalidArgumentError('expected a number from 1 to 16.');
+  return Number(value);
+}
+
 /** Parses `--compression`: `gzip` or `zstd`. */
 export function parseCompression(value: string): 'gzip' | 'zstd' {
   if (value !== 'gzip' && value !== 'zstd') throw new InvalidArgumentError('expected gzip or zstd.');

@@ -5,12 +5,13 @@ import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
 import type { ComponentConfig } from '../load-config.ts';
-import { parseNameList } from '../option-parsers.ts';
+import { parseNameList, parseReadConcurrency } from '../option-parsers.ts';
 
 interface RestoreFlags {
   only?: string[];
   conflict: ConflictPolicy;
   to?: string;
+  readConcurrency?: number;
 }
 
 /** Defines `bk restore [name|latest]`. */
@@ -29,6 +30,11 @@ export function defineRestoreCommand(
         .default('fail'),
     )
     .option('--to <dir>', 'restore every files component into this directory instead of its original place')
+    .option(
+      '--read-concurrency <n>',
+      'ranged requests in flight on a remote store (default 4; memory n × 8 MiB; 1 reads one stream)',
+      parseReadConcurrency,
+    )
     .action(async (name: string, flags: RestoreFlags, command: Command) => {
       const context = contextOf(command);
       const storage = await context.storage();
@@ -71,6 +77,7 @@ export function defineRestoreCommand(
           conflict: flags.conflict,
           prefix,
           ...(flags.only ? { only: flags.only } : {}),
+          ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
           signal,
         });

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
+import { parseReadConcurrency } from '../option-parsers.ts';
 
 /** Defines `bk verify [name|latest]`. */
 export function defineVerifyCommand(program: Command, contextOf: (command: Command) => CommandContext): void {
@@ -10,7 +11,12 @@ export function defineVerifyCommand(program: Command, contextOf: (command: Comma
     .command('verify')
     .description('re-read a backup and check every entry against its manifest (default: the latest)')
     .argument('[name]', 'a backup name, or "latest"', 'latest')
-    .action(async (name: string, _flags: unknown, command: Command) => {
+    .option(
+      '--read-concurrency <n>',
+      'ranged requests in flight on a remote store (default 4; memory n × 8 MiB; 1 reads one stream)',
+      parseReadConcurrency,
+    )
+    .action(async (name: string, flags: { readConcurrency?: number }, command: Command) => {
       const context = contextOf(command);
       const progress = context.progress();
       let result: Awaited<ReturnType<typeof verify>>;
@@ -19,6 +25,7 @@ export function defineVerifyCommand(program: Command, contextOf: (command: Comma
           storage: await context.storage(),
           name,
           prefix: await context.prefix(),
+          ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
           signal: context.signal,
         });
