@@ -1,10 +1,8 @@
 import { availableParallelism } from 'node:os';
-import type { Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
-import { ConfigError, IntegrityError, throwIfAborted } from './errors.ts';
-import { gunzip, gzip } from './gzip.ts';
-import { feed } from './streams.ts';
+import { ConfigError, throwIfAborted } from './errors.ts';
+import { corruptAsIntegrityError, gunzip, gzip, transform } from './gzip.ts';
 
 /** How an archive is compressed: `.tar.gz` (the default) or `.tar.zst`. */
 export type CompressionFormat = 'gzip' | 'zstd';
@@ -61,7 +59,7 @@ export function compressionMemoryCeiling(workers = defaultWorkers(), blockSize =
  * pool; several engines compress several blocks at once.
  */
 class Engine {
-  readonly #engine: Transform;
+  readonly #engine: zlib.Gzip | zlib.ZstdCompress;
   readonly #end: number;
   readonly #gzip: boolean;
   #output: Uint8Array[] = [];
@@ -80,11 +78,11 @@ class Engine {
       this.#engine = zlib.createGzip({ level, chunkSize });
       this.#end = zlib.constants.Z_FINISH;
     } else {
-      const constants = zlib.constants as Record<string, number>;
-      const create = (zlib as unknown as { createZstdCompress(options: object): Transform })
-        .createZstdCompress;
-      this.#engine = create({ params: { [constants.ZSTD_c_compressionLevel!]: level }, chunkSize });
-      this.#end = constants.ZSTD_e_end!;
+      this.#engine = zlib.createZstdCompress({
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
+        chunkSize,
+      });
+      this.#end = zlib.constants.ZSTD_e_end;
     }
     this.#engine.on('data', (chunk: Uint8Array) => this.#output.push(chunk));
     this.#engine.on('error', (error: Error) => {
@@ -102,17 +100,15 @@ class Engine {
           if (this.#failure) return reject(this.#failure);
           this.#current = reject;
           this.#engine.write(block);
-          (this.#engine as unknown as { flush(kind: number, callback: () => void): void }).flush(
-            this.#end,
-            () => {
-              this.load -= 1;
-              if (this.#failure) return reject(this.#failure);
-              if (this.#gzip) (this.#engine as unknown as { reset(): void }).reset();
-              const output = this.#output;
-              this.#output = [];
-              resolve(output);
-            },
-          );
+          this.#engine.flush(this.#end, () => {
+            this.load -= 1;
+            if (this.#failure) return reject(this.#failure);
+            // Gzip has reset() (the next member follows); @types/node lists it only for Deflate.
+            if (this.#gzip) (this.#engine as zlib.Gzip & zlib.ZlibReset).reset();
+            const output = this.#output;
+            this.#output = [];
+            resolve(output);
+          });
         }),
     );
     this.#queue = job.catch(() => {});
@@ -243,7 +239,10 @@ export function compress(source: ByteStream, options: CompressOptions = {}): Byt
   const { format, level, workers, blockSize } = resolveCompressOptions(options);
   if (workers === 0) {
     if (format === 'gzip') return gzip(source, { level });
-    return zstdStream(source, level);
+    return transform(
+      source,
+      zlib.createZstdCompress({ params: { [zlib.constants.ZSTD_c_compressionLevel]: level } }),
+    );
   }
   const { signal } = options;
   return (async function* () {
@@ -269,17 +268,17 @@ export function compress(source: ByteStream, options: CompressOptions = {}): Byt
             block = new Uint8Array(0); // empty input still makes a valid (empty) member or frame
           } else block = next.value;
           sent += 1;
+          const recycle = <T>(output: T): T => {
+            if (block.byteLength === blockSize && spare.length < workers) spare.push(block);
+            return output;
+          };
           let job: Promise<Uint8Array[]>;
           if (storeIncompressible && looksIncompressible(block)) {
-            job = Promise.resolve([storedGzipMember(block)]);
-            if (block.byteLength === blockSize && spare.length < workers) spare.push(block);
+            job = Promise.resolve(recycle([storedGzipMember(block)]));
           } else {
             let engine = engines[0]!;
             for (const candidate of engines) if (candidate.load < engine.load) engine = candidate;
-            job = engine.compress(block).then((output) => {
-              if (block.byteLength === blockSize && spare.length < workers) spare.push(block);
-              return output;
-            });
+            job = engine.compress(block).then(recycle);
           }
           job.catch(() => {}); // observed when it reaches the head of the queue
           pending.push(job);
@@ -296,30 +295,6 @@ export function compress(source: ByteStream, options: CompressOptions = {}): Byt
   })();
 }
 
-function zstdStream(source: ByteStream, level: number): ByteStream {
-  const z = zlib as unknown as {
-    createZstdCompress(options: object): import('node:stream').Transform;
-  };
-  return pipeThrough(
-    source,
-    z.createZstdCompress({
-      params: { [(zlib.constants as Record<string, number>).ZSTD_c_compressionLevel!]: level },
-    }),
-  );
-}
-
-async function* pipeThrough(source: ByteStream, transform: import('node:stream').Transform): ByteStream {
-  const stop = new AbortController();
-  const feeding = feed(source, transform, stop.signal);
-  try {
-    for await (const chunk of transform as AsyncIterable<Uint8Array>) yield chunk;
-  } finally {
-    stop.abort();
-    transform.destroy();
-    await feeding;
-  }
-}
-
 /**
  * Decompresses what {@link compress} (or any gzip / zstd tool) wrote, including multi-member
  * gzip and multi-frame zstd. Corrupt or truncated input fails with an `IntegrityError`.
@@ -330,22 +305,10 @@ export function decompress(source: ByteStream, format: CompressionFormat = 'gzip
     throw new ConfigError(
       `This archive is zstd-compressed, which needs Node 22.15 or later (this is ${process.version}).`,
     );
-  const z = zlib as unknown as { createZstdDecompress(options: object): import('node:stream').Transform };
   // 64 KiB: Node 22's zstd decompressor loses data across frame boundaries with larger output
   // chunks (seen with 256 KiB and 1 MiB on 22.23, frames of 64 KiB–2 MiB, uneven input).
-  const inner = pipeThrough(source, z.createZstdDecompress({ chunkSize: 64 * 1024 }));
-  return (async function* () {
-    try {
-      yield* inner;
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (typeof code === 'string' && (code.startsWith('Z_') || code.startsWith('ZSTD_'))) {
-        throw new IntegrityError(
-          `The archive is corrupt: zstd data cannot be decompressed (${(error as Error).message}).`,
-          { cause: error },
-        );
-      }
-      throw error;
-    }
-  })();
+  return corruptAsIntegrityError(
+    transform(source, zlib.createZstdDecompress({ chunkSize: 64 * 1024 })),
+    'zstd',
+  );
 }

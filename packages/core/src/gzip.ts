@@ -9,7 +9,8 @@ export interface GzipOptions {
   level?: number;
 }
 
-function transform(source: ByteStream, zlib: Transform): ByteStream {
+/** Pipes a stream through a zlib (or zstd) transform and yields what comes out. */
+export function transform(source: ByteStream, zlib: Transform): ByteStream {
   return (async function* () {
     const stop = new AbortController();
     // A source error destroys zlib, which makes the read below reject with that error.
@@ -36,18 +37,23 @@ export function gzip(source: ByteStream, options: GzipOptions = {}): ByteStream 
  * `IntegrityError`.
  */
 export function gunzip(source: ByteStream): ByteStream {
-  const inner = transform(source, createGunzip({ chunkSize: 1024 * 1024 }));
+  return corruptAsIntegrityError(transform(source, createGunzip({ chunkSize: 1024 * 1024 })), 'gzip');
+}
+
+/**
+ * Passes a decompressed stream through, turning the decompressor's own errors (codes `Z_…`,
+ * `ZSTD_…`) into an `IntegrityError`: the archive is corrupt or truncated.
+ */
+export function corruptAsIntegrityError(inner: ByteStream, format: string): ByteStream {
   return (async function* () {
     try {
       yield* inner;
     } catch (error) {
       const code = (error as { code?: string }).code;
-      if (typeof code === 'string' && code.startsWith('Z_')) {
+      if (typeof code === 'string' && (code.startsWith('Z_') || code.startsWith('ZSTD_'))) {
         throw new IntegrityError(
-          `The archive is corrupt: gzip data cannot be decompressed (${(error as Error).message}).`,
-          {
-            cause: error,
-          },
+          `The archive is corrupt: ${format} data cannot be decompressed (${(error as Error).message}).`,
+          { cause: error },
         );
       }
       throw error;
