@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { basename, isAbsolute } from 'node:path';
+import { basename } from 'node:path';
 import {
   type BackupContext,
   type Component,
@@ -21,7 +21,7 @@ import {
   UnsafePathError,
 } from '@bk/core';
 import { CONFIG_PREFIX, type ConfigFile, ConfigFilesRestore, configEntry, readable } from './config-files.ts';
-import { checkHeaders, checkTimeout, HttpApi } from './http-api.ts';
+import { checkAbsolutePath, checkHeaders, checkTimeout, HttpApi } from './http-api.ts';
 import { parseSilences, planSilences, type Silence } from './silences.ts';
 import { StagingArea } from './staging-area.ts';
 
@@ -120,21 +120,11 @@ export class AlertmanagerComponent implements Component {
     const where = `alertmanager component "${name}"`;
     const headers = checkHeaders(options.headers, where);
     const timeoutMs = checkTimeout(options.timeoutMs, 'timeoutMs', where, 30_000);
-    if (
-      options.configFile !== undefined &&
-      (typeof options.configFile !== 'string' || !isAbsolute(options.configFile))
-    ) {
-      throw new ConfigError(`${where}: "configFile" must be an absolute path.`);
-    }
+    checkAbsolutePath(options.configFile, 'configFile', where);
     const restore = options.restore;
     if (restore !== undefined) {
       checkNestedConfig(restore, 'restore', RESTORE_FIELDS, where);
-      if (
-        restore.configDir !== undefined &&
-        (typeof restore.configDir !== 'string' || !isAbsolute(restore.configDir))
-      ) {
-        throw new ConfigError(`${where}: "restore.configDir" must be an absolute path.`);
-      }
+      checkAbsolutePath(restore.configDir, 'restore.configDir', where);
     }
     this.#api = new HttpApi(name, options.url, headers, timeoutMs);
     this.name = name;

@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import { ComponentError, ConfigError, throwIfAborted, toAbortedError } from '@bk/core';
 
 /** Most of an error response's body kept for an error message. */
@@ -162,6 +163,17 @@ export function checkHeaders(value: unknown, where: string): Record<string, stri
     }
   }
   return value as Record<string, string>;
+}
+
+/**
+ * Checks a path option: absent (unless `required`), or an absolute path.
+ *
+ * @throws {ConfigError} naming the field.
+ */
+export function checkAbsolutePath(value: unknown, field: string, where: string, required = false): void {
+  if (value === undefined && !required) return;
+  if (typeof value !== 'string' || !isAbsolute(value))
+    throw new ConfigError(`${where}: "${field}" must be an absolute path.`);
 }
 
 /**

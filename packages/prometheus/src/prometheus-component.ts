@@ -29,7 +29,7 @@ import {
   layoutConfigFiles,
   readable,
 } from './config-files.ts';
-import { checkHeaders, checkTimeout, HttpApi } from './http-api.ts';
+import { checkAbsolutePath, checkHeaders, checkTimeout, HttpApi } from './http-api.ts';
 import { pathExists, StagingArea } from './staging-area.ts';
 
 /** Where a Prometheus backup is restored. */
@@ -196,12 +196,8 @@ export class PrometheusComponent implements Component {
     const headers = checkHeaders(options.headers, where);
     const timeoutMs = checkTimeout(options.timeoutMs, 'timeoutMs', where, 30_000);
     this.#snapshotTimeoutMs = checkTimeout(options.snapshotTimeoutMs, 'snapshotTimeoutMs', where, 600_000);
-    for (const field of ['dataDir', 'configFile'] as const) {
-      const value = options[field];
-      if (value !== undefined && (typeof value !== 'string' || !isAbsolute(value))) {
-        throw new ConfigError(`${where}: "${field}" must be an absolute path.`);
-      }
-    }
+    checkAbsolutePath(options.dataDir, 'dataDir', where);
+    checkAbsolutePath(options.configFile, 'configFile', where);
     if (options.skipHead !== undefined && typeof options.skipHead !== 'boolean') {
       throw new ConfigError(`${where}: "skipHead" must be true or false.`);
     }
@@ -220,15 +216,8 @@ export class PrometheusComponent implements Component {
     const restore = options.restore;
     if (restore !== undefined) {
       checkNestedConfig(restore, 'restore', RESTORE_FIELDS, where);
-      if (typeof restore.dataDir !== 'string' || !isAbsolute(restore.dataDir)) {
-        throw new ConfigError(`${where}: "restore.dataDir" must be an absolute path.`);
-      }
-      if (
-        restore.configDir !== undefined &&
-        (typeof restore.configDir !== 'string' || !isAbsolute(restore.configDir))
-      ) {
-        throw new ConfigError(`${where}: "restore.configDir" must be an absolute path.`);
-      }
+      checkAbsolutePath(restore.dataDir, 'restore.dataDir', where, true);
+      checkAbsolutePath(restore.configDir, 'restore.configDir', where);
     }
     this.#api = new HttpApi(name, options.url, headers, timeoutMs);
     this.name = name;
