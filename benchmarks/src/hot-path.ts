@@ -24,7 +24,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, type SwiftServer, startSwift } from '@bk/test-servers';
 import { DATA_KINDS, type DataKind, generateData, treeSize } from './hot-path-data.ts';
-import { measureTree, type TreeMeasurement } from './hot-path-measure.ts';
+import { measureTree, type TreeMeasurement } from './measure.ts';
 
 const MiB = 2 ** 20;
 const repoRoot = resolve(import.meta.dirname, '../..');

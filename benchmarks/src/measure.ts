@@ -1,58 +1,117 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 
 /** What one measured command took. */
-export interface Measurement {
+export interface TreeMeasurement {
   seconds: number;
-  /** Peak resident set of the whole process tree, MiB (sum of each process's VmHWM). */
+  /** Peak resident set of the command's process tree, MiB: the sum of each process's VmHWM. */
   peakRssMiB: number;
-  /** User + system CPU seconds of the tree. */
+  /** User + system CPU seconds of every process of the tree (exact: bash's `times`). */
   cpuSeconds: number;
+  /** User + system CPU seconds the server processes used meanwhile (not part of `cpuSeconds`). */
+  serverCpuSeconds: number;
+}
+
+async function children(pid: number): Promise<number[]> {
+  const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  const found: number[] = [];
+  for (const task of tasks) {
+    const list = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '');
+    found.push(...list.split(/\s+/).filter(Boolean).map(Number));
+  }
+  return found;
 }
 
 async function descendants(pid: number): Promise<number[]> {
-  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
-  const direct = children.split(/\s+/).filter(Boolean).map(Number);
+  const direct = await children(pid);
   return [pid, ...(await Promise.all(direct.map(descendants))).flat()];
 }
 
-async function highWater(pid: number): Promise<number> {
+async function highWaterMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 }
 
-async function cpu(pid: number): Promise<number> {
+/** utime + stime of one process (all its threads), seconds; not its children. */
+async function ownCpu(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime, stime, cutime, cstime (fields 14–17 of proc(5)), in clock ticks of 1/100 s.
-  return [11, 12, 13, 14].reduce((sum, index) => sum + Number(fields[index] ?? 0), 0) / 100;
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
+}
+
+/** CPU seconds used so far by these long-lived server processes and their descendants. */
+export async function serverCpu(pids: readonly number[]): Promise<number> {
+  const all = (await Promise.all(pids.map(descendants))).flat();
+  const seconds = await Promise.all([...new Set(all)].map(ownCpu));
+  return seconds.reduce((sum, value) => sum + value, 0);
+}
+
+function parseTimes(text: string): number {
+  // `times` prints "0m1.234s 0m0.056s" for the shell, then the same for its waited-for children.
+  let total = 0;
+  for (const [, minutes, seconds] of text.matchAll(/(\d+)m([\d.]+)s/g))
+    total += Number(minutes) * 60 + Number(seconds);
+  return total;
 }
 
 /**
- * Runs `bash -c command` and samples every process of its tree every 50 ms: the peak of the
- * summed VmHWM and the CPU seconds. Rejects when the command fails.
+ * Runs `command` under `bash` (with `pipefail`) and reports wall time, the exact CPU time of the
+ * whole tree (bash's `times`: every process the shell waited for, with their own waited-for
+ * children and all their threads) and the peak of the summed VmHWM of the tree, sampled every
+ * 50 ms. The wrapper shell itself is not part of the peak. Rejects with the tail of stderr when
+ * the command fails.
  */
-export async function measure(command: string, env: NodeJS.ProcessEnv = process.env): Promise<Measurement> {
+export async function measureTree(
+  command: string,
+  options: { env?: NodeJS.ProcessEnv; serverPids?: readonly number[] } = {},
+): Promise<TreeMeasurement> {
+  const script = `set -o pipefail\n${command}\nstatus=$?\ntimes >&3\nexit $status\n`;
+  const serverBefore = await serverCpu(options.serverPids ?? []);
   const started = process.hrtime.bigint();
-  const child = spawn('bash', ['-c', command], { stdio: ['ignore', 'ignore', 'inherit'], env });
-  const perProcess = new Map<number, { rss: number; cpu: number }>();
+  const child = spawn('bash', ['-c', script], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+  });
+  let times = '';
+  child.stdio[3]!.on('data', (chunk: Buffer) => {
+    times += chunk.toString('utf8');
+  });
+  const peaks = new Map<number, number>();
+  let sampling = false;
   const sample = async () => {
-    for (const pid of await descendants(child.pid!)) {
-      const [rss, seconds] = await Promise.all([highWater(pid), cpu(pid)]);
-      const previous = perProcess.get(pid) ?? { rss: 0, cpu: 0 };
-      perProcess.set(pid, { rss: Math.max(previous.rss, rss), cpu: Math.max(previous.cpu, seconds) });
+    if (sampling) return;
+    sampling = true;
+    try {
+      for (const pid of await descendants(child.pid!)) {
+        if (pid === child.pid) continue;
+        peaks.set(pid, Math.max(peaks.get(pid) ?? 0, await highWaterMiB(pid)));
+      }
+    } finally {
+      sampling = false;
     }
   };
   const timer = setInterval(() => void sample(), 50);
-  const code = await new Promise<number>((resolve) => child.on('exit', (status) => resolve(status ?? 1)));
-  clearInterval(timer);
+  const code = await new Promise<number>((resolve) =>
+    child.on('close', (status, signal) => resolve(status ?? (signal ? 128 : 1))),
+  );
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (code !== 0) throw new Error(`"${command}" exited with ${code}`);
+  clearInterval(timer);
+  const serverCpuSeconds = (await serverCpu(options.serverPids ?? [])) - serverBefore;
+  if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim().split('\n').slice(-6).join(' / ')}`);
   let peakRssMiB = 0;
-  let cpuSeconds = 0;
-  for (const { rss, cpu: used } of perProcess.values()) {
-    peakRssMiB += rss;
-    cpuSeconds += used;
-  }
+  for (const rss of peaks.values()) peakRssMiB += rss;
+  return { seconds, peakRssMiB, cpuSeconds: parseTimes(times), serverCpuSeconds };
+}
+
+/** What one measured command took (see {@link measureTree}). */
+export type Measurement = Omit<TreeMeasurement, 'serverCpuSeconds'>;
+
+/** {@link measureTree} without server processes: wall time, CPU seconds and peak RSS of the tree. */
+export async function measure(command: string, env: NodeJS.ProcessEnv = process.env): Promise<Measurement> {
+  const { seconds, peakRssMiB, cpuSeconds } = await measureTree(command, { env });
   return { seconds, peakRssMiB, cpuSeconds };
 }
