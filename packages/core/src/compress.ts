@@ -2,7 +2,8 @@ import { availableParallelism } from 'node:os';
 import * as zlib from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { ConfigError, throwIfAborted } from './errors.ts';
-import { corruptAsIntegrityError, gunzip, gzip, transform } from './gzip.ts';
+import { corruptAsIntegrityError, gzip, transform } from './gzip.ts';
+import { gunzipMembers, MEMBER_HEADER_LENGTH, memberHeader, withMemberHeader } from './gzip-members.ts';
 
 /** How an archive is compressed: `.tar.gz` (the default) or `.tar.zst`. */
 export type CompressionFormat = 'gzip' | 'zstd';
@@ -53,7 +54,8 @@ export function compressionMemoryCeiling(workers = defaultWorkers(), blockSize =
 }
 
 /**
- * One long-lived compression engine. Each block becomes one complete gzip member (zstd frame):
+ * One long-lived compression engine. Each block becomes one complete gzip member (zstd frame),
+ * a gzip member with bk's header recording its length (see gzip-members.ts):
  * the block is written, the engine is flushed with Z_FINISH (ZSTD_e_end) and, for gzip, reset
  * for the next member, so no state is allocated per block. zlib runs the work on libuv's thread
  * pool; several engines compress several blocks at once.
@@ -107,7 +109,7 @@ class Engine {
             if (this.#gzip) (this.#engine as zlib.Gzip & zlib.ZlibReset).reset();
             const output = this.#output;
             this.#output = [];
-            resolve(output);
+            resolve(this.#gzip ? withMemberHeader(output) : output);
           });
         }),
     );
@@ -141,7 +143,6 @@ export function looksIncompressible(block: Uint8Array): boolean {
   return true;
 }
 
-const GZIP_HEADER = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]; // deflate, no flags, no mtime, Unix
 const STORED_MAX = 65_535;
 
 /**
@@ -151,9 +152,10 @@ const STORED_MAX = 65_535;
  */
 export function storedGzipMember(block: Uint8Array): Uint8Array {
   const pieces = Math.max(1, Math.ceil(block.byteLength / STORED_MAX));
-  const member = Buffer.allocUnsafe(GZIP_HEADER.length + block.byteLength + pieces * 5 + 8);
-  member.set(GZIP_HEADER, 0);
-  let at = GZIP_HEADER.length;
+  const total = MEMBER_HEADER_LENGTH + block.byteLength + pieces * 5 + 8;
+  const member = Buffer.allocUnsafe(total);
+  member.set(memberHeader(total), 0);
+  let at = MEMBER_HEADER_LENGTH;
   for (let piece = 0; piece < pieces; piece += 1) {
     const start = piece * STORED_MAX;
     const length = Math.min(STORED_MAX, block.byteLength - start);
@@ -297,10 +299,16 @@ export function compress(source: ByteStream, options: CompressOptions = {}): Byt
 
 /**
  * Decompresses what {@link compress} (or any gzip / zstd tool) wrote, including multi-member
- * gzip and multi-frame zstd. Corrupt or truncated input fails with an `IntegrityError`.
+ * gzip and multi-frame zstd. The gzip members compress() wrote are inflated `workers` at once
+ * (default {@link defaultWorkers}; see {@link gunzipMembers}). Corrupt or truncated input fails
+ * with an `IntegrityError`.
  */
-export function decompress(source: ByteStream, format: CompressionFormat = 'gzip'): ByteStream {
-  if (format === 'gzip') return gunzip(source);
+export function decompress(
+  source: ByteStream,
+  format: CompressionFormat = 'gzip',
+  options: { workers?: number } = {},
+): ByteStream {
+  if (format === 'gzip') return gunzipMembers(source, { workers: options.workers ?? defaultWorkers() });
   if (!zstdAvailable())
     throw new ConfigError(
       `This archive is zstd-compressed, which needs Node 22.15 or later (this is ${process.version}).`,

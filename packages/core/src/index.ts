@@ -60,6 +60,7 @@ export {
   UnsupportedError,
 } from './errors.ts';
 export { type GzipOptions, gunzip, gzip } from './gzip.ts';
+export { type GunzipOptions, gunzipMembers } from './gzip-members.ts';
 export { type DigestResult, digest, sha256Hex } from './hash.ts';
 export {
   MANIFEST_ENTRY,

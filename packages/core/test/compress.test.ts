@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AbortedError,
@@ -16,6 +16,8 @@ import {
   compress,
   compressionMemoryCeiling,
   decompress,
+  gunzipMembers,
+  IntegrityError,
   list,
   looksIncompressible,
   MemoryStorage,
@@ -214,6 +216,57 @@ function component(data: Uint8Array): Source & Restorer & { restored?: Uint8Arra
   };
   return self;
 }
+
+describe('gunzipMembers', () => {
+  const data = sample(2 * 1024 * KiB + 4_321);
+  const random = new Uint8Array(randomBytes(600 * KiB + 3));
+  const mixed = Buffer.concat([data.subarray(0, 700 * KiB), random, data.subarray(700 * KiB)]);
+  const read = (gz: Uint8Array, sizes?: number[], workers = 2) =>
+    collect(gunzipMembers(chunks(gz, sizes), { workers }), 1 << 30).then((bytes) => Buffer.from(bytes));
+
+  it('splits bk members by their length field and inflates them in order, in any chunking', async () => {
+    const gz = await compressed(mixed, 'gzip', 2);
+    // Every member carries the "BK" extra field.
+    expect(gz[3]).toBe(4);
+    expect(Buffer.from(gz.subarray(12, 14)).toString('latin1')).toBe('BK');
+    for (const sizes of [[1, 19, 20, 21], [65_536], [3_000_000], undefined]) {
+      for (const workers of [1, 3]) expect(Buffer.compare(await read(gz, sizes, workers), mixed)).toBe(0);
+    }
+    expect(Buffer.compare(await tool('pigz', ['-dc'], gz), mixed)).toBe(0);
+  });
+
+  it('reads gzip from other writers, also after bk members', async () => {
+    const theirs = gzipSync(data);
+    expect(Buffer.compare(await read(theirs), data)).toBe(0);
+    const ours = await compressed(random, 'gzip', 2);
+    const both = Buffer.concat([ours, theirs]);
+    expect(Buffer.compare(await read(both, [5_000]), Buffer.concat([random, data]))).toBe(0);
+    expect((await read(new Uint8Array(0))).byteLength).toBe(0);
+  });
+
+  it('fails damaged, truncated or lengthened input with an IntegrityError', async () => {
+    const gz = Buffer.from(await compressed(mixed, 'gzip', 2));
+    const damaged = async (change: (bytes: Buffer) => Buffer) =>
+      read(change(Buffer.from(gz))).then(
+        () => 'read',
+        (error: unknown) => (error instanceof IntegrityError ? 'integrity' : String(error)),
+      );
+    // A byte of deflate data, a byte of a stored member's data, the last byte (a trailer).
+    expect(await damaged((bytes) => ((bytes[200] ^= 0x10), bytes))).toBe('integrity');
+    const storedAt = gz.indexOf(Buffer.from(random.subarray(1_000, 1_032)));
+    expect(storedAt).toBeGreaterThan(0);
+    expect(await damaged((bytes) => ((bytes[storedAt] ^= 0x01), bytes))).toBe('integrity');
+    expect(await damaged((bytes) => ((bytes[bytes.length - 1] ^= 0x01), bytes))).toBe('integrity');
+    // A member's recorded length one byte too long or short, the stream cut short.
+    expect(await damaged((bytes) => (bytes.writeUInt32LE(bytes.readUInt32LE(16) + 1, 16), bytes))).toBe(
+      'integrity',
+    );
+    expect(await damaged((bytes) => (bytes.writeUInt32LE(bytes.readUInt32LE(16) - 1, 16), bytes))).toBe(
+      'integrity',
+    );
+    expect(await damaged((bytes) => bytes.subarray(0, bytes.length - 100))).toBe('integrity');
+  });
+});
 
 describe('backup with parallel compression', () => {
   const data = sample(5 * 1024 * KiB);

@@ -97,7 +97,10 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
     signal,
     concurrency: options.readConcurrency,
   });
+  // Every entry restored is checked against its sha256; the hash of the archive's compressed
+  // bytes as a whole is left to verify().
   const shared = readArchive(abortable(archive, signal), manifest, {
+    archiveDigest: false,
     onArchiveBytes: (bytes) => progress({ type: 'archive-bytes', bytes }),
     onEntryBytes: (component, path, bytes) => progress({ type: 'bytes', component, path, bytes }),
   })[Symbol.asyncIterator]();
