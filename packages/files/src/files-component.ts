@@ -595,7 +595,7 @@ class RestoreRun {
       const body = await collect(entry.body, SMALL_FILE);
       while (this.writing.size >= SMALL_FILE_WRITES) await Promise.race(this.writing);
       if (this.writeFailure !== undefined) throw this.writeFailure;
-      const write: Promise<void> = this.place({ ...entry, body: fromBytes(body) }, path, type, absolute)
+      const write: Promise<void> = this.place({ ...entry, body: fromBytes(body) }, path, type, absolute, body)
         .catch((error: unknown) => {
           this.writeFailure ??= error;
         })
@@ -612,21 +612,29 @@ class RestoreRun {
     path: string,
     type: 'file' | 'directory' | 'symlink',
     absolute: string,
+    checkedBody?: Uint8Array,
   ): Promise<void> {
     let written = 0;
     if (this.skippedTrees.some((tree) => isInside(path, tree))) {
       this.skipped += 1;
     } else {
-      const parentsExist = await this.checkParents(path);
-      const existing = parentsExist ? await lstatIfExists(absolute) : undefined;
+      // A directory this restore created holds only what the restore put there: its parents
+      // were checked when it was made, and nothing else can be in the way.
+      const slash = path.lastIndexOf('/');
+      const fresh = slash > 0 && this.created.has(path.slice(0, slash));
+      const parentsExist = fresh || (await this.checkParents(path));
+      const existing = parentsExist && !fresh ? await lstatIfExists(absolute) : undefined;
       if (type === 'directory') {
         await this.restoreDirectory(entry, path, absolute, existing);
       } else if (existing && this.keepExisting(path, type, existing)) {
         this.skipped += 1;
       } else {
-        await this.makeParents(path, parentsExist);
+        if (!fresh) await this.makeParents(path, parentsExist);
         if (type === 'file') {
-          const bytes = await this.restoreFile(entry, path, absolute);
+          const bytes =
+            fresh && checkedBody
+              ? await this.writeNew(entry, path, absolute, checkedBody)
+              : await this.restoreFile(entry, path, absolute);
           if (bytes === undefined) {
             this.skipped += 1;
           } else {
@@ -736,6 +744,54 @@ class RestoreRun {
     } finally {
       await unlink(temporary).catch(() => {});
     }
+  }
+
+  /**
+   * Writes a small file whose body was read (and so checked) already straight to its name in a
+   * directory this restore created: created with O_EXCL, so nothing is replaced, and removed
+   * again when a write fails. Saves the temporary name, the link and the unlink per file.
+   */
+  private async writeNew(
+    entry: Entry,
+    path: string,
+    absolute: string,
+    body: Uint8Array,
+  ): Promise<number | undefined> {
+    if (entry.size !== undefined && body.byteLength !== entry.size) {
+      throw new IntegrityError(
+        `Entry "${path}" has ${body.byteLength} bytes but ${entry.size} were announced; it was not restored.`,
+        { entry: path },
+      );
+    }
+    let handle: FileHandle;
+    try {
+      handle = await open(
+        absolute,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o600,
+      );
+    } catch (error) {
+      // Only an archive naming the same file twice gets here.
+      if (errorCode(error) !== 'EEXIST') throw this.failure(`cannot create "${absolute}"`, error);
+      if (this.context.conflict === 'skip') return undefined;
+      if (this.context.conflict === 'fail') throw new ConflictError(path);
+      return this.restoreFile({ ...entry, body: fromBytes(body) }, path, absolute);
+    }
+    try {
+      try {
+        await writeAll(handle, body);
+        if (entry.mode !== undefined) await handle.chmod(entry.mode & 0o7777);
+        if (entry.mtime !== undefined) await handle.utimes(new Date(), entry.mtime);
+        if (this.fsync) await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      await unlink(absolute).catch(() => {});
+      if (BkError.isInstance(error)) throw error;
+      throw this.failure(`cannot write "${absolute}"`, error);
+    }
+    return body.byteLength;
   }
 
   /**

@@ -443,6 +443,44 @@ describe('FilesComponent refuses hostile entries', () => {
     expect(await readdir(join(target, 'conf'))).toEqual([]);
   });
 
+  it('writes small files straight into directories it created, honouring the policy on a repeated name', async () => {
+    for (const policy of ['fail', 'skip', 'overwrite'] as const) {
+      const target = join(sandbox, `repeat-${policy}`);
+      const component = files({ root: target, paths: ['.'] });
+      const error = await component
+        .restore(
+          entriesOf([
+            { path: 'conf', type: 'directory', mode: 0o755 },
+            { path: 'conf/a', type: 'file', size: 5, mode: 0o640, body: text('first') },
+            { path: 'conf/a', type: 'file', size: 5, mode: 0o640, body: text('other') },
+          ]),
+          restoreContext(policy),
+        )
+        .then(
+          () => undefined,
+          (failure: unknown) => failure,
+        );
+      // Small files are written concurrently: either of the two may land first.
+      if (policy === 'fail') expect(error).toBeInstanceOf(ConflictError);
+      else expect(error).toBeUndefined();
+      expect(['first', 'other']).toContain(await readFile(join(target, 'conf/a'), 'utf8'));
+      expect((await lstat(join(target, 'conf/a'))).mode & 0o777).toBe(0o640);
+      expect(await readdir(join(target, 'conf'))).toEqual(['a']);
+    }
+    const target = join(sandbox, 'short-in-new');
+    const error = await caught(
+      files({ root: target, paths: ['.'] }).restore(
+        entriesOf([
+          { path: 'conf', type: 'directory', mode: 0o755 },
+          { path: 'conf/short', type: 'file', size: 10, body: text('abc') },
+        ]),
+        restoreContext(),
+      ),
+    );
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect(await readdir(join(target, 'conf'))).toEqual([]);
+  });
+
   it('refuses a body shorter than its size', async () => {
     const target = join(sandbox, 'target');
     const component = files({ root: target, paths: ['.'] });
