@@ -51,7 +51,7 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
     .option('--level <n>', 'compression level: gzip 1-9 (default 6), zstd 1-19 (default 3)', parseLevel)
     .option(
       '--workers <n>',
-      'blocks compressed at once (default: cores, at most 4; 0: one stream)',
+      'blocks compressed at once (default: cores + 1, at most 4; 0: one stream)',
       parseCount,
     )
     .action(async (flags: BackupFlags, command: Command) => {

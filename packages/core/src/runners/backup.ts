@@ -42,7 +42,7 @@ export interface BackupOptions {
   compressionLevel?: number;
   /**
    * Blocks compressed at once on libuv's thread pool (independent gzip members / zstd frames,
-   * in order); default: the available cores, at most 4. `0` compresses in one stream.
+   * in order); default: one more than the available cores, at most 4. `0` compresses in one stream.
    */
   compressionWorkers?: number;
   /** Chunk size for entries of unknown length; each costs this much memory. Default 8 MiB. */
