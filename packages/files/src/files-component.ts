@@ -710,11 +710,7 @@ class RestoreRun {
     const temporary = temporaryName(absolute);
     let handle: FileHandle;
     try {
-      handle = await open(
-        temporary,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        0o600,
-      );
+      handle = await createExclusive(temporary);
     } catch (error) {
       throw this.failure(`cannot create "${temporary}"`, error);
     }
@@ -728,15 +724,8 @@ class RestoreRun {
             bytes += chunk.byteLength;
           }
         }
-        if (entry.size !== undefined && bytes !== entry.size) {
-          throw new IntegrityError(
-            `Entry "${path}" has ${bytes} bytes but ${entry.size} were announced; it was not restored.`,
-            { entry: path },
-          );
-        }
-        if (entry.mode !== undefined) await handle.chmod(entry.mode & 0o7777);
-        if (entry.mtime !== undefined) await handle.utimes(new Date(), entry.mtime);
-        if (this.fsync) await handle.sync();
+        checkSize(entry, path, bytes);
+        await this.finishFile(handle, entry);
       } finally {
         await handle.close();
       }
@@ -744,6 +733,13 @@ class RestoreRun {
     } finally {
       await unlink(temporary).catch(() => {});
     }
+  }
+
+  /** Gives a written file its mode and mtime, and flushes it when `fsync` is on. */
+  private async finishFile(handle: FileHandle, entry: Entry): Promise<void> {
+    if (entry.mode !== undefined) await handle.chmod(entry.mode & 0o7777);
+    if (entry.mtime !== undefined) await handle.utimes(new Date(), entry.mtime);
+    if (this.fsync) await handle.sync();
   }
 
   /**
@@ -757,19 +753,10 @@ class RestoreRun {
     absolute: string,
     body: Uint8Array,
   ): Promise<number | undefined> {
-    if (entry.size !== undefined && body.byteLength !== entry.size) {
-      throw new IntegrityError(
-        `Entry "${path}" has ${body.byteLength} bytes but ${entry.size} were announced; it was not restored.`,
-        { entry: path },
-      );
-    }
+    checkSize(entry, path, body.byteLength);
     let handle: FileHandle;
     try {
-      handle = await open(
-        absolute,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        0o600,
-      );
+      handle = await createExclusive(absolute);
     } catch (error) {
       // Only an archive naming the same file twice gets here.
       if (errorCode(error) !== 'EEXIST') throw this.failure(`cannot create "${absolute}"`, error);
@@ -780,9 +767,7 @@ class RestoreRun {
     try {
       try {
         await writeAll(handle, body);
-        if (entry.mode !== undefined) await handle.chmod(entry.mode & 0o7777);
-        if (entry.mtime !== undefined) await handle.utimes(new Date(), entry.mtime);
-        if (this.fsync) await handle.sync();
+        await this.finishFile(handle, entry);
       } finally {
         await handle.close();
       }
@@ -957,6 +942,21 @@ async function lstatIfExists(path: string): Promise<Stats | undefined> {
   } catch (error) {
     if (errorCode(error) === 'ENOENT') return undefined;
     throw error;
+  }
+}
+
+/** Creates a file that must not exist yet, never through a link; mode 0600 until its own is set. */
+function createExclusive(path: string): Promise<FileHandle> {
+  return open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+}
+
+/** Refuses a body whose length differs from the size its entry announced. */
+function checkSize(entry: Entry, path: string, bytes: number): void {
+  if (entry.size !== undefined && bytes !== entry.size) {
+    throw new IntegrityError(
+      `Entry "${path}" has ${bytes} bytes but ${entry.size} were announced; it was not restored.`,
+      { entry: path },
+    );
   }
 }
 
