@@ -17,12 +17,16 @@ function tune(): void {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
   const flags = HEAP_FLAGS.filter((flag) => !given.some((option) => option.startsWith(flag.split('=')[0]!)));
   if (flags.length === 0 || !process.argv[1]) return;
-  execve.call(
-    process,
-    process.execPath,
-    [process.execPath, ...process.execArgv, ...flags, process.argv[1], ...process.argv.slice(2)],
-    { ...process.env, BK_NODE_TUNED: '1' },
-  );
+  try {
+    execve.call(
+      process,
+      process.execPath,
+      [process.execPath, ...process.execArgv, ...flags, process.argv[1], ...process.argv.slice(2)],
+      { ...process.env, BK_NODE_TUNED: '1' },
+    );
+  } catch {
+    // A system that refuses execve (a sandbox) runs bk with node's defaults.
+  }
 }
 
 tune();
