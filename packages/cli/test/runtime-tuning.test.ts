@@ -13,7 +13,7 @@ beforeAll(async () => {
   preload = join(scratch, 'report.cjs');
   await writeFile(
     preload,
-    "process.stderr.write(`image ${process.pid} [${process.execArgv.join(' ')}]\\n`);\n",
+    "process.stderr.write('image ' + process.pid + ' [' + process.execArgv.join(' ') + ']\\n');\n",
   );
 });
 afterAll(async () => {

@@ -251,19 +251,23 @@ describe('gunzipMembers', () => {
         () => 'read',
         (error: unknown) => (error instanceof IntegrityError ? 'integrity' : String(error)),
       );
+    const flip = (at: (bytes: Buffer) => number, bit: number) => (bytes: Buffer) => {
+      bytes[at(bytes)]! ^= bit;
+      return bytes;
+    };
+    const recordLength = (delta: number) => (bytes: Buffer) => {
+      bytes.writeUInt32LE(bytes.readUInt32LE(16) + delta, 16);
+      return bytes;
+    };
     // A byte of deflate data, a byte of a stored member's data, the last byte (a trailer).
-    expect(await damaged((bytes) => ((bytes[200] ^= 0x10), bytes))).toBe('integrity');
+    expect(await damaged(flip(() => 200, 0x10))).toBe('integrity');
     const storedAt = gz.indexOf(Buffer.from(random.subarray(1_000, 1_032)));
     expect(storedAt).toBeGreaterThan(0);
-    expect(await damaged((bytes) => ((bytes[storedAt] ^= 0x01), bytes))).toBe('integrity');
-    expect(await damaged((bytes) => ((bytes[bytes.length - 1] ^= 0x01), bytes))).toBe('integrity');
+    expect(await damaged(flip(() => storedAt, 0x01))).toBe('integrity');
+    expect(await damaged(flip((bytes) => bytes.length - 1, 0x01))).toBe('integrity');
     // A member's recorded length one byte too long or short, the stream cut short.
-    expect(await damaged((bytes) => (bytes.writeUInt32LE(bytes.readUInt32LE(16) + 1, 16), bytes))).toBe(
-      'integrity',
-    );
-    expect(await damaged((bytes) => (bytes.writeUInt32LE(bytes.readUInt32LE(16) - 1, 16), bytes))).toBe(
-      'integrity',
-    );
+    expect(await damaged(recordLength(1))).toBe('integrity');
+    expect(await damaged(recordLength(-1))).toBe('integrity');
     expect(await damaged((bytes) => bytes.subarray(0, bytes.length - 100))).toBe('integrity');
   });
 });
