@@ -1,7 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freePort, type ServerProcess, startProcess } from './process.ts';
+import { freePort, inNewTempDir, startProcess } from './process.ts';
 
 /** A private single-member etcd (Debian `etcd` 3.4) started by {@link startEtcd}. */
 export interface EtcdServer {
@@ -41,57 +40,48 @@ async function healthy(endpoint: string): Promise<boolean> {
  * says `{"health":"true"}`. Retries with new ports when the server fails to start.
  */
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdServer> {
-  let lastError: unknown;
   const name = options.name ?? 't1';
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    const dir = await mkdtemp(join(tmpdir(), 'bk-etcd-'));
+  return inNewTempDir('bk-etcd-', async (dir) => {
     const dataDir = options.dataDir ?? join(dir, 'data');
     const clientPort = await freePort();
     let peerPort = options.peerPort ?? (await freePort());
     while (peerPort === clientPort) peerPort = await freePort();
     const endpoint = `http://127.0.0.1:${clientPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
-    let server: ServerProcess;
-    try {
-      server = await startProcess({
-        command: 'etcd',
-        args: [
-          '--name',
-          name,
-          '--data-dir',
-          dataDir,
-          '--listen-client-urls',
-          endpoint,
-          '--advertise-client-urls',
-          endpoint,
-          '--listen-peer-urls',
-          peerUrl,
-          '--initial-advertise-peer-urls',
-          peerUrl,
-          '--initial-cluster',
-          `${name}=${peerUrl}`,
-          '--initial-cluster-state',
-          'new',
-          '--initial-cluster-token',
-          `tok-${Math.random().toString(36).slice(2)}`,
-          '--heartbeat-interval=10',
-          '--election-timeout=100',
-          '--logger',
-          'zap',
-          '--log-outputs',
-          'stderr',
-          '--log-level',
-          'warn',
-        ],
-        logFile: join(dir, 'etcd.log'),
-        cwd: dir,
-        ready: () => healthy(endpoint),
-      });
-    } catch (error) {
-      lastError = error;
-      await rm(dir, { recursive: true, force: true });
-      continue;
-    }
+    const server = await startProcess({
+      command: 'etcd',
+      args: [
+        '--name',
+        name,
+        '--data-dir',
+        dataDir,
+        '--listen-client-urls',
+        endpoint,
+        '--advertise-client-urls',
+        endpoint,
+        '--listen-peer-urls',
+        peerUrl,
+        '--initial-advertise-peer-urls',
+        peerUrl,
+        '--initial-cluster',
+        `${name}=${peerUrl}`,
+        '--initial-cluster-state',
+        'new',
+        '--initial-cluster-token',
+        `tok-${Math.random().toString(36).slice(2)}`,
+        '--heartbeat-interval=10',
+        '--election-timeout=100',
+        '--logger',
+        'zap',
+        '--log-outputs',
+        'stderr',
+        '--log-level',
+        'warn',
+      ],
+      logFile: join(dir, 'etcd.log'),
+      cwd: dir,
+      ready: () => healthy(endpoint),
+    });
     return {
       endpoint,
       peerUrl,
@@ -103,6 +93,5 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
         await rm(dir, { recursive: true, force: true });
       },
     };
-  }
-  throw lastError;
+  });
 }

@@ -1,7 +1,6 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freePort, type ServerProcess, startProcess } from './process.ts';
+import { freePort, inNewTempDir, startProcess } from './process.ts';
 
 /** A private InfluxDB 1.x server (Debian `influxd`) started by {@link startInfluxd}. */
 export interface InfluxdServer {
@@ -51,29 +50,20 @@ async function ping(httpUrl: string): Promise<boolean> {
  * Retries with new ports when the server fails to start (a port taken in between).
  */
 export async function startInfluxd(): Promise<InfluxdServer> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    const dir = await mkdtemp(join(tmpdir(), 'bk-influxd-'));
+  return inNewTempDir('bk-influxd-', async (dir) => {
     const httpPort = await freePort();
     let rpcPort = await freePort();
     while (rpcPort === httpPort) rpcPort = await freePort();
     const configFile = join(dir, 'influxdb.conf');
     await writeFile(configFile, config(dir, httpPort, rpcPort));
     const httpUrl = `http://127.0.0.1:${httpPort}`;
-    let server: ServerProcess;
-    try {
-      server = await startProcess({
-        command: 'influxd',
-        args: ['run', '-config', configFile],
-        logFile: join(dir, 'influxd.log'),
-        cwd: dir,
-        ready: () => ping(httpUrl),
-      });
-    } catch (error) {
-      lastError = error;
-      await rm(dir, { recursive: true, force: true });
-      continue;
-    }
+    const server = await startProcess({
+      command: 'influxd',
+      args: ['run', '-config', configFile],
+      logFile: join(dir, 'influxd.log'),
+      cwd: dir,
+      ready: () => ping(httpUrl),
+    });
     return {
       httpUrl,
       rpcAddress: `127.0.0.1:${rpcPort}`,
@@ -86,6 +76,5 @@ export async function startInfluxd(): Promise<InfluxdServer> {
         await rm(dir, { recursive: true, force: true });
       },
     };
-  }
-  throw lastError;
+  });
 }

@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A server the test suite started: its PID, its log, and how to stop it. */
@@ -26,6 +29,25 @@ export async function freePort(): Promise<number> {
     if (free) return port;
   }
   throw new Error('No free port found below 32768.');
+}
+
+/**
+ * Runs `start` in a new temp dir (`<tmpdir>/<prefix>XXXXXX`), up to three times: a server that
+ * fails to start (most often because another process took its free port first) has its dir
+ * removed and is started again in a new dir, with new ports. Throws the last failure.
+ */
+export async function inNewTempDir<T>(prefix: string, start: (dir: string) => Promise<T>): Promise<T> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const dir = await mkdtemp(join(tmpdir(), prefix));
+    try {
+      return await start(dir);
+    } catch (error) {
+      lastError = error;
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  throw lastError;
 }
 
 /** Polls `probe` every `intervalMs` until it returns true, or throws after `timeoutMs`. */

@@ -1,7 +1,6 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freePort, type ServerProcess, startProcess } from './process.ts';
+import { freePort, inNewTempDir, startProcess } from './process.ts';
 
 /** A private Prometheus (Debian `prometheus` 2.42) started by {@link startPrometheus}. */
 export interface PrometheusServer {
@@ -43,9 +42,7 @@ async function ready(url: string): Promise<boolean> {
  * once `GET /-/ready` answers 200. Retries with a new port when the server fails to start.
  */
 export async function startPrometheus(options: StartPrometheusOptions = {}): Promise<PrometheusServer> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    const dir = await mkdtemp(join(tmpdir(), 'bk-prometheus-'));
+  return inNewTempDir('bk-prometheus-', async (dir) => {
     const dataDir = options.dataDir ?? join(dir, 'data');
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
@@ -73,27 +70,20 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
       lines.push('scrape_configs: []');
     }
     await writeFile(configFile, `${lines.join('\n')}\n`);
-    let server: ServerProcess;
-    try {
-      server = await startProcess({
-        command: 'prometheus',
-        args: [
-          `--config.file=${configFile}`,
-          `--storage.tsdb.path=${dataDir}`,
-          `--web.listen-address=127.0.0.1:${port}`,
-          '--web.enable-admin-api',
-          '--web.enable-lifecycle',
-          '--log.level=warn',
-        ],
-        logFile: join(dir, 'prometheus.log'),
-        cwd: dir,
-        ready: () => ready(url),
-      });
-    } catch (error) {
-      lastError = error;
-      await rm(dir, { recursive: true, force: true });
-      continue;
-    }
+    const server = await startProcess({
+      command: 'prometheus',
+      args: [
+        `--config.file=${configFile}`,
+        `--storage.tsdb.path=${dataDir}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--web.enable-admin-api',
+        '--web.enable-lifecycle',
+        '--log.level=warn',
+      ],
+      logFile: join(dir, 'prometheus.log'),
+      cwd: dir,
+      ready: () => ready(url),
+    });
     return {
       url,
       port,
@@ -107,8 +97,7 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
         await rm(dir, { recursive: true, force: true });
       },
     };
-  }
-  throw lastError;
+  });
 }
 
 /** A private Alertmanager (Debian `prometheus-alertmanager` 0.25) started by {@link startAlertmanager}. */
@@ -133,34 +122,25 @@ export interface AlertmanagerServer {
  * 200. Retries with a new port when the server fails to start.
  */
 export async function startAlertmanager(): Promise<AlertmanagerServer> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    const dir = await mkdtemp(join(tmpdir(), 'bk-alertmanager-'));
+  return inNewTempDir('bk-alertmanager-', async (dir) => {
     const storageDir = join(dir, 'data');
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const configFile = join(dir, 'alertmanager.yml');
     await writeFile(configFile, "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n");
-    let server: ServerProcess;
-    try {
-      server = await startProcess({
-        command: 'prometheus-alertmanager',
-        args: [
-          `--config.file=${configFile}`,
-          `--storage.path=${storageDir}`,
-          `--web.listen-address=127.0.0.1:${port}`,
-          '--cluster.listen-address=',
-          '--log.level=warn',
-        ],
-        logFile: join(dir, 'alertmanager.log'),
-        cwd: dir,
-        ready: () => ready(url),
-      });
-    } catch (error) {
-      lastError = error;
-      await rm(dir, { recursive: true, force: true });
-      continue;
-    }
+    const server = await startProcess({
+      command: 'prometheus-alertmanager',
+      args: [
+        `--config.file=${configFile}`,
+        `--storage.path=${storageDir}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--cluster.listen-address=',
+        '--log.level=warn',
+      ],
+      logFile: join(dir, 'alertmanager.log'),
+      cwd: dir,
+      ready: () => ready(url),
+    });
     return {
       url,
       port,
@@ -173,6 +153,5 @@ export async function startAlertmanager(): Promise<AlertmanagerServer> {
         await rm(dir, { recursive: true, force: true });
       },
     };
-  }
-  throw lastError;
+  });
 }

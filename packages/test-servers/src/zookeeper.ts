@@ -1,10 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, type ServerProcess, startProcess } from './process.ts';
+import { freePort, inNewTempDir, startProcess } from './process.ts';
 
 /** A private standalone ZooKeeper (Debian `zookeeper` 3.8) started by {@link startZookeeper}. */
 export interface ZookeeperServer {
@@ -71,9 +70,7 @@ export async function startZookeeper(): Promise<ZookeeperServer> {
   const classpath = existsSync(SLF4J_SIMPLE_JAR) ? `${ZOOKEEPER_JAR}:${SLF4J_SIMPLE_JAR}` : ZOOKEEPER_JAR;
   const superCredentials = `super:${randomBytes(12).toString('hex')}`;
   const superDigest = `super:${createHash('sha1').update(superCredentials).digest('base64')}`;
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    const dir = await mkdtemp(join(tmpdir(), 'bk-zookeeper-'));
+  return inNewTempDir('bk-zookeeper-', async (dir) => {
     const port = await freePort();
     const config = join(dir, 'zoo.cfg');
     await mkdir(join(dir, 'data'));
@@ -91,29 +88,22 @@ export async function startZookeeper(): Promise<ZookeeperServer> {
         '',
       ].join('\n'),
     );
-    let server: ServerProcess;
-    try {
-      server = await startProcess({
-        command: 'java',
-        args: [
-          '-Xmx256m',
-          '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
-          `-Dzookeeper.DigestAuthenticationProvider.superDigest=${superDigest}`,
-          '-cp',
-          classpath,
-          'org.apache.zookeeper.server.ZooKeeperServerMain',
-          config,
-        ],
-        logFile: join(dir, 'zookeeper.log'),
-        cwd: dir,
-        ready: async () => (await fourLetterWord('127.0.0.1', port, 'ruok')) === 'imok',
-        timeoutMs: 60_000,
-      });
-    } catch (error) {
-      lastError = error;
-      await rm(dir, { recursive: true, force: true });
-      continue;
-    }
+    const server = await startProcess({
+      command: 'java',
+      args: [
+        '-Xmx256m',
+        '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
+        `-Dzookeeper.DigestAuthenticationProvider.superDigest=${superDigest}`,
+        '-cp',
+        classpath,
+        'org.apache.zookeeper.server.ZooKeeperServerMain',
+        config,
+      ],
+      logFile: join(dir, 'zookeeper.log'),
+      cwd: dir,
+      ready: async () => (await fourLetterWord('127.0.0.1', port, 'ruok')) === 'imok',
+      timeoutMs: 60_000,
+    });
     return {
       connectString: `127.0.0.1:${port}`,
       host: '127.0.0.1',
@@ -125,6 +115,5 @@ export async function startZookeeper(): Promise<ZookeeperServer> {
         await rm(dir, { recursive: true, force: true });
       },
     };
-  }
-  throw lastError;
+  });
 }
