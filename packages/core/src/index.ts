@@ -91,6 +91,7 @@ export {
 export { getInParallel, openForRead, type ParallelGetOptions } from './parallel-get.ts';
 export { checkComponentName, checkRange, checkStorageKey, linkStaysInside, safeEntryPath } from './paths.ts';
 export { ignoreProgress, type ProgressEvent, type ProgressListener } from './progress.ts';
+export { type CommandResult, runCommand } from './run-command.ts';
 export { type BackupOptions, type BackupResult, backup, selectComponents } from './runners/backup.ts';
 export {
   type BackupSummary,

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
@@ -7,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   type BackupContext,
   type ByteStream,
+  type CommandResult,
   type Component,
   ComponentError,
   type ComponentInfo,
@@ -19,6 +19,7 @@ import {
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
+  runCommand,
   throwIfAborted,
 } from '@bk/core';
 import { Etcd3, type IOptions } from 'etcd3';
@@ -105,27 +106,9 @@ export function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]); // every key
 }
 
-function run(
-  command: string,
-  args: string[],
-  signal?: AbortSignal,
-): Promise<{ code: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env: { ...process.env, ETCDCTL_API: '3' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      signal,
-    });
-    let output = '';
-    child.stdout.on('data', (data: Buffer) => {
-      output += data.toString();
-    });
-    child.stderr.on('data', (data: Buffer) => {
-      output += data.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, output }));
-  });
+/** Runs etcd's tools with the v3 API selected. */
+function run(command: string, args: string[], signal?: AbortSignal): Promise<CommandResult> {
+  return runCommand(command, args, { env: { ...process.env, ETCDCTL_API: '3' }, signal });
 }
 
 async function onPath(command: string): Promise<boolean> {

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
 import {
@@ -19,6 +18,7 @@ import {
   type BackupContext,
   BkError,
   type ByteStream,
+  type CommandResult,
   type Component,
   ComponentError,
   type ComponentInfo,
@@ -32,6 +32,7 @@ import {
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
+  runCommand,
   safeEntryPath,
   throwIfAborted,
   UnsafePathError,
@@ -140,29 +141,6 @@ async function exists(path: string): Promise<Stats | undefined> {
     if (errorCode(error) === 'ENOENT') return undefined;
     throw error;
   }
-}
-
-function run(
-  command: string,
-  args: string[],
-  options: { cwd?: string; signal?: AbortSignal },
-): Promise<{ code: number; output: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, {
-      cwd: options.cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      signal: options.signal,
-    });
-    let output = '';
-    child.stdout.on('data', (data: Buffer) => {
-      output += data.toString();
-    });
-    child.stderr.on('data', (data: Buffer) => {
-      output += data.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code: code ?? 1, output }));
-  });
 }
 
 /** Writes a body to `path` (created exclusively), returning the bytes written. */
@@ -312,7 +290,9 @@ export class HaproxyComponent implements Component {
         if (info[key] !== undefined) details[field] = info[key];
       }
     } else {
-      const result = await run(this.haproxyBin, ['-v'], { signal: context.signal }).catch(() => undefined);
+      const result = await runCommand(this.haproxyBin, ['-v'], { signal: context.signal }).catch(
+        () => undefined,
+      );
       version = /version\s+(\S+)/i.exec(result?.output ?? '')?.[1];
     }
     return {
@@ -516,9 +496,9 @@ export class HaproxyComponent implements Component {
     if (!candidate) {
       throw new ComponentError(this.name, `the backup holds no main configuration file "${main}".`);
     }
-    let result: { code: number; output: string };
+    let result: CommandResult;
     try {
-      result = await run(this.haproxyBin, ['-c', '-f', candidate.staged], {
+      result = await runCommand(this.haproxyBin, ['-c', '-f', candidate.staged], {
         cwd: dirname(candidate.staged),
         signal: context.signal,
       });
