@@ -75,17 +75,7 @@ class Pending {
 
   /** The first `length` bytes as one buffer (copied only when they span chunks). */
   peek(length: number): Uint8Array {
-    const first = this.chunks[0]!;
-    if (first.byteLength >= length) return first.subarray(0, length);
-    const out = Buffer.allocUnsafe(length);
-    let at = 0;
-    for (const chunk of this.chunks) {
-      const take = Math.min(chunk.byteLength, length - at);
-      out.set(chunk.subarray(0, take), at);
-      at += take;
-      if (at === length) break;
-    }
-    return out;
+    return new Cursor(this.chunks).readBytes(length)!;
   }
 
   /** Removes and returns the first `length` bytes, as views of the chunks they are in. */
