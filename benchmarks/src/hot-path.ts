@@ -579,7 +579,8 @@ try {
     }
     if (rows.has('restic')) {
       const repoPrefix = `${prefix}/restic`;
-      if (servers.tlsPort === undefined) {
+      /** Records the restic row as not run, with why. */
+      const resticNotRun = (command: string, error: string) =>
         results.push({
           cell: cell.id,
           kind: cell.kind,
@@ -587,11 +588,13 @@ try {
           row: 'restic',
           stage: 'backup',
           label: ROWS.restic.label,
-          command: '',
+          command,
           inputBytes: cell.inputBytes,
           notes: [],
-          error: servers.resticNote ?? 'no TLS proxy',
+          error,
         });
+      if (servers.tlsPort === undefined) {
+        resticNotRun('', servers.resticNote ?? 'no TLS proxy');
       } else {
         const restic = `restic -r s3:https://127.0.0.1:${servers.tlsPort}/bench/${repoPrefix} --cacert ${q(servers.cert!)}`;
         let initError: string | undefined;
@@ -601,18 +604,7 @@ try {
           initError = `restic init failed: ${(error as Error & { stderr?: string }).stderr?.trim() ?? (error as Error).message}`;
         }
         if (initError) {
-          results.push({
-            cell: cell.id,
-            kind: cell.kind,
-            sizeMiB: cell.sizeMiB,
-            row: 'restic',
-            stage: 'backup',
-            label: ROWS.restic.label,
-            command: `${restic} init`,
-            inputBytes: cell.inputBytes,
-            notes: [],
-            error: initError,
-          });
+          resticNotRun(`${restic} init`, initError);
         } else {
           await timed(cell, 'restic', `${restic} backup --quiet ${q(cell.data)}`, data, (result) => {
             result.outputBytes = objects(repoPrefix).reduce((sum, object) => sum + object.size, 0);
