@@ -2,6 +2,7 @@ import * as zlib from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { IntegrityError, throwIfAborted } from './errors.ts';
 import { corruptAsIntegrityError, gunzip } from './gzip.ts';
+import { releaseHandedOver, releaseOwn } from './handover.ts';
 
 /*
  * bk's gzip members carry their own length, so a reader can split the stream into members
@@ -66,6 +67,8 @@ function recordedLength(header: Uint8Array): number | undefined {
 class Pending {
   chunks: Uint8Array[] = [];
   length = 0;
+  /** Chunks `take` has used up, until {@link releaseConsumed}. */
+  #consumed: Uint8Array[] = [];
 
   push(chunk: Uint8Array): void {
     if (chunk.byteLength === 0) return;
@@ -86,6 +89,7 @@ class Pending {
       const chunk = this.chunks[0]!;
       if (chunk.byteLength <= left) {
         out.push(chunk);
+        this.#consumed.push(chunk);
         this.chunks.shift();
         left -= chunk.byteLength;
       } else {
@@ -97,6 +101,26 @@ class Pending {
     this.length -= length;
     return out;
   }
+
+  /**
+   * Frees the used-up chunks their producer handed over (see `handOver`), once what `take`
+   * returned has been copied.
+   */
+  releaseConsumed(): void {
+    for (const chunk of this.#consumed) releaseHandedOver(chunk);
+    this.#consumed = [];
+  }
+}
+
+/** `pieces` copied into one buffer of their own. */
+function copyOf(pieces: Uint8Array[], length: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(length);
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.byteLength;
+  }
+  return out;
 }
 
 /** Reads `length` bytes at `offset` of a member held as chunks, copying only across chunks. */
@@ -146,8 +170,7 @@ interface MemberData {
 
 /**
  * The data of a member whose deflate blocks are all stored (what bk writes for incompressible
- * data), as views of the member's own chunks: no copy, no inflate; `undefined` when a block is
- * compressed. The CRC-32 is checked as the data is handed out (see {@link checkedPieces}), as a
+ * data), copied out of the member's chunks (no inflate); `undefined` when a block is compressed. The CRC-32 is checked as the data is handed out (see {@link checkedPieces}), as a
  * streaming gunzip would: a damaged entry is then named by its own sha256 check.
  */
 function storedData(member: Uint8Array[], memberLength: number): MemberData | undefined {
@@ -155,6 +178,7 @@ function storedData(member: Uint8Array[], memberLength: number): MemberData | un
   cursor.read(MEMBER_HEADER_LENGTH);
   const pieces: Uint8Array[] = [];
   let consumed = MEMBER_HEADER_LENGTH;
+  let dataLength = 0;
   for (;;) {
     const head = cursor.readBytes(5);
     if (!head) return undefined;
@@ -165,13 +189,15 @@ function storedData(member: Uint8Array[], memberLength: number): MemberData | un
     if ((length ^ (head[3]! | (head[4]! << 8))) !== 0xffff)
       throw corrupt('has a stored block whose length is damaged');
     consumed += 5 + length;
+    dataLength += length;
     if (consumed + TRAILER_LENGTH > memberLength) throw corrupt('is longer than its header says');
     pieces.push(...cursor.read(length)!);
     if (head[0]! & 1) break;
   }
   if (consumed + TRAILER_LENGTH !== memberLength) throw corrupt('is longer than its deflate data');
   const trailer = Buffer.from(cursor.readBytes(TRAILER_LENGTH)!);
-  return { pieces, trailer: { crc: trailer.readUInt32LE(0), size: trailer.readUInt32LE(4) } };
+  const data = copyOf(pieces, dataLength);
+  return { pieces: [data], trailer: { crc: trailer.readUInt32LE(0), size: trailer.readUInt32LE(4) } };
 }
 
 /** Hands out a member's data, checking a stored member's CRC-32 and length after its last byte. */
@@ -188,16 +214,21 @@ function* checkedPieces(data: MemberData): Generator<Uint8Array> {
   if (size >>> 0 !== data.trailer.size) throw corrupt('holds a different length than its trailer says');
 }
 
-/** Inflates one whole member on libuv's thread pool (zlib checks its CRC-32 and length). */
+/**
+ * Inflates one whole member on libuv's thread pool (zlib checks its CRC-32 and length). The
+ * member is copied first (so its chunks can be freed at once) and the copy freed when zlib is done.
+ */
 function inflateMember(member: Uint8Array[], memberLength: number): Promise<MemberData> {
-  const bytes = member.length === 1 ? member[0]! : Buffer.concat(member, memberLength);
+  const bytes = copyOf(member, memberLength);
   const isize = Buffer.from(bytes.buffer, bytes.byteOffset + memberLength - 4, 4).readUInt32LE(0);
   // One output buffer for the whole member when its recorded size is plausible.
   const chunkSize = isize <= MAX_MEMBER ? Math.max(64, isize + 64) : 1024 * 1024;
   return new Promise((resolve, reject) => {
-    zlib.gunzip(bytes, { chunkSize }, (error, result) =>
-      error ? reject(error) : resolve({ pieces: [result] }),
-    );
+    zlib.gunzip(bytes, { chunkSize }, (error, result) => {
+      releaseOwn(bytes);
+      if (error) reject(error);
+      else resolve({ pieces: [result] });
+    });
   });
 }
 
@@ -210,11 +241,12 @@ export interface GunzipOptions {
 /**
  * Decompresses gzip. Members that carry bk's length field (what {@link compress} writes) are
  * split without inflating and inflated `workers` at once on libuv's thread pool, output in
- * order; members of stored blocks are passed through as views of the input, their CRC-32
- * checked as they are. From the first member without the field on (any other gzip writer), the rest is read
+ * order; members of stored blocks are copied out without inflating, their CRC-32 checked as
+ * they are handed on. Input chunks handed over (see `handOver`, e.g. by `getInParallel`) are
+ * freed as soon as their members are copied. From the first member without the field on (any other gzip writer), the rest is read
  * by one streaming gunzip. Corrupt or truncated input fails with an `IntegrityError`.
  *
- * Memory: up to `workers + 1` members (about 2 MiB each, compressed and decompressed) besides
+ * Memory: up to `workers + 1` members (a block each, 1 MiB by default, compressed and inflated) besides
  * the chunks the source delivers.
  */
 export function gunzipMembers(source: ByteStream, options: GunzipOptions = {}): ByteStream {
@@ -257,6 +289,7 @@ export function gunzipMembers(source: ByteStream, options: GunzipOptions = {}): 
             const member = pending.take(length);
             const stored = storedData(member, length);
             const job = stored ? Promise.resolve(stored) : inflateMember(member, length);
+            pending.releaseConsumed(); // the member was copied
             job.catch(() => {}); // observed when it reaches the head of the queue
             inFlight.push(job);
           }

@@ -61,6 +61,7 @@ export {
 } from './errors.ts';
 export { type GzipOptions, gunzip, gzip } from './gzip.ts';
 export { type GunzipOptions, gunzipMembers } from './gzip-members.ts';
+export { handOver, releaseHandedOver } from './handover.ts';
 export { type DigestResult, digest, sha256Hex } from './hash.ts';
 export {
   MANIFEST_ENTRY,
@@ -88,7 +89,7 @@ export {
   SIDECAR_SUFFIX,
   ZSTD_ARCHIVE_SUFFIX,
 } from './naming.ts';
-export { getInParallel, openForRead, type ParallelGetOptions } from './parallel-get.ts';
+export { DEFAULT_RANGE_BYTES, getInParallel, openForRead, type ParallelGetOptions } from './parallel-get.ts';
 export { checkComponentName, checkRange, checkStorageKey, linkStaysInside, safeEntryPath } from './paths.ts';
 export { ignoreProgress, type ProgressEvent, type ProgressListener } from './progress.ts';
 export { type CommandResult, runCommand } from './run-command.ts';

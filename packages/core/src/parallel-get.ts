@@ -1,12 +1,19 @@
 import type { ByteStream, Storage } from './contracts.ts';
 import { IntegrityError, throwIfAborted, toAbortedError } from './errors.ts';
+import { handOver } from './handover.ts';
+
+/** Bytes per ranged request when none is given: 4 MiB. */
+export const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
 
 export interface ParallelGetOptions {
   /** The object's size in bytes (from a manifest or `stat`). */
   size: number;
-  /** Bytes per ranged request; default 8 MiB. */
+  /** Bytes per ranged request; default 4 MiB. */
   partSize?: number;
-  /** Ranged requests in flight; default 4. Memory ceiling: `concurrency × partSize`. */
+  /**
+   * Ranged requests in flight; default 4. Memory ceiling: `(concurrency + 1) × partSize` (the
+   * ranges in flight and the one being consumed), 20 MiB with the defaults.
+   */
   concurrency?: number;
   signal?: AbortSignal;
 }
@@ -17,36 +24,42 @@ export interface ParallelGetOptions {
  * whole; a short or long range (the object changed) fails with `IntegrityError`. Stopping early
  * or aborting cancels the requests in flight.
  *
+ * Each range is yielded as one buffer, handed over (see `handOver`): the consumer may free it
+ * once it has copied what it needs, as `gunzipMembers` does. The store's own chunks are copied
+ * into it as they arrive, so they die young instead of waiting, with the range, for a full
+ * collection.
+ *
  * @example
  * const archive = getInParallel(storage, 'backup_20261121_101500.tar.gz', { size: sidecar.archive.size });
  */
 export async function* getInParallel(storage: Storage, key: string, options: ParallelGetOptions): ByteStream {
   const { size } = options;
-  const partSize = options.partSize ?? 8 * 1024 * 1024;
+  const partSize = options.partSize ?? DEFAULT_RANGE_BYTES;
   const concurrency = Math.max(1, options.concurrency ?? 4);
   throwIfAborted(options.signal);
   const stop = new AbortController();
   const onAbort = () => stop.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  // A range is kept as the chunks the store delivered, not joined into one buffer: joining
-  // copied every byte once more and left 8 MiB buffers for the collector.
-  const fetchRange = async (start: number): Promise<Uint8Array[]> => {
+  const fetchRange = async (start: number): Promise<Uint8Array> => {
     const end = Math.min(size, start + partSize);
-    const chunks: Uint8Array[] = [];
+    const range = Buffer.allocUnsafeSlow(end - start);
     let received = 0;
     for await (const chunk of await storage.get(key, { range: { start, end }, signal: stop.signal })) {
+      if (received + chunk.byteLength > range.byteLength) {
+        received += chunk.byteLength;
+        break;
+      }
+      range.set(chunk, received);
       received += chunk.byteLength;
-      if (received > end - start) break;
-      chunks.push(chunk);
     }
     if (received !== end - start) {
       throw new IntegrityError(
         `"${key}" returned ${received > end - start ? 'more than ' : ''}${received} bytes for range ${start}–${end}, not ${end - start}: the object changed or is shorter than recorded.`,
       );
     }
-    return chunks;
+    return handOver(range);
   };
-  const inFlight: Array<Promise<Uint8Array[]>> = [];
+  const inFlight: Array<Promise<Uint8Array>> = [];
   let next = 0;
   const refill = () => {
     while (inFlight.length < concurrency && next < size) {
@@ -59,9 +72,9 @@ export async function* getInParallel(storage: Storage, key: string, options: Par
   try {
     refill();
     while (inFlight.length > 0) {
-      const chunks = await inFlight.shift()!;
+      const range = await inFlight.shift()!;
       refill();
-      yield* chunks;
+      yield range;
     }
   } catch (error) {
     throw options.signal?.aborted ? toAbortedError(options.signal) : error;
@@ -82,7 +95,7 @@ export async function openForRead(
   size: number,
   options: { signal?: AbortSignal; concurrency?: number; partSize?: number } = {},
 ): Promise<ByteStream> {
-  const partSize = options.partSize ?? 8 * 1024 * 1024;
+  const partSize = options.partSize ?? DEFAULT_RANGE_BYTES;
   const parallel =
     options.concurrency ?? (storage.capabilities.rangeRead && storage.capabilities.multipart ? 4 : 1);
   if (parallel > 1 && size > partSize)

@@ -1,0 +1,53 @@
+/*
+ * Large buffers are freed by V8 only when it next collects them, and one that lived through a
+ * couple of minor collections waits for a full one, which V8 starts only after ~64 MiB more
+ * external memory has been allocated. A stream of multi-MiB buffers with such lifetimes (ranges
+ * downloaded ahead, members waiting to be inflated) therefore keeps up to that much garbage
+ * resident. A producer that hands a buffer over whole lets the consumer free it as soon as it has
+ * taken what it needs.
+ */
+
+const handedOver = new WeakSet<ArrayBuffer>();
+
+/**
+ * Marks `buffer` (from `Buffer.allocUnsafeSlow` or `new Uint8Array(n)`: it must span its whole
+ * `ArrayBuffer`) as handed over: the producer keeps no reference, so the stream's consumer may
+ * free it with {@link releaseHandedOver} once it has copied what it needs. A consumer that passes
+ * such chunks on to other readers must copy them instead.
+ *
+ * @throws {RangeError} When `buffer` is a view of a larger or shared `ArrayBuffer`.
+ */
+export function handOver<T extends Uint8Array>(buffer: T): T {
+  const backing = buffer.buffer;
+  if (
+    !(backing instanceof ArrayBuffer) ||
+    buffer.byteOffset !== 0 ||
+    buffer.byteLength !== backing.byteLength
+  )
+    throw new RangeError('Only a buffer that spans its whole ArrayBuffer can be handed over.');
+  handedOver.add(backing);
+  return buffer;
+}
+
+interface Transferable {
+  transfer?: (length: number) => ArrayBuffer;
+}
+
+/**
+ * Frees the memory of a handed-over chunk now (every view of it becomes empty) and returns
+ * `true`; any other chunk is left alone (`false`).
+ */
+export function releaseHandedOver(chunk: Uint8Array): boolean {
+  const backing = chunk.buffer;
+  if (!(backing instanceof ArrayBuffer) || !handedOver.has(backing)) return false;
+  handedOver.delete(backing);
+  const transfer = (backing as Transferable).transfer;
+  if (typeof transfer !== 'function') return false;
+  transfer.call(backing, 0);
+  return true;
+}
+
+/** Frees a buffer this code allocated and no one else holds (see {@link releaseHandedOver}). */
+export function releaseOwn(buffer: Uint8Array): void {
+  releaseHandedOver(handOver(buffer));
+}
