@@ -5,14 +5,10 @@
  * work (see the README's "Memory and the runtime"): a 2 MiB young-generation semi-space, so the
  * buffers of chunks already passed on are freed sooner (lower peak RSS), and a 64 MiB initial
  * old generation, so a stream of short-lived buffers does not trigger a full collection every
- * few MiB (less CPU). It also fixes glibc's mmap threshold at 128 KiB, so the multi-MiB buffers
- * of ranges, blocks and parts go back to the system when freed instead of fragmenting the heap
- * (glibc otherwise raises the threshold to the largest buffer freed). `BK_NODE_TUNING=0` turns
- * this off; a flag already given to node (on its command line or in NODE_OPTIONS) and a
- * GLIBC_TUNABLES already set are kept as given.
+ * few MiB (less CPU). `BK_NODE_TUNING=0` turns this off; a flag already given to node (on its
+ * command line or in NODE_OPTIONS) is kept as given.
  */
 const HEAP_FLAGS = ['--max-semi-space-size=2', '--initial-old-space-size=64'];
-const GLIBC_TUNABLES = 'glibc.malloc.mmap_threshold=131072';
 
 function tune(): void {
   const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never })
@@ -26,7 +22,7 @@ function tune(): void {
       process,
       process.execPath,
       [process.execPath, ...process.execArgv, ...flags, process.argv[1], ...process.argv.slice(2)],
-      { GLIBC_TUNABLES, ...process.env, BK_NODE_TUNED: '1' },
+      { ...process.env, BK_NODE_TUNED: '1' },
     );
   } catch {
     // A system that refuses execve (a sandbox) runs bk with node's defaults.
