@@ -43,7 +43,11 @@ export function releaseHandedOver(chunk: Uint8Array): boolean {
   handedOver.delete(backing);
   const transfer = (backing as Transferable).transfer;
   if (typeof transfer !== 'function') return false;
-  transfer.call(backing, 0);
+  try {
+    transfer.call(backing, 0);
+  } catch {
+    return false; // not detachable (an embedder's own buffer): left to the collector
+  }
   return true;
 }
 
