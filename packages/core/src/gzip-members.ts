@@ -220,7 +220,7 @@ function* checkedPieces(data: MemberData): Generator<Uint8Array> {
  */
 function inflateMember(member: Uint8Array[], memberLength: number): Promise<MemberData> {
   const bytes = copyOf(member, memberLength);
-  const isize = Buffer.from(bytes.buffer, bytes.byteOffset + memberLength - 4, 4).readUInt32LE(0);
+  const isize = bytes.readUInt32LE(memberLength - 4);
   // One output buffer for the whole member when its recorded size is plausible.
   const chunkSize = isize <= MAX_MEMBER ? Math.max(64, isize + 64) : 1024 * 1024;
   return new Promise((resolve, reject) => {

@@ -41,6 +41,15 @@ export function releaseHandedOver(chunk: Uint8Array): boolean {
   const backing = chunk.buffer;
   if (!(backing instanceof ArrayBuffer) || !handedOver.has(backing)) return false;
   handedOver.delete(backing);
+  return detach(backing);
+}
+
+/** Frees a buffer this code allocated with `Buffer.allocUnsafeSlow` and no one else holds. */
+export function releaseOwn(buffer: Buffer): void {
+  if (buffer.buffer instanceof ArrayBuffer) detach(buffer.buffer);
+}
+
+function detach(backing: ArrayBuffer): boolean {
   const transfer = (backing as Transferable).transfer;
   if (typeof transfer !== 'function') return false;
   try {
@@ -49,9 +58,4 @@ export function releaseHandedOver(chunk: Uint8Array): boolean {
     return false; // not detachable (an embedder's own buffer): left to the collector
   }
   return true;
-}
-
-/** Frees a buffer this code allocated and no one else holds (see {@link releaseHandedOver}). */
-export function releaseOwn(buffer: Uint8Array): void {
-  releaseHandedOver(handOver(buffer));
 }
