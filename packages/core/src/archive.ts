@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
 import { BkError, ConfigError, IntegrityError } from './errors.ts';
+import { releaseWholeHandedOver } from './handover.ts';
 import { digest } from './hash.ts';
 import {
   MANIFEST_ENTRY,
@@ -380,7 +381,8 @@ function verifiedBody(
       for (let chunk = await pull(); chunk !== undefined; chunk = await pull()) yield chunk;
     })(),
     async finish() {
-      while ((await pull()) !== undefined) {}
+      // What the consumer left is only checked: its handed-over buffers are freed at once.
+      for (let chunk = await pull(); chunk !== undefined; chunk = await pull()) releaseWholeHandedOver(chunk);
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { ByteStream } from './contracts.ts';
 import { throwIfAborted, toAbortedError } from './errors.ts';
+import { releaseHandedOver, spansWholeBuffer } from './handover.ts';
 import { toByteStream } from './streams.ts';
 
 /**
@@ -12,7 +13,8 @@ import { toByteStream } from './streams.ts';
  * Memory: `next()` holds nothing; `read(size)` allocates one buffer of `size` bytes (at its first
  * chunk) and copies the body's chunks into it, so it owns what it returns and a producer may
  * reuse its chunks' memory. A chunk larger than what a read still needs is split, and its rest is
- * kept (without copying) for the next call.
+ * kept (without copying) for the next call. A handed-over chunk (see `handOver`) that `read()`
+ * has copied to its end is freed at once.
  *
  * Errors: an abort rejects with `toAbortedError(signal)` (`BK_ABORTED`, or the signal's reason
  * when that is a bk error); an error the body throws is rethrown unchanged and ends the body.
@@ -34,6 +36,8 @@ export class BodyReader {
   private readonly spares: Buffer[] = [];
   /** The rest of a chunk a `read()` split, or the chunk `hasMore()` looked ahead at. */
   private leftover: Uint8Array | undefined;
+  /** Whether `leftover` is (the tail of) a chunk that arrived whole: `read()` may free it. */
+  private leftoverWhole = false;
   private done = false;
   /** Whether a pull of the body is unsettled (only after the signal interrupted it). */
   private pending = false;
@@ -89,15 +93,21 @@ export class BodyReader {
     let target: Buffer | undefined;
     let filled = 0;
     while (filled < size) {
+      const fromLeftover = this.leftover !== undefined;
+      const leftoverWhole = this.leftoverWhole;
       const chunk = await this.next();
       if (chunk === undefined) break;
+      // A chunk that arrived whole is this reader's alone once copied: freed if handed over.
+      const whole = fromLeftover ? leftoverWhole : spansWholeBuffer(chunk);
       target ??= this.spare(size) ?? Buffer.allocUnsafe(size);
       const take = Math.min(chunk.byteLength, size - filled);
       if (take < chunk.byteLength) {
         this.leftover = chunk.subarray(take);
+        this.leftoverWhole = whole;
         target.set(chunk.subarray(0, take), filled);
       } else {
         target.set(chunk, filled);
+        if (whole) releaseHandedOver(chunk);
       }
       filled += take;
     }
@@ -137,6 +147,7 @@ export class BodyReader {
   async hasMore(): Promise<boolean> {
     if (this.leftover !== undefined) return true;
     this.leftover = await this.next();
+    this.leftoverWhole = this.leftover !== undefined && spansWholeBuffer(this.leftover);
     return this.leftover !== undefined;
   }
 

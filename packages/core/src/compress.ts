@@ -3,7 +3,14 @@ import * as zlib from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { ConfigError, throwIfAborted } from './errors.ts';
 import { corruptAsIntegrityError, gzip, transform } from './gzip.ts';
-import { gunzipMembers, MEMBER_HEADER_LENGTH, memberHeader, withMemberHeader } from './gzip-members.ts';
+import {
+  copyOf,
+  gunzipMembers,
+  MEMBER_HEADER_LENGTH,
+  memberHeader,
+  withMemberHeader,
+} from './gzip-members.ts';
+import { handOver, releaseOwn, releaseWholeHandedOver } from './handover.ts';
 
 /** How an archive is compressed: `.tar.gz` (the default) or `.tar.zst`. */
 export type CompressionFormat = 'gzip' | 'zstd';
@@ -70,6 +77,8 @@ class Engine {
   readonly #engine: zlib.Gzip | zlib.ZstdCompress;
   readonly #end: number;
   readonly #gzip: boolean;
+  /** The size of zlib's output buffers. */
+  readonly #chunkSize: number;
   #output: Uint8Array[] = [];
   #failure: Error | undefined;
   /** Blocks queued or being compressed. */
@@ -82,6 +91,7 @@ class Engine {
     this.#gzip = format === 'gzip';
     // One output buffer large enough for a whole block: one thread-pool job per block.
     const chunkSize = blockSize + (blockSize >> 7) + 64 * 1024;
+    this.#chunkSize = chunkSize;
     if (this.#gzip) {
       this.#engine = zlib.createGzip({ level, chunkSize });
       this.#end = zlib.constants.Z_FINISH;
@@ -99,7 +109,7 @@ class Engine {
     });
   }
 
-  /** Compresses one block into one member; resolves with its bytes, in one or more chunks. */
+  /** Compresses one block into one member; resolves with its bytes, one handed-over chunk. */
   compress(block: Uint8Array): Promise<Uint8Array[]> {
     this.load += 1;
     const job = this.#queue.then(
@@ -113,9 +123,23 @@ class Engine {
             if (this.#failure) return reject(this.#failure);
             // Gzip has reset() (the next member follows); @types/node lists it only for Deflate.
             if (this.#gzip) (this.#engine as zlib.Gzip & zlib.ZlibReset).reset();
-            const output = this.#output;
+            const raw = this.#output;
             this.#output = [];
-            resolve(this.#gzip ? withMemberHeader(output) : output);
+            const output = this.#gzip ? withMemberHeader(raw) : raw;
+            // Copied out of zlib's output buffer (shared with the next members) into one of its
+            // own, handed over: the upload frees it once it has copied it into a part.
+            const length = output.reduce((sum, chunk) => sum + chunk.byteLength, 0);
+            resolve(length === 0 ? [] : [handOver(copyOf(output, length))]);
+            // zlib hands out views of one output buffer until it is full, then starts a new one
+            // and never writes into the old again (its bytes are handed out). Once the view that
+            // fills it is copied, every view of it has been: free it now instead of at V8's next
+            // full collection.
+            for (const chunk of raw)
+              if (
+                chunk.buffer.byteLength === this.#chunkSize &&
+                chunk.byteOffset + chunk.byteLength === this.#chunkSize
+              )
+                releaseOwn(chunk);
           });
         }),
     );
@@ -155,11 +179,12 @@ const STORED_MAX = 65_535;
  * A gzip member holding `block` in stored (uncompressed) deflate blocks, as `gzip` itself
  * writes data that does not compress: every gunzip reads it. Costs a copy and a CRC-32
  * (several GB/s), where deflate at level 6 spends ~20 ms per MiB of random bytes for nothing.
+ * The member is handed over (see `handOver`).
  */
 export function storedGzipMember(block: Uint8Array): Uint8Array {
   const pieces = Math.max(1, Math.ceil(block.byteLength / STORED_MAX));
   const total = MEMBER_HEADER_LENGTH + block.byteLength + pieces * 5 + 8;
-  const member = Buffer.allocUnsafe(total);
+  const member = handOver(Buffer.allocUnsafeSlow(total));
   member.set(memberHeader(total), 0);
   let at = MEMBER_HEADER_LENGTH;
   for (let piece = 0; piece < pieces; piece += 1) {
@@ -179,7 +204,8 @@ export function storedGzipMember(block: Uint8Array): Uint8Array {
 /**
  * Cuts a stream into blocks of exactly `size` bytes (the last may be shorter). A block is a
  * buffer of its own (blocks are handed to zlib while the next is filled); buffers given back
- * through `spare` are reused.
+ * through `spare` are reused. A whole handed-over input chunk (a file's read buffer) is freed as
+ * soon as it is copied.
  */
 async function* blocks(source: ByteStream, size: number, spare: Uint8Array[]): AsyncGenerator<Uint8Array> {
   const fresh = () => spare.pop() ?? Buffer.allocUnsafeSlow(size);
@@ -198,6 +224,7 @@ async function* blocks(source: ByteStream, size: number, spare: Uint8Array[]): A
         filled = 0;
       }
     }
+    releaseWholeHandedOver(chunk);
   }
   if (filled > 0) yield block.subarray(0, filled);
 }
@@ -277,7 +304,8 @@ export function compress(source: ByteStream, options: CompressOptions = {}): Byt
           } else block = next.value;
           sent += 1;
           const recycle = <T>(output: T): T => {
-            if (block.byteLength === blockSize && spare.length < workers) spare.push(block);
+            // Enough spares for every block in flight and the one being filled: none is allocated twice.
+            if (block.byteLength === blockSize && spare.length <= limit) spare.push(block);
             return output;
           };
           let job: Promise<Uint8Array[]>;
@@ -322,7 +350,7 @@ export function decompress(
   // 64 KiB: Node 22's zstd decompressor loses data across frame boundaries with larger output
   // chunks (seen with 256 KiB and 1 MiB on 22.23, frames of 64 KiB–2 MiB, uneven input).
   return corruptAsIntegrityError(
-    transform(source, zlib.createZstdDecompress({ chunkSize: 64 * 1024 })),
+    transform(source, zlib.createZstdDecompress({ chunkSize: 64 * 1024 }), { handOver: true }),
     'zstd',
   );
 }

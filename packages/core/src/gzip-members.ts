@@ -2,7 +2,7 @@ import * as zlib from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { IntegrityError, throwIfAborted } from './errors.ts';
 import { corruptAsIntegrityError, gunzip } from './gzip.ts';
-import { releaseHandedOver, releaseOwn } from './handover.ts';
+import { handOver, releaseHandedOver, releaseOwn, spansWholeBuffer } from './handover.ts';
 
 /*
  * bk's gzip members carry their own length, so a reader can split the stream into members
@@ -112,8 +112,8 @@ class Pending {
   }
 }
 
-/** `pieces` copied into one buffer of their own. */
-function copyOf(pieces: Uint8Array[], length: number): Buffer {
+/** `pieces` copied into one buffer of their own (`length` bytes in all). */
+export function copyOf(pieces: Uint8Array[], length: number): Buffer {
   const out = Buffer.allocUnsafeSlow(length);
   let offset = 0;
   for (const piece of pieces) {
@@ -196,7 +196,7 @@ function storedData(member: Uint8Array[], memberLength: number): MemberData | un
   }
   if (consumed + TRAILER_LENGTH !== memberLength) throw corrupt('is longer than its deflate data');
   const trailer = Buffer.from(cursor.readBytes(TRAILER_LENGTH)!);
-  const data = copyOf(pieces, dataLength);
+  const data = dataLength > 0 ? handOver(copyOf(pieces, dataLength)) : Buffer.alloc(0);
   return { pieces: [data], trailer: { crc: trailer.readUInt32LE(0), size: trailer.readUInt32LE(4) } };
 }
 
@@ -217,17 +217,20 @@ function* checkedPieces(data: MemberData): Generator<Uint8Array> {
 /**
  * Inflates one whole member on libuv's thread pool (zlib checks its CRC-32 and length). The
  * member is copied first (so its chunks can be freed at once) and the copy freed when zlib is done.
+ * The data comes out as one buffer of exactly the recorded size, handed over (see `handOver`),
+ * so whoever writes it out can free it at once.
  */
 function inflateMember(member: Uint8Array[], memberLength: number): Promise<MemberData> {
   const bytes = copyOf(member, memberLength);
   const isize = bytes.readUInt32LE(memberLength - 4);
-  // One output buffer for the whole member when its recorded size is plausible.
-  const chunkSize = isize <= MAX_MEMBER ? Math.max(64, isize + 64) : 1024 * 1024;
+  // One output buffer of exactly the recorded size when that is plausible (zlib's least is 64).
+  const chunkSize = isize <= MAX_MEMBER ? Math.max(64, isize) : 1024 * 1024;
   return new Promise((resolve, reject) => {
     zlib.gunzip(bytes, { chunkSize }, (error, result) => {
       releaseOwn(bytes);
       if (error) reject(error);
-      else resolve({ pieces: [result] });
+      else
+        resolve({ pieces: [result.byteLength > 0 && spansWholeBuffer(result) ? handOver(result) : result] });
     });
   });
 }

@@ -2,6 +2,7 @@ import type { Transform } from 'node:stream';
 import { createGunzip, createGzip, type ZlibOptions } from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { IntegrityError } from './errors.ts';
+import { handOver, releaseWholeHandedOver, spansWholeBuffer } from './handover.ts';
 import { feed } from './streams.ts';
 
 export interface GzipOptions {
@@ -9,14 +10,25 @@ export interface GzipOptions {
   level?: number;
 }
 
+/** Options of {@link transform}. */
+export interface TransformOptions {
+  /**
+   * Free each whole handed-over input chunk (see `handOver`) once zlib has processed it, and
+   * hand over each output chunk that fills one of zlib's output buffers (zlib then starts a new
+   * one and never writes into it again), so the consumer can free it in turn.
+   */
+  handOver?: boolean;
+}
+
 /** Pipes a stream through a zlib (or zstd) transform and yields what comes out. */
-export function transform(source: ByteStream, zlib: Transform): ByteStream {
+export function transform(source: ByteStream, zlib: Transform, options: TransformOptions = {}): ByteStream {
   return (async function* () {
     const stop = new AbortController();
     // A source error destroys zlib, which makes the read below reject with that error.
-    const feeding = feed(source, zlib, stop.signal);
+    const feeding = feed(source, zlib, stop.signal, options.handOver ? releaseWholeHandedOver : undefined);
     try {
-      for await (const chunk of zlib as AsyncIterable<Uint8Array>) yield chunk;
+      for await (const chunk of zlib as AsyncIterable<Uint8Array>)
+        yield options.handOver && chunk.byteLength > 0 && spansWholeBuffer(chunk) ? handOver(chunk) : chunk;
     } finally {
       stop.abort();
       zlib.destroy();

@@ -44,8 +44,22 @@ export function releaseHandedOver(chunk: Uint8Array): boolean {
   return detach(backing);
 }
 
-/** Frees a buffer this code allocated with `Buffer.allocUnsafeSlow` and no one else holds. */
-export function releaseOwn(buffer: Buffer): void {
+/** Whether `chunk` spans its whole `ArrayBuffer` (no other view can hold a different part of it). */
+export function spansWholeBuffer(chunk: Uint8Array): boolean {
+  return chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength;
+}
+
+/**
+ * {@link releaseHandedOver} for a consumer that may receive views cut by someone in between (a
+ * re-chunker passes a slice on and keeps the rest): only a chunk that spans its whole buffer is
+ * freed.
+ */
+export function releaseWholeHandedOver(chunk: Uint8Array): boolean {
+  return spansWholeBuffer(chunk) && releaseHandedOver(chunk);
+}
+
+/** Frees the whole `ArrayBuffer` under `buffer` (every view of it): one this code owns and no one else holds. */
+export function releaseOwn(buffer: Uint8Array): void {
   if (buffer.buffer instanceof ArrayBuffer) detach(buffer.buffer);
 }
 

@@ -70,7 +70,7 @@ export async function* abortable<T>(
 
 /** A writable that {@link feed} fills: Node streams and streamx streams both fit. */
 export interface FeedTarget {
-  write(chunk: Uint8Array): boolean;
+  write(chunk: Uint8Array, callback?: () => void): boolean;
   end(): unknown;
   destroy(error?: Error): unknown;
 }
@@ -84,12 +84,19 @@ export function asBuffer(chunk: Uint8Array): Buffer {
  * Writes `source` into `target` with backpressure, then ends it. A source error destroys the
  * target with that error, so whoever reads the target's other side sees it; aborting `stop`
  * (the reader is gone) ends the loop quietly and releases the source. Never rejects.
+ * `onWritten` is called with each chunk once the target's write callback says it is processed.
  */
-export async function feed(source: ByteStream, target: FeedTarget, stop: AbortSignal): Promise<void> {
+export async function feed(
+  source: ByteStream,
+  target: FeedTarget,
+  stop: AbortSignal,
+  onWritten?: (chunk: Uint8Array) => void,
+): Promise<void> {
   try {
     for await (const chunk of source) {
       if (stop.aborted) return;
-      if (!target.write(asBuffer(chunk)))
+      const written = onWritten && (() => onWritten(chunk));
+      if (!target.write(asBuffer(chunk), written))
         await once(target as unknown as NodeJS.EventEmitter, 'drain', { signal: stop });
     }
     target.end();

@@ -1,15 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  BodyReader,
   type ByteStream,
   collect,
   compress,
+  decompress,
   getInParallel,
   gunzipMembers,
   handOver,
   MemoryStorage,
   releaseHandedOver,
+  releaseWholeHandedOver,
   sha256Hex,
+  zstdAvailable,
 } from '../src/index.ts';
 
 const KiB = 1024;
@@ -52,6 +56,14 @@ describe('handOver and releaseHandedOver', () => {
     expect(kept.byteLength).toBe(1000);
   });
 
+  it('frees through releaseWholeHandedOver only a chunk that spans its whole buffer', () => {
+    const buffer = handOver(Buffer.allocUnsafeSlow(1000));
+    expect(releaseWholeHandedOver(buffer.subarray(0, 500))).toBe(false);
+    expect(buffer.byteLength).toBe(1000);
+    expect(releaseWholeHandedOver(buffer)).toBe(true);
+    expect(buffer.byteLength).toBe(0);
+  });
+
   it('refuses views of a larger or pooled buffer', () => {
     expect(() => handOver(Buffer.allocUnsafeSlow(100).subarray(10))).toThrow(RangeError);
     expect(() => handOver(Buffer.from('pooled'))).toThrow(RangeError);
@@ -87,6 +99,11 @@ describe('gunzipMembers with handed-over input', () => {
       expect(input.every((chunk) => chunk.byteLength === 0)).toBe(true);
       // ...and nothing handed on was a view of them.
       expect(output.every((piece) => piece.byteLength > 0)).toBe(true);
+      // Each member's data, inflated or stored, is one buffer of its own, handed over (all but
+      // the last, 11-byte member, which zlib's least output buffer of 64 bytes holds).
+      expect(
+        output.filter((piece) => piece.byteLength >= 64).every((piece) => releaseHandedOver(piece)),
+      ).toBe(true);
     }
   });
 
@@ -97,5 +114,76 @@ describe('gunzipMembers with handed-over input', () => {
     const output = await collect(gunzipMembers(stream(input), { workers: 3 }), 1 << 30);
     expect(sha256Hex(output)).toBe(sha256Hex(data));
     expect(Buffer.concat(input).equals(gz)).toBe(true);
+  });
+});
+
+describe('compress with handed-over input', () => {
+  for (const format of ['gzip', 'zstd'] as const) {
+    it.skipIf(format === 'zstd' && !zstdAvailable())(
+      `${format}: frees whole input chunks once copied into blocks and hands over every output chunk`,
+      async () => {
+        const data = sample(2 * 1024 * KiB + 7);
+        const input = chunksOf(data, 100 * KiB, true);
+        // A slice of a handed-over buffer (what a re-chunker passes on) is never freed.
+        const sliced = handOver(Buffer.allocUnsafeSlow(3000).fill(9));
+        const output: Uint8Array[] = [];
+        for await (const chunk of compress(stream([...input, sliced.subarray(0, 1000)]), {
+          format,
+          workers: 2,
+          blockSize: 256 * KiB,
+        }))
+          output.push(chunk);
+        expect(input.every((chunk) => chunk.byteLength === 0)).toBe(true);
+        expect(sliced.byteLength).toBe(3000);
+        const archive = Buffer.concat(output);
+        expect(output.every((chunk) => releaseHandedOver(chunk))).toBe(true);
+        const restored = await collect(decompress(stream([archive]), format), 1 << 30);
+        expect(sha256Hex(restored)).toBe(sha256Hex(Buffer.concat([data, Buffer.alloc(1000, 9)])));
+      },
+    );
+  }
+});
+
+describe('BodyReader.read with handed-over chunks', () => {
+  it('frees each whole chunk once copied to its end, a split one after its tail', async () => {
+    const data = randomBytes(500 * KiB);
+    const input = chunksOf(data, 96 * KiB, true);
+    const kept = Buffer.from(randomBytes(10 * KiB));
+    const reader = new BodyReader(stream([...input, kept]));
+    const ends = input.map((_, index) => Math.min(data.byteLength, (index + 1) * 96 * KiB));
+    const parts: Buffer[] = [];
+    for (let part = await reader.read(64 * KiB); part.byteLength > 0; part = await reader.read(64 * KiB)) {
+      parts.push(Buffer.from(part));
+      // Only chunks read to their end are gone: the one being split is still whole.
+      const freed = input.filter((chunk) => chunk.byteLength === 0).length;
+      const read = parts.reduce((sum, copy) => sum + copy.byteLength, 0);
+      expect(freed).toBe(ends.filter((end) => end <= read).length);
+    }
+    expect(Buffer.concat(parts).equals(Buffer.concat([data, kept]))).toBe(true);
+    expect(input.every((chunk) => chunk.byteLength === 0)).toBe(true);
+    expect(kept.byteLength).toBe(10 * KiB);
+  });
+
+  it('frees a chunk hasMore() looked ahead at once read() copied it', async () => {
+    const chunk = handOver(Buffer.allocUnsafeSlow(1000).fill(3));
+    const reader = new BodyReader(stream([chunk]));
+    expect(await reader.hasMore()).toBe(true);
+    expect(Buffer.from(await reader.read(4000)).equals(Buffer.alloc(1000, 3))).toBe(true);
+    expect(chunk.byteLength).toBe(0);
+  });
+});
+
+describe.skipIf(!zstdAvailable())('zstd decompress with handed-over input', () => {
+  it('frees its input once zstd has read it and hands over every full output buffer', async () => {
+    const data = sample(1024 * KiB);
+    const zst = await collect(compress(stream([data]), { format: 'zstd', workers: 2, blockSize: 256 * KiB }));
+    const input = chunksOf(zst, 20 * KiB, true);
+    const output: Uint8Array[] = [];
+    for await (const chunk of decompress(stream(input), 'zstd')) output.push(chunk);
+    expect(sha256Hex(Buffer.concat(output))).toBe(sha256Hex(data));
+    expect(input.every((chunk) => chunk.byteLength === 0)).toBe(true);
+    const full = output.filter((chunk) => chunk.byteLength === 64 * KiB);
+    expect(full.length).toBeGreaterThan(0);
+    expect(full.every((chunk) => releaseHandedOver(chunk))).toBe(true);
   });
 });
