@@ -30,12 +30,14 @@ import {
   collect,
   type Entry,
   fromBytes,
+  handOver,
   IntegrityError,
   isRecord,
   linkStaysInside,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
+  releaseWholeHandedOver,
   safeEntryPath,
   throwIfAborted,
   UnsafePathError,
@@ -477,7 +479,8 @@ export class FilesComponent implements Component {
         if (bytesRead === 0) break;
         position += bytesRead;
         if (position > stats.size) throw changed('grew');
-        yield buffer.subarray(0, bytesRead);
+        // A full read is handed over: the compressor frees it once copied into a block.
+        yield bytesRead === length ? handOver(buffer) : buffer.subarray(0, bytesRead);
       }
       if (position !== stats.size) throw changed('shrank');
       const after = await handle.stat();
@@ -722,6 +725,8 @@ class RestoreRun {
             throwIfAborted(this.context.signal);
             await writeAll(handle, chunk);
             bytes += chunk.byteLength;
+            // Written, so no longer needed: a buffer the archive reader handed over is freed now.
+            releaseWholeHandedOver(chunk);
           }
         }
         checkSize(entry, path, bytes);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   appendFile,
   lstat,
@@ -21,10 +22,12 @@ import {
   ConflictError,
   type ConflictPolicy,
   type Entry,
+  handOver,
   IntegrityError,
   MemoryStorage,
   type ProgressEvent,
   type RestoreContext,
+  releaseHandedOver,
   restore,
   UnsafePathError,
 } from '@bk/core';
@@ -479,6 +482,43 @@ describe('FilesComponent refuses hostile entries', () => {
     );
     expect(error).toBeInstanceOf(IntegrityError);
     expect(await readdir(join(target, 'conf'))).toEqual([]);
+  });
+
+  it('hands over its full read buffers on backup and frees handed-over chunks once written on restore', async () => {
+    const source = join(sandbox, 'source');
+    await mkdir(source);
+    const data = randomBytes(3 * 1024 * 1024 + 100);
+    await writeFile(join(source, 'big.bin'), data);
+    const read: Uint8Array[] = [];
+    for await (const entry of files({ root: source, paths: ['big.bin'] }).backup(backupContext()))
+      for await (const chunk of entry.body ?? []) read.push(Buffer.from(chunk), chunk);
+    const copies = read.filter((_, index) => index % 2 === 0);
+    const chunks = read.filter((_, index) => index % 2 === 1);
+    expect(Buffer.concat(copies).equals(data)).toBe(true);
+    // Every full read (all but the last, short one) is a buffer of its own, handed over.
+    expect(chunks.slice(0, -1).every((chunk) => releaseHandedOver(chunk))).toBe(true);
+
+    const handed = copies.map((copy) => {
+      const own = Buffer.allocUnsafeSlow(copy.byteLength);
+      own.set(copy);
+      return handOver(own);
+    });
+    const target = join(sandbox, 'target');
+    await files({ root: target, paths: ['.'] }).restore(
+      entriesOf([
+        {
+          path: 'big.bin',
+          type: 'file',
+          size: data.byteLength,
+          body: (async function* () {
+            yield* handed;
+          })(),
+        },
+      ]),
+      restoreContext(),
+    );
+    expect((await readFile(join(target, 'big.bin'))).equals(data)).toBe(true);
+    expect(handed.every((chunk) => chunk.byteLength === 0)).toBe(true);
   });
 
   it('refuses a body shorter than its size', async () => {
