@@ -1,6 +1,6 @@
 import type { ByteStream } from './contracts.ts';
 import { throwIfAborted, toAbortedError } from './errors.ts';
-import { releaseHandedOver, spansWholeBuffer } from './handover.ts';
+import { isWholeHandedOver, releaseHandedOver } from './handover.ts';
 import { toByteStream } from './streams.ts';
 
 /**
@@ -36,7 +36,7 @@ export class BodyReader {
   private readonly spares: Buffer[] = [];
   /** The rest of a chunk a `read()` split, or the chunk `hasMore()` looked ahead at. */
   private leftover: Uint8Array | undefined;
-  /** Whether `leftover` is (the tail of) a chunk that arrived whole: `read()` may free it. */
+  /** Whether `leftover` is (the tail of) a chunk handed over whole: `read()` may free it. */
   private leftoverWhole = false;
   private done = false;
   /** Whether a pull of the body is unsettled (only after the signal interrupted it). */
@@ -97,8 +97,8 @@ export class BodyReader {
       const leftoverWhole = this.leftoverWhole;
       const chunk = await this.next();
       if (chunk === undefined) break;
-      // A chunk that arrived whole is this reader's alone once copied: freed if handed over.
-      const whole = fromLeftover ? leftoverWhole : spansWholeBuffer(chunk);
+      // A chunk handed over whole is this reader's alone: freed once copied to its end.
+      const whole = fromLeftover ? leftoverWhole : isWholeHandedOver(chunk);
       target ??= this.spare(size) ?? Buffer.allocUnsafe(size);
       const take = Math.min(chunk.byteLength, size - filled);
       if (take < chunk.byteLength) {
@@ -147,7 +147,7 @@ export class BodyReader {
   async hasMore(): Promise<boolean> {
     if (this.leftover !== undefined) return true;
     this.leftover = await this.next();
-    this.leftoverWhole = this.leftover !== undefined && spansWholeBuffer(this.leftover);
+    this.leftoverWhole = this.leftover !== undefined && isWholeHandedOver(this.leftover);
     return this.leftover !== undefined;
   }
 

@@ -2,7 +2,7 @@ import * as zlib from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { IntegrityError, throwIfAborted } from './errors.ts';
 import { corruptAsIntegrityError, gunzip } from './gzip.ts';
-import { handOver, releaseHandedOver, releaseOwn, spansWholeBuffer } from './handover.ts';
+import { handOver, handOverStart, releaseHandedOver, releaseOwn } from './handover.ts';
 
 /*
  * bk's gzip members carry their own length, so a reader can split the stream into members
@@ -217,20 +217,23 @@ function* checkedPieces(data: MemberData): Generator<Uint8Array> {
 /**
  * Inflates one whole member on libuv's thread pool (zlib checks its CRC-32 and length). The
  * member is copied first (so its chunks can be freed at once) and the copy freed when zlib is done.
- * The data comes out as one buffer of exactly the recorded size, handed over (see `handOver`),
- * so whoever writes it out can free it at once.
+ * The data comes out as the start of zlib's one output buffer, handed over (see `handOver`), so
+ * whoever writes it out can free it at once.
  */
 function inflateMember(member: Uint8Array[], memberLength: number): Promise<MemberData> {
   const bytes = copyOf(member, memberLength);
   const isize = bytes.readUInt32LE(memberLength - 4);
-  // One output buffer of exactly the recorded size when that is plausible (zlib's least is 64).
-  const chunkSize = isize <= MAX_MEMBER ? Math.max(64, isize) : 1024 * 1024;
+  // One output buffer for the whole member when its recorded size is plausible, a little larger
+  // than the data: a full one would make zlib start another just for the trailer.
+  const chunkSize = isize <= MAX_MEMBER ? Math.max(64, isize + 64) : 1024 * 1024;
   return new Promise((resolve, reject) => {
     zlib.gunzip(bytes, { chunkSize }, (error, result) => {
       releaseOwn(bytes);
-      if (error) reject(error);
-      else
-        resolve({ pieces: [result.byteLength > 0 && spansWholeBuffer(result) ? handOver(result) : result] });
+      if (error) return reject(error);
+      // zlib's only output buffer, which it has let go of (not a concatenation of several).
+      const own =
+        result.byteOffset === 0 && result.buffer.byteLength === chunkSize && chunkSize > Buffer.poolSize;
+      resolve({ pieces: [own ? handOverStart(result) : result] });
     });
   });
 }

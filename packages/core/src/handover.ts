@@ -7,7 +7,8 @@
  * taken what it needs.
  */
 
-const handedOver = new WeakSet<ArrayBuffer>();
+/** Each handed-over buffer and the length of the chunk handed over (from its start). */
+const handedOver = new WeakMap<ArrayBuffer, number>();
 
 /**
  * Marks `buffer` (from `Buffer.allocUnsafeSlow` or `new Uint8Array(n)`: it must span its whole
@@ -25,8 +26,32 @@ export function handOver<T extends Uint8Array>(buffer: T): T {
     buffer.byteLength !== backing.byteLength
   )
     throw new RangeError('Only a buffer that spans its whole ArrayBuffer can be handed over.');
-  handedOver.add(backing);
+  handedOver.set(backing, buffer.byteLength);
   return buffer;
+}
+
+/**
+ * {@link handOver} for the start of a buffer that no one else holds, as zlib leaves its output
+ * buffer when it is done: a few bytes past the chunk are unused. Never for a slice of Node's
+ * shared pool (refused: the buffer must be larger than the pool).
+ */
+export function handOverStart<T extends Uint8Array>(chunk: T): T {
+  const backing = chunk.buffer;
+  if (!(backing instanceof ArrayBuffer) || chunk.byteOffset !== 0 || backing.byteLength <= Buffer.poolSize)
+    throw new RangeError('Only the start of a buffer of its own can be handed over.');
+  handedOver.set(backing, chunk.byteLength);
+  return chunk;
+}
+
+/**
+ * Whether `chunk` is exactly what its producer handed over: no view cut from it by someone in
+ * between (a re-chunker passes a slice on and keeps the rest).
+ */
+export function isWholeHandedOver(chunk: Uint8Array): boolean {
+  const backing = chunk.buffer;
+  return (
+    backing instanceof ArrayBuffer && chunk.byteOffset === 0 && handedOver.get(backing) === chunk.byteLength
+  );
 }
 
 interface Transferable {
@@ -51,11 +76,11 @@ export function spansWholeBuffer(chunk: Uint8Array): boolean {
 
 /**
  * {@link releaseHandedOver} for a consumer that may receive views cut by someone in between (a
- * re-chunker passes a slice on and keeps the rest): only a chunk that spans its whole buffer is
- * freed.
+ * re-chunker passes a slice on and keeps the rest): only a chunk that is exactly what was handed
+ * over is freed.
  */
 export function releaseWholeHandedOver(chunk: Uint8Array): boolean {
-  return spansWholeBuffer(chunk) && releaseHandedOver(chunk);
+  return isWholeHandedOver(chunk) && releaseHandedOver(chunk);
 }
 
 /** Frees the whole `ArrayBuffer` under `buffer` (every view of it): one this code owns and no one else holds. */

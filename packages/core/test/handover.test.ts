@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { handOverStart } from '../src/handover.ts';
 import {
   BodyReader,
   type ByteStream,
@@ -62,6 +63,16 @@ describe('handOver and releaseHandedOver', () => {
     expect(buffer.byteLength).toBe(1000);
     expect(releaseWholeHandedOver(buffer)).toBe(true);
     expect(buffer.byteLength).toBe(0);
+  });
+
+  it('hands over the start of a buffer of its own, never a slice of the shared pool', () => {
+    const own = Buffer.allocUnsafeSlow(64 * KiB + 64);
+    const start = handOverStart(own.subarray(0, 64 * KiB));
+    expect(releaseWholeHandedOver(start.subarray(0, KiB))).toBe(false);
+    expect(releaseWholeHandedOver(start)).toBe(true);
+    expect(own.byteLength).toBe(0);
+    expect(() => handOverStart(Buffer.from('pooled'))).toThrow(RangeError);
+    expect(() => handOverStart(Buffer.allocUnsafeSlow(64 * KiB).subarray(1))).toThrow(RangeError);
   });
 
   it('refuses views of a larger or pooled buffer', () => {
