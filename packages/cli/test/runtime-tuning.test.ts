@@ -34,14 +34,14 @@ describe('the bk command’s runtime', () => {
     expect(second!.split(' ')[1]).toBe(first!.split(' ')[1]);
     expect(first).not.toContain('--max-semi-space-size');
     expect(second).toContain('--max-semi-space-size=2');
-    expect(second).toContain('--initial-old-space-size=64');
+    expect(second).toContain('--initial-old-space-size=32');
   });
 
   it('keeps flags given to node, and can be turned off', async () => {
     const given = await images({ NODE_OPTIONS: `--require=${preload} --max-semi-space-size=8` });
     expect(given).toHaveLength(2);
     expect(given[1]).not.toContain('--max-semi-space-size=2');
-    expect(given[1]).toContain('--initial-old-space-size=64');
+    expect(given[1]).toContain('--initial-old-space-size=32');
     expect(await images({ BK_NODE_TUNING: '0' })).toHaveLength(1);
   });
 });

@@ -2,7 +2,7 @@ import * as zlib from 'node:zlib';
 import type { ByteStream } from './contracts.ts';
 import { IntegrityError, throwIfAborted } from './errors.ts';
 import { corruptAsIntegrityError, gunzip } from './gzip.ts';
-import { handOver, handOverStart, releaseHandedOver, releaseOwn } from './handover.ts';
+import { handOverForReuse, handOverStart, releaseHandedOver } from './handover.ts';
 
 /*
  * bk's gzip members carry their own length, so a reader can split the stream into members
@@ -112,9 +112,36 @@ class Pending {
   }
 }
 
-/** `pieces` copied into one buffer of their own (`length` bytes in all). */
-export function copyOf(pieces: Uint8Array[], length: number): Buffer {
-  const out = Buffer.allocUnsafeSlow(length);
+/**
+ * Buffers given back for reuse by one `gunzipMembers` call: members cycle through a few of them
+ * instead of leaving the allocator a trail of MiB-sized holes.
+ */
+class Spares {
+  #free: ArrayBuffer[] = [];
+  constructor(private readonly limit: number) {}
+
+  /** A buffer of exactly `length` bytes, spanning its whole memory (one that can be handed over). */
+  exact(length: number): Buffer {
+    const index = this.#free.findIndex((memory) => memory.byteLength === length);
+    return index < 0 ? Buffer.allocUnsafeSlow(length) : Buffer.from(this.#free.splice(index, 1)[0]!);
+  }
+
+  /** `length` bytes at the start of a spare that is large enough, or of a new buffer. */
+  atLeast(length: number): Buffer {
+    const index = this.#free.findIndex((memory) => memory.byteLength >= length);
+    if (index >= 0) return Buffer.from(this.#free.splice(index, 1)[0]!, 0, length);
+    // Rounded up, so members of slightly different sizes fit the same buffers later.
+    return Buffer.from(new ArrayBuffer(Math.ceil(length / 65_536) * 65_536), 0, length);
+  }
+
+  give = (memory: ArrayBuffer): void => {
+    if (this.#free.length < this.limit) this.#free.push(memory);
+  };
+}
+
+/** `pieces` copied into one buffer of their own (`length` bytes in all), or into `into`. */
+export function copyOf(pieces: Uint8Array[], length: number, into?: Buffer): Buffer {
+  const out = into ?? Buffer.allocUnsafeSlow(length);
   let offset = 0;
   for (const piece of pieces) {
     out.set(piece, offset);
@@ -173,7 +200,7 @@ interface MemberData {
  * data), copied out of the member's chunks (no inflate); `undefined` when a block is compressed. The CRC-32 is checked as the data is handed out (see {@link checkedPieces}), as a
  * streaming gunzip would: a damaged entry is then named by its own sha256 check.
  */
-function storedData(member: Uint8Array[], memberLength: number): MemberData | undefined {
+function storedData(member: Uint8Array[], memberLength: number, spares: Spares): MemberData | undefined {
   const cursor = new Cursor(member);
   cursor.read(MEMBER_HEADER_LENGTH);
   const pieces: Uint8Array[] = [];
@@ -196,7 +223,10 @@ function storedData(member: Uint8Array[], memberLength: number): MemberData | un
   }
   if (consumed + TRAILER_LENGTH !== memberLength) throw corrupt('is longer than its deflate data');
   const trailer = Buffer.from(cursor.readBytes(TRAILER_LENGTH)!);
-  const data = dataLength > 0 ? handOver(copyOf(pieces, dataLength)) : Buffer.alloc(0);
+  const data =
+    dataLength > 0
+      ? handOverForReuse(copyOf(pieces, dataLength, spares.exact(dataLength)), spares.give)
+      : Buffer.alloc(0);
   return { pieces: [data], trailer: { crc: trailer.readUInt32LE(0), size: trailer.readUInt32LE(4) } };
 }
 
@@ -220,16 +250,16 @@ function* checkedPieces(data: MemberData): Generator<Uint8Array> {
  * The data comes out as the start of zlib's one output buffer, handed over (see `handOver`), so
  * whoever writes it out can free it at once.
  */
-function inflateMember(member: Uint8Array[], memberLength: number): Promise<MemberData> {
-  const bytes = copyOf(member, memberLength);
+function inflateMember(member: Uint8Array[], memberLength: number, spares: Spares): Promise<MemberData> {
+  const bytes = copyOf(member, memberLength, spares.atLeast(memberLength));
   const isize = bytes.readUInt32LE(memberLength - 4);
   // One output buffer for the whole member when its recorded size is plausible, a little larger
   // than the data: a full one would make zlib start another just for the trailer.
   const chunkSize = isize <= MAX_MEMBER ? Math.max(64, isize + 64) : 1024 * 1024;
   return new Promise((resolve, reject) => {
     zlib.gunzip(bytes, { chunkSize }, (error, result) => {
-      releaseOwn(bytes);
       if (error) return reject(error);
+      spares.give(bytes.buffer as ArrayBuffer); // zlib has read it all
       // zlib's only output buffer, which it has let go of (not a concatenation of several).
       const own =
         result.byteOffset === 0 && result.buffer.byteLength === chunkSize && chunkSize > Buffer.poolSize;
@@ -273,6 +303,8 @@ export function gunzipMembers(source: ByteStream, options: GunzipOptions = {}): 
         return pending.length >= length;
       };
       const inFlight: Promise<MemberData>[] = [];
+      // One for each member in flight (its copy, or its stored data a consumer gives back) and one more.
+      const spares = new Spares(workers + 2);
       let foreign = false;
       try {
         for (;;) {
@@ -293,8 +325,8 @@ export function gunzipMembers(source: ByteStream, options: GunzipOptions = {}): 
               );
             }
             const member = pending.take(length);
-            const stored = storedData(member, length);
-            const job = stored ? Promise.resolve(stored) : inflateMember(member, length);
+            const stored = storedData(member, length, spares);
+            const job = stored ? Promise.resolve(stored) : inflateMember(member, length, spares);
             pending.releaseConsumed(); // the member was copied
             job.catch(() => {}); // observed when it reaches the head of the queue
             inFlight.push(job);

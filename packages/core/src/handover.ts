@@ -9,6 +9,21 @@
 
 /** Each handed-over buffer and the length of the chunk handed over (from its start). */
 const handedOver = new WeakMap<ArrayBuffer, number>();
+/** Where released memory of a handed-over buffer goes instead of back to the allocator. */
+const recyclers = new WeakMap<ArrayBuffer, (memory: ArrayBuffer) => void>();
+
+/**
+ * {@link handOver} by a producer that reuses its buffers: when the consumer releases `buffer`,
+ * its memory is moved (`ArrayBuffer.prototype.transfer`, no copy) into a new `ArrayBuffer` given
+ * to `recycle`, and every view of the old one becomes empty as with a plain release. A producer
+ * of buffers of one size thus cycles through a few of them instead of leaving the allocator a
+ * trail of MiB-sized holes.
+ */
+export function handOverForReuse<T extends Uint8Array>(buffer: T, recycle: (memory: ArrayBuffer) => void): T {
+  handOver(buffer);
+  recyclers.set(buffer.buffer as ArrayBuffer, recycle);
+  return buffer;
+}
 
 /**
  * Marks `buffer` (from `Buffer.allocUnsafeSlow` or `new Uint8Array(n)`: it must span its whole
@@ -66,7 +81,23 @@ export function releaseHandedOver(chunk: Uint8Array): boolean {
   const backing = chunk.buffer;
   if (!(backing instanceof ArrayBuffer) || !handedOver.has(backing)) return false;
   handedOver.delete(backing);
+  const recycle = recyclers.get(backing);
+  if (recycle) {
+    recyclers.delete(backing);
+    const moved = move(backing);
+    if (moved) recycle(moved);
+    return moved !== undefined;
+  }
   return detach(backing);
+}
+
+/** `backing`'s memory in a new `ArrayBuffer` (every view of the old one becomes empty). */
+function move(backing: ArrayBuffer): ArrayBuffer | undefined {
+  try {
+    return (backing as unknown as { transfer(): ArrayBuffer }).transfer();
+  } catch {
+    return undefined; // not detachable: left to the collector
+  }
 }
 
 /** Whether `chunk` spans its whole `ArrayBuffer` (no other view can hold a different part of it). */

@@ -1,18 +1,22 @@
 import type { ByteStream, Storage } from './contracts.ts';
 import { IntegrityError, throwIfAborted, toAbortedError } from './errors.ts';
-import { handOver } from './handover.ts';
+import { handOverForReuse } from './handover.ts';
 
-/** Bytes per ranged request when none is given: 4 MiB. */
-export const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Bytes per ranged request when none is given: 3 MiB. On a 1 GiB tree from S3 (Swift), 4 MiB
+ * ranges cost ~5 MiB more peak memory at the same speed within noise; 2 MiB ones saved another
+ * ~10 MiB but restored the tree ~13 % slower (twice the requests).
+ */
+export const DEFAULT_RANGE_BYTES = 3 * 1024 * 1024;
 
 export interface ParallelGetOptions {
   /** The object's size in bytes (from a manifest or `stat`). */
   size: number;
-  /** Bytes per ranged request; default 4 MiB. */
+  /** Bytes per ranged request; default 3 MiB. */
   partSize?: number;
   /**
    * Ranged requests in flight; default 4. Memory ceiling: `(concurrency + 1) × partSize` (the
-   * ranges in flight and the one being consumed), 20 MiB with the defaults.
+   * ranges in flight and the one being consumed), 15 MiB with the defaults.
    */
   concurrency?: number;
   signal?: AbortSignal;
@@ -25,9 +29,9 @@ export interface ParallelGetOptions {
  * or aborting cancels the requests in flight.
  *
  * Each range is yielded as one buffer, handed over (see `handOver`): the consumer may free it
- * once it has copied what it needs, as `gunzipMembers` does. The store's own chunks are copied
- * into it as they arrive, so they die young instead of waiting, with the range, for a full
- * collection.
+ * once it has copied what it needs, as `gunzipMembers` does, and its memory is then reused for a
+ * later range. The store's own chunks are copied into it as they arrive, so they die young
+ * instead of waiting, with the range, for a full collection.
  *
  * @example
  * const archive = getInParallel(storage, 'backup_20261121_101500.tar.gz', { size: sidecar.archive.size });
@@ -40,9 +44,16 @@ export async function* getInParallel(storage: Storage, key: string, options: Par
   const stop = new AbortController();
   const onAbort = () => stop.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  // Released ranges come back here (see handOverForReuse): a restore cycles through
+  // `concurrency + 1` range buffers instead of allocating one per range.
+  const spare: ArrayBuffer[] = [];
+  const recycle = (memory: ArrayBuffer) => {
+    if (memory.byteLength === partSize && spare.length <= concurrency) spare.push(memory);
+  };
   const fetchRange = async (start: number): Promise<Uint8Array> => {
     const end = Math.min(size, start + partSize);
-    const range = Buffer.allocUnsafeSlow(end - start);
+    const memory = end - start === partSize ? spare.pop() : undefined;
+    const range = memory ? Buffer.from(memory) : Buffer.allocUnsafeSlow(end - start);
     let received = 0;
     for await (const chunk of await storage.get(key, { range: { start, end }, signal: stop.signal })) {
       if (received + chunk.byteLength > range.byteLength) {
@@ -57,7 +68,7 @@ export async function* getInParallel(storage: Storage, key: string, options: Par
         `"${key}" returned ${received > end - start ? 'more than ' : ''}${received} bytes for range ${start}–${end}, not ${end - start}: the object changed or is shorter than recorded.`,
       );
     }
-    return handOver(range);
+    return handOverForReuse(range, recycle);
   };
   const inFlight: Array<Promise<Uint8Array>> = [];
   let next = 0;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { handOverStart } from '../src/handover.ts';
+import { handOverForReuse, handOverStart } from '../src/handover.ts';
 import {
   BodyReader,
   type ByteStream,
@@ -81,7 +81,38 @@ describe('handOver and releaseHandedOver', () => {
   });
 });
 
+describe('handOverForReuse', () => {
+  it('moves a released buffer into a new one for its producer, emptying every old view', () => {
+    const recycled: ArrayBuffer[] = [];
+    const buffer = handOverForReuse(Buffer.allocUnsafeSlow(4 * KiB).fill(5), (memory) =>
+      recycled.push(memory),
+    );
+    const view = buffer.subarray(10);
+    expect(releaseHandedOver(buffer)).toBe(true);
+    expect(buffer.byteLength).toBe(0);
+    expect(view.byteLength).toBe(0);
+    expect(recycled).toHaveLength(1);
+    expect(Buffer.from(recycled[0]!).equals(Buffer.alloc(4 * KiB, 5))).toBe(true);
+    expect(releaseHandedOver(buffer)).toBe(false);
+  });
+});
+
 describe('getInParallel', () => {
+  it('reuses released ranges for later ones, every byte overwritten', async () => {
+    const storage = new MemoryStorage();
+    const data = randomBytes(1_000_000);
+    await storage.put('object', data);
+    const copies: Buffer[] = [];
+    for await (const range of getInParallel(storage, 'object', {
+      size: data.byteLength,
+      partSize: 64 * KiB,
+    })) {
+      copies.push(Buffer.from(range));
+      expect(releaseHandedOver(range)).toBe(true);
+    }
+    expect(sha256Hex(Buffer.concat(copies))).toBe(sha256Hex(data));
+  });
+
   it('yields every range as one buffer of its own, handed over', async () => {
     const storage = new MemoryStorage();
     const data = randomBytes(100_000);

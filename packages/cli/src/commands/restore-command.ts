@@ -32,7 +32,7 @@ export function defineRestoreCommand(
     .option('--to <dir>', 'restore every files component into this directory instead of its original place')
     .option(
       '--read-concurrency <n>',
-      'ranged requests in flight on a remote store (default 4; memory (n + 1) × 4 MiB; 1 reads one stream)',
+      'ranged requests in flight on a remote store (default 4; memory (n + 1) × 3 MiB; 1 reads one stream)',
       parseReadConcurrency,
     )
     .action(async (name: string, flags: RestoreFlags, command: Command) => {

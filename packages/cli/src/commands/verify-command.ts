@@ -13,7 +13,7 @@ export function defineVerifyCommand(program: Command, contextOf: (command: Comma
     .argument('[name]', 'a backup name, or "latest"', 'latest')
     .option(
       '--read-concurrency <n>',
-      'ranged requests in flight on a remote store (default 4; memory (n + 1) × 4 MiB; 1 reads one stream)',
+      'ranged requests in flight on a remote store (default 4; memory (n + 1) × 3 MiB; 1 reads one stream)',
       parseReadConcurrency,
     )
     .action(async (name: string, flags: { readConcurrency?: number }, command: Command) => {
