@@ -5,8 +5,9 @@
  * work (see the README's "Memory and the runtime"): a 2 MiB young-generation semi-space, so the
  * buffers of chunks already passed on are freed sooner (lower peak RSS), and a 32 MiB initial
  * old generation, so a stream of short-lived objects does not trigger a full collection every
- * few MiB (less CPU) nor, as with 64 MiB, let garbage pile up to it (more RSS). `BK_NODE_TUNING=0` turns this off; a flag already given to node (on its
- * command line or in NODE_OPTIONS) is kept as given.
+ * few MiB (less CPU) nor, as with 64 MiB, let garbage pile up to it (more RSS).
+ * `BK_NODE_TUNING=0` turns this off; a flag already given to node (on its command line or in
+ * NODE_OPTIONS) is kept as given.
  */
 const HEAP_FLAGS = ['--max-semi-space-size=2', '--initial-old-space-size=32'];
 

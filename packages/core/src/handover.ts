@@ -69,10 +69,6 @@ export function isWholeHandedOver(chunk: Uint8Array): boolean {
   );
 }
 
-interface Transferable {
-  transfer?: (length: number) => ArrayBuffer;
-}
-
 /**
  * Frees the memory of a handed-over chunk now (every view of it becomes empty) and returns
  * `true`; any other chunk is left alone (`false`).
@@ -84,20 +80,11 @@ export function releaseHandedOver(chunk: Uint8Array): boolean {
   const recycle = recyclers.get(backing);
   if (recycle) {
     recyclers.delete(backing);
-    const moved = move(backing);
+    const moved = transfer(backing);
     if (moved) recycle(moved);
     return moved !== undefined;
   }
-  return detach(backing);
-}
-
-/** `backing`'s memory in a new `ArrayBuffer` (every view of the old one becomes empty). */
-function move(backing: ArrayBuffer): ArrayBuffer | undefined {
-  try {
-    return (backing as unknown as { transfer(): ArrayBuffer }).transfer();
-  } catch {
-    return undefined; // not detachable: left to the collector
-  }
+  return transfer(backing, 0) !== undefined;
 }
 
 /** Whether `chunk` spans its whole `ArrayBuffer` (no other view can hold a different part of it). */
@@ -116,16 +103,20 @@ export function releaseWholeHandedOver(chunk: Uint8Array): boolean {
 
 /** Frees the whole `ArrayBuffer` under `buffer` (every view of it): one this code owns and no one else holds. */
 export function releaseOwn(buffer: Uint8Array): void {
-  if (buffer.buffer instanceof ArrayBuffer) detach(buffer.buffer);
+  if (buffer.buffer instanceof ArrayBuffer) transfer(buffer.buffer, 0);
 }
 
-function detach(backing: ArrayBuffer): boolean {
-  const transfer = (backing as Transferable).transfer;
-  if (typeof transfer !== 'function') return false;
+/**
+ * `ArrayBuffer.prototype.transfer`: `backing`'s memory moved into a new `ArrayBuffer` (no copy;
+ * with `length` 0, freed), every view of the old one empty; `undefined` when it cannot be
+ * detached (an embedder's own buffer, a runtime without it): left to the collector.
+ */
+function transfer(backing: ArrayBuffer, length?: number): ArrayBuffer | undefined {
+  const move = (backing as { transfer?: (length?: number) => ArrayBuffer }).transfer;
+  if (typeof move !== 'function') return undefined;
   try {
-    transfer.call(backing, 0);
+    return move.call(backing, length);
   } catch {
-    return false; // not detachable (an embedder's own buffer): left to the collector
+    return undefined;
   }
-  return true;
 }
