@@ -58,11 +58,72 @@ export function handOverStart<T extends Uint8Array>(chunk: T): T {
   return chunk;
 }
 
+/** A handed-over buffer cut into views by a reader, and how many of them (and the reader) hold it. */
+interface Shared {
+  backing: ArrayBuffer;
+  holders: number;
+  recycle: ((memory: ArrayBuffer) => void) | undefined;
+}
+/** Each view a {@link Sharing} cut, with the buffer it shares. */
+const shares = new WeakMap<Uint8Array, Shared>();
+
+/** A handed-over buffer a reader passes on in pieces (see {@link shareHandedOver}). */
+export interface Sharing {
+  /** Bytes `start` to `end` as a view of their own: released alone with {@link releaseHandedOver}. */
+  slice(start: number, end: number): Uint8Array;
+  /** The reader cuts no more views: the memory is freed once every view cut is released. */
+  done(): void;
+}
+
+/** One holder of a shared buffer lets go; the last one frees (or recycles) its memory. */
+function letGo(shared: Shared): boolean {
+  shared.holders -= 1;
+  return shared.holders > 0 || free(shared.backing, shared.recycle);
+}
+
+/** Frees `backing`'s memory, or moves it to `recycle`; `false` when it cannot be detached. */
+function free(backing: ArrayBuffer, recycle: ((memory: ArrayBuffer) => void) | undefined): boolean {
+  if (!recycle) return transfer(backing, 0) !== undefined;
+  const moved = transfer(backing);
+  if (moved) recycle(moved);
+  return moved !== undefined;
+}
+
+/**
+ * Takes over a chunk that is exactly what its producer handed over, for a reader that passes it
+ * on as several views (a tar reader: the end of one entry and the start of the next). Each view
+ * counts as handed over on its own; the memory is freed when the reader is `done()` and every
+ * view has been released, and is left to the collector while any is not. `undefined` for any
+ * other chunk: the reader then cuts plain views.
+ */
+export function shareHandedOver(chunk: Uint8Array): Sharing | undefined {
+  if (!isWholeHandedOver(chunk)) return undefined;
+  const backing = chunk.buffer as ArrayBuffer;
+  handedOver.delete(backing);
+  const shared: Shared = { backing, holders: 1, recycle: recyclers.get(backing) };
+  recyclers.delete(backing);
+  let done = false;
+  return {
+    slice(start, end) {
+      const view = chunk.subarray(start, end);
+      shared.holders += 1;
+      shares.set(view, shared);
+      return view;
+    },
+    done() {
+      if (done) return;
+      done = true;
+      letGo(shared);
+    },
+  };
+}
+
 /**
  * Whether `chunk` is exactly what its producer handed over: no view cut from it by someone in
- * between (a re-chunker passes a slice on and keeps the rest).
+ * between (a re-chunker passes a slice on and keeps the rest), or a view a {@link Sharing} cut.
  */
 export function isWholeHandedOver(chunk: Uint8Array): boolean {
+  if (shares.has(chunk)) return true;
   const backing = chunk.buffer;
   return (
     backing instanceof ArrayBuffer && chunk.byteOffset === 0 && handedOver.get(backing) === chunk.byteLength
@@ -71,20 +132,21 @@ export function isWholeHandedOver(chunk: Uint8Array): boolean {
 
 /**
  * Frees the memory of a handed-over chunk now (every view of it becomes empty) and returns
- * `true`; any other chunk is left alone (`false`).
+ * `true`; any other chunk is left alone (`false`). A view a {@link Sharing} cut is released on
+ * its own: the memory is freed with the last of them.
  */
 export function releaseHandedOver(chunk: Uint8Array): boolean {
+  const shared = shares.get(chunk);
+  if (shared) {
+    shares.delete(chunk);
+    return letGo(shared);
+  }
   const backing = chunk.buffer;
   if (!(backing instanceof ArrayBuffer) || !handedOver.has(backing)) return false;
   handedOver.delete(backing);
   const recycle = recyclers.get(backing);
-  if (recycle) {
-    recyclers.delete(backing);
-    const moved = transfer(backing);
-    if (moved) recycle(moved);
-    return moved !== undefined;
-  }
-  return transfer(backing, 0) !== undefined;
+  recyclers.delete(backing);
+  return free(backing, recycle);
 }
 
 /** Whether `chunk` spans its whole `ArrayBuffer` (no other view can hold a different part of it). */

@@ -61,7 +61,14 @@ export {
 } from './errors.ts';
 export { type GzipOptions, gunzip, gzip } from './gzip.ts';
 export { type GunzipOptions, gunzipMembers } from './gzip-members.ts';
-export { handOver, releaseHandedOver, releaseWholeHandedOver } from './handover.ts';
+export {
+  handOver,
+  releaseHandedOver,
+  releaseWholeHandedOver,
+  type Sharing,
+  shareHandedOver,
+  spansWholeBuffer,
+} from './handover.ts';
 export { type DigestResult, digest, sha256Hex } from './hash.ts';
 export {
   MANIFEST_ENTRY,

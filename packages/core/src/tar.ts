@@ -1,11 +1,6 @@
-import { type Header, extract as tarExtract } from 'tar-stream';
-
-type Headers = Partial<Header> & Pick<Header, 'name'>;
-type TarEntry = AsyncIterable<Uint8Array> & { header: Header; resume(): unknown };
-
 import type { ByteStream, EntryType } from './contracts.ts';
 import { IntegrityError } from './errors.ts';
-import { type FeedTarget, feed } from './streams.ts';
+import { type Sharing, shareHandedOver } from './handover.ts';
 
 /** One record to write into a tar stream. Files need `size` up front: tar stores it first. */
 export interface TarRecordInput {
@@ -184,73 +179,260 @@ export async function* packTar(records: AsyncIterable<TarRecordInput>): ByteStre
   yield ZEROS;
 }
 
-function recordType(type: Headers['type']): TarRecord['type'] {
-  if (type === 'file' || type === 'directory' || type === 'symlink') return type;
-  return type === 'contiguous-file' ? 'file' : 'other';
+/** Typeflags whose records carry no data whatever their size field says (POSIX ustar). */
+const NO_DATA = new Set([0x31, 0x32, 0x33, 0x34, 0x35, 0x36]);
+/** Typeflags of headers that describe the next record: pax extended and global, GNU long names. */
+const META = { pax: 0x78, global: 0x67, longName: 0x4c, longLink: 0x4b } as const;
+/** The largest pax or GNU long-name header read (they are held in memory). */
+const MAX_META = 1024 * 1024;
+const EMPTY = new Uint8Array(0);
+
+/** Reads a stream of chunks as tar needs it: headers copied out, bodies as views of the chunks. */
+class TarInput {
+  readonly #source: AsyncIterator<Uint8Array>;
+  #chunk: Uint8Array = EMPTY;
+  #offset = 0;
+  #sharing: Sharing | undefined;
+  #ended = false;
+  /** Bytes read (or skipped) so far. */
+  position = 0;
+
+  constructor(source: ByteStream) {
+    this.#source = source[Symbol.asyncIterator]();
+  }
+
+  /** Makes the current chunk hold unread bytes; `false` at the end of the source. */
+  async #fill(): Promise<boolean> {
+    while (this.#offset === this.#chunk.byteLength) {
+      this.#sharing?.done();
+      this.#sharing = undefined;
+      this.#chunk = EMPTY;
+      this.#offset = 0;
+      if (this.#ended) return false;
+      const next = await this.#source.next();
+      if (next.done) {
+        this.#ended = true;
+        return false;
+      }
+      this.#chunk = next.value;
+      this.#sharing = shareHandedOver(next.value);
+    }
+    return true;
+  }
+
+  /**
+   * Up to `max` bytes as a view of the current chunk, `undefined` at the end. The view of a
+   * handed-over chunk is handed over on its own (see `shareHandedOver`).
+   */
+  async view(max: number): Promise<Uint8Array | undefined> {
+    if (!(await this.#fill())) return undefined;
+    const end = Math.min(this.#chunk.byteLength, this.#offset + max);
+    const view = this.#sharing
+      ? this.#sharing.slice(this.#offset, end)
+      : this.#chunk.subarray(this.#offset, end);
+    this.position += end - this.#offset;
+    this.#offset = end;
+    return view;
+  }
+
+  /** `length` bytes copied into a buffer of their own; fewer when the source ends first. */
+  async read(length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length && (await this.#fill())) {
+      const end = Math.min(this.#chunk.byteLength, this.#offset + length - filled);
+      out.set(this.#chunk.subarray(this.#offset, end), filled);
+      filled += end - this.#offset;
+      this.position += end - this.#offset;
+      this.#offset = end;
+    }
+    return out.subarray(0, filled);
+  }
+
+  /** Skips `length` bytes; returns how many there were. */
+  async skip(length: number): Promise<number> {
+    let skipped = 0;
+    while (skipped < length && (await this.#fill())) {
+      const end = Math.min(this.#chunk.byteLength, this.#offset + length - skipped);
+      skipped += end - this.#offset;
+      this.position += end - this.#offset;
+      this.#offset = end;
+    }
+    return skipped;
+  }
+
+  async close(): Promise<void> {
+    this.#sharing?.done();
+    this.#sharing = undefined;
+    this.#chunk = EMPTY;
+    if (!this.#ended) await this.#source.return?.();
+  }
+}
+
+const truncated = (): IntegrityError =>
+  new IntegrityError('The archive is truncated: it ends in the middle of a tar record.');
+
+const damaged = (at: number, what: string): IntegrityError =>
+  new IntegrityError(`The tar header at byte ${at} of the archive's tar stream is damaged: ${what}.`);
+
+/** The bytes up to the first NUL, as UTF-8. */
+function cString(bytes: Uint8Array, start = 0, length = bytes.byteLength - start): string {
+  const field = bytes.subarray(start, start + length);
+  const end = field.indexOf(0);
+  return Buffer.from(field.buffer, field.byteOffset, end < 0 ? field.byteLength : end).toString('utf8');
+}
+
+/** A numeric field: octal digits (spaces and NULs around them), or base-256 with the high bit set. */
+function numberField(block: Uint8Array, start: number, length: number): number {
+  if (block[start]! & 0x80) {
+    if (block[start] !== 0x80) return Number.NaN; // a negative base-256 number
+    let value = 0;
+    for (let at = start + 1; at < start + length; at += 1) value = value * 256 + block[at]!;
+    return value;
+  }
+  const text = Buffer.from(block.buffer, block.byteOffset + start, length)
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^[ \0]+/, '');
+  if (text === '') return 0;
+  return /^[0-7]+$/.test(text) ? Number.parseInt(text, 8) : Number.NaN;
+}
+
+/** Whether the header's checksum matches (summed unsigned, or signed as some old writers did). */
+function checksumMatches(block: Uint8Array): boolean {
+  const stored = numberField(block, 148, 8);
+  let unsigned = 8 * 0x20;
+  let signed = 8 * 0x20;
+  for (let at = 0; at < BLOCK; at += 1) {
+    if (at >= 148 && at < 156) continue;
+    const byte = block[at]!;
+    unsigned += byte;
+    signed += byte > 127 ? byte - 256 : byte;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+/** The records of a pax extended header: `"<length> <key>=<value>\n"` each. */
+function paxRecords(data: Uint8Array, at: number): Record<string, string> {
+  const fields: Record<string, string> = {};
+  let offset = 0;
+  while (offset < data.byteLength) {
+    if (data[offset] === 0) break; // padding
+    const space = data.indexOf(0x20, offset);
+    const length =
+      space < 0 ? Number.NaN : Number(Buffer.from(data.subarray(offset, space)).toString('latin1'));
+    if (!Number.isInteger(length) || length <= space - offset + 1 || offset + length > data.byteLength) {
+      throw damaged(at, 'its pax extended header is malformed');
+    }
+    const record = Buffer.from(data.subarray(space + 1, offset + length - 1)).toString('utf8');
+    const equals = record.indexOf('=');
+    if (equals <= 0) throw damaged(at, 'its pax extended header is malformed');
+    fields[record.slice(0, equals)] = record.slice(equals + 1);
+    offset += length;
+  }
+  return fields;
+}
+
+/** Whether a 512-byte block is all zeros (the end-of-archive marker, or padding after it). */
+function isZeroBlock(block: Uint8Array): boolean {
+  for (let at = 0; at < BLOCK; at += 1) if (block[at] !== 0) return false;
+  return true;
+}
+
+function recordType(typeflag: number, name: string): TarRecord['type'] {
+  if (typeflag === 0x30 || typeflag === 0 || typeflag === 0x37)
+    return name.endsWith('/') ? 'directory' : 'file';
+  if (typeflag === 0x35) return 'directory';
+  if (typeflag === 0x32) return 'symlink';
+  return 'other';
 }
 
 /**
- * Reads a tar stream as records. Each record's body must be consumed (or left: it is skipped)
- * before the next is requested. Truncated input fails with `IntegrityError`.
+ * Reads a tar stream as records: ustar, pax (per record and global: `path`, `linkpath`, `size`,
+ * `mtime`), GNU long names and link targets, base-256 sizes. Each record's body must be read
+ * (or left: it is skipped) before the next record is requested. Bodies are views of the input
+ * chunks (no copy); a chunk its producer handed over is passed on as views that are each handed
+ * over (see `shareHandedOver`), so a consumer that releases what it has written frees the chunk
+ * once the last view of it is released, even when it holds the end of one file and the start of
+ * the next. A damaged header (bad checksum or fields) or truncated input fails with an
+ * `IntegrityError`. Stopping early releases `source`.
  */
 export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
-  const extract = tarExtract();
-  const stop = new AbortController();
-  const feeding = feed(source, extract as unknown as FeedTarget, stop.signal);
-  // The first error the extractor saw explains later "Stream was destroyed" errors of entries.
-  let extractError: unknown;
-  (extract as unknown as NodeJS.EventEmitter).on('error', (error: unknown) => {
-    extractError ??= error;
-  });
-  const explain = (error: unknown): unknown => {
-    const cause = extractError ?? error;
-    if ((cause as Error | undefined)?.message === 'Unexpected end of data') {
-      return new IntegrityError('The archive is truncated: it ends in the middle of a tar record.', {
-        cause,
-      });
-    }
-    return cause;
-  };
-  const iterator = (extract as unknown as AsyncIterable<TarEntry>)[Symbol.asyncIterator]();
+  const input = new TarInput(source);
+  let global: Record<string, string> = {};
+  let next: Record<string, string> = {};
   try {
     while (true) {
-      let next: IteratorResult<TarEntry>;
-      try {
-        next = await iterator.next();
-      } catch (error) {
-        if ((error as Error).message === 'Unexpected end of data') {
-          throw new IntegrityError('The archive is truncated: it ends in the middle of a tar record.', {
-            cause: error,
-          });
-        }
-        throw error;
+      const at = input.position;
+      const block = await input.read(BLOCK);
+      if (block.byteLength === 0) {
+        if (Object.keys(next).length > 0) throw truncated();
+        return;
       }
-      if (next.done) return;
-      const entry = next.value;
-      const { header } = entry;
-      let consumed = false;
+      if (block.byteLength < BLOCK) throw truncated();
+      if (isZeroBlock(block)) continue;
+      if (!checksumMatches(block)) throw damaged(at, 'its checksum does not match');
+      const typeflag = block[156]!;
+      let size = numberField(block, 124, 12);
+      if (!Number.isSafeInteger(size) || size < 0) throw damaged(at, 'its size is not a number');
+      const padding = (BLOCK - (size % BLOCK)) % BLOCK;
+
+      if (
+        typeflag === META.pax ||
+        typeflag === META.global ||
+        typeflag === META.longName ||
+        typeflag === META.longLink
+      ) {
+        if (size > MAX_META) throw damaged(at, `its ${size}-byte extended header is larger than ${MAX_META}`);
+        const data = await input.read(size);
+        if (data.byteLength < size || (await input.skip(padding)) < padding) throw truncated();
+        if (typeflag === META.pax) next = { ...next, ...paxRecords(data, at) };
+        else if (typeflag === META.global) global = { ...global, ...paxRecords(data, at) };
+        else next = { ...next, [typeflag === META.longName ? 'path' : 'linkpath']: cString(data) };
+        continue;
+      }
+
+      const fields = { ...global, ...next };
+      next = {};
+      const magic = Buffer.from(block.buffer, block.byteOffset + 257, 6).toString('latin1');
+      const prefix = magic === 'ustar\0' ? cString(block, 345, 155) : '';
+      const name = fields.path ?? (prefix ? `${prefix}/${cString(block, 0, 100)}` : cString(block, 0, 100));
+      const linkTarget = fields.linkpath ?? cString(block, 157, 100);
+      if (fields.size !== undefined) {
+        size = /^\d+$/.test(fields.size) ? Number(fields.size) : Number.NaN;
+        if (!Number.isSafeInteger(size)) throw damaged(at, 'its pax size is not a number');
+      }
+      const mtimeSeconds = fields.mtime !== undefined ? Number(fields.mtime) : numberField(block, 136, 12);
+      const mode = numberField(block, 100, 8);
+      const type = recordType(typeflag, name);
+      const dataSize = NO_DATA.has(typeflag) || type === 'directory' ? 0 : size;
+
+      let remaining = dataSize;
+      let current = true;
       const body = (async function* () {
-        consumed = true;
-        try {
-          for await (const chunk of entry as AsyncIterable<Uint8Array>) yield chunk;
-        } catch (error) {
-          throw explain(error);
+        while (true) {
+          if (!current) throw new Error("A tar record's body was read after the next record was requested.");
+          if (remaining === 0) return;
+          const view = await input.view(remaining);
+          if (!view) throw truncated();
+          remaining -= view.byteLength;
+          yield view;
         }
       })();
       yield {
-        name: header.name,
-        type: recordType(header.type),
-        size: header.size ?? 0,
-        mode: header.mode ?? 0o644,
-        mtime: header.mtime ?? new Date(0),
-        ...(header.linkname ? { linkTarget: header.linkname } : {}),
+        name,
+        type,
+        size: dataSize,
+        mode: Number.isFinite(mode) ? mode : 0o644,
+        mtime: new Date(Number.isFinite(mtimeSeconds) ? mtimeSeconds * 1000 : 0),
+        ...(linkTarget ? { linkTarget } : {}),
         body,
       };
-      if (!consumed) entry.resume();
+      current = false;
+      const rest = remaining + ((BLOCK - (dataSize % BLOCK)) % BLOCK);
+      if ((await input.skip(rest)) < rest) throw truncated();
     }
   } finally {
-    stop.abort();
-    await iterator.return?.();
-    await feeding;
+    await input.close();
   }
 }

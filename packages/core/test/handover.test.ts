@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { handOverForReuse, handOverStart } from '../src/handover.ts';
+import { handOverForReuse, handOverStart, shareHandedOver } from '../src/handover.ts';
 import {
   BodyReader,
   type ByteStream,
@@ -94,6 +94,55 @@ describe('handOverForReuse', () => {
     expect(recycled).toHaveLength(1);
     expect(Buffer.from(recycled[0]!).equals(Buffer.alloc(4 * KiB, 5))).toBe(true);
     expect(releaseHandedOver(buffer)).toBe(false);
+  });
+});
+
+describe('shareHandedOver', () => {
+  it('frees the buffer once the reader is done and every view it cut is released', () => {
+    const buffer = handOver(Buffer.allocUnsafeSlow(4 * KiB).fill(3));
+    const sharing = shareHandedOver(buffer);
+    expect(sharing).toBeDefined();
+    // Taken over: the whole buffer is no longer the consumer's to free.
+    expect(releaseHandedOver(buffer)).toBe(false);
+    const first = sharing!.slice(0, 1000);
+    const second = sharing!.slice(1000, 4 * KiB);
+    sharing!.done();
+    expect(releaseWholeHandedOver(first.subarray(1))).toBe(false);
+    expect(releaseWholeHandedOver(first)).toBe(true);
+    expect(releaseHandedOver(first)).toBe(false);
+    expect(second.byteLength).toBe(4 * KiB - 1000);
+    expect(second.every((byte) => byte === 3)).toBe(true);
+    expect(releaseWholeHandedOver(second)).toBe(true);
+    expect(buffer.byteLength).toBe(0);
+    expect(second.byteLength).toBe(0);
+  });
+
+  it('keeps the buffer while the reader may cut more, and recycles it with the last release', () => {
+    const recycled: ArrayBuffer[] = [];
+    const buffer = handOverForReuse(Buffer.allocUnsafeSlow(2 * KiB), (memory) => recycled.push(memory));
+    const sharing = shareHandedOver(buffer)!;
+    const view = sharing.slice(0, KiB);
+    expect(releaseHandedOver(view)).toBe(true);
+    expect(buffer.byteLength).toBe(2 * KiB);
+    sharing.done();
+    sharing.done();
+    expect(buffer.byteLength).toBe(0);
+    expect(recycled.map((memory) => memory.byteLength)).toEqual([2 * KiB]);
+  });
+
+  it('leaves a buffer with a view that is never released to the collector', () => {
+    const buffer = handOver(Buffer.allocUnsafeSlow(KiB));
+    const sharing = shareHandedOver(buffer)!;
+    sharing.slice(0, 10);
+    const released = sharing.slice(10, 20);
+    sharing.done();
+    releaseHandedOver(released);
+    expect(buffer.byteLength).toBe(KiB);
+  });
+
+  it('takes over only a chunk that is exactly what was handed over', () => {
+    expect(shareHandedOver(Buffer.allocUnsafeSlow(KiB))).toBeUndefined();
+    expect(shareHandedOver(handOver(Buffer.allocUnsafeSlow(KiB)).subarray(1))).toBeUndefined();
   });
 });
 

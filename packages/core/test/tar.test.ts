@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collect, packTar, type TarRecordInput, unpackTar } from '../src/index.ts';
+import {
+  collect,
+  handOver,
+  IntegrityError,
+  packTar,
+  releaseWholeHandedOver,
+  type TarRecordInput,
+  unpackTar,
+} from '../src/index.ts';
 import { splitUstarName, tarHeader } from '../src/tar.ts';
 
 const run = promisify(execFile);
@@ -117,5 +125,121 @@ describe('packTar', () => {
     expect(splitUstarName(`${'z'.repeat(101)}`)).toBeUndefined();
     expect(splitUstarName(`${'p'.repeat(156)}/name`)).toBeUndefined();
     expect(splitUstarName(accented)).toBeUndefined();
+  });
+});
+
+describe('unpackTar', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bk-untar-'));
+    const tree = join(dir, 'tree');
+    await run('mkdir', ['-p', join(tree, 'd'), join(tree, veryLong.split('/')[0]!)]);
+    await writeFile(join(tree, 'd/odd'), Buffer.alloc(513, 0x61));
+    await writeFile(join(tree, long.split('/').pop()!), 'hello');
+    await writeFile(join(tree, veryLong), 'long');
+    await writeFile(join(tree, 'd/empty'), '');
+    await run('ln', ['-s', target, join(tree, 'd/link')]);
+    for (const format of ['gnu', 'pax', 'ustar']) {
+      const tar = run('tar', [
+        `--format=${format}`,
+        '-cf',
+        join(dir, `${format}.tar`),
+        '-C',
+        tree,
+        '--sort=name',
+        '.',
+      ]);
+      // ustar cannot hold the 241-byte name or the 120-byte link target: GNU tar leaves them out and says so.
+      await (format === 'ustar' ? tar.catch(() => undefined) : tar);
+    }
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Every record as [name, type, size, body or link target]. */
+  async function list(source: AsyncIterable<Uint8Array>) {
+    const seen: Array<[string, string, number, string]> = [];
+    for await (const record of unpackTar(source)) {
+      const body = Buffer.from(await collect(record.body)).toString('utf8');
+      seen.push([record.name.replace(/\/$/, ''), record.type, record.size, record.linkTarget ?? body]);
+    }
+    return seen;
+  }
+
+  /** `data` as chunks of `size` bytes. */
+  function* piecesOf(data: Uint8Array, size: number) {
+    for (let offset = 0; offset < data.byteLength; offset += size) yield data.subarray(offset, offset + size);
+  }
+
+  it('reads GNU, pax and ustar archives GNU tar wrote, at any chunking', async () => {
+    const expected = await list(listOf(await readFile(join(dir, 'pax.tar'))));
+    expect(expected.map(([name, type]) => `${type} ${name}`)).toEqual([
+      'directory .',
+      'directory ./d',
+      'file ./d/empty',
+      `symlink ./d/link`,
+      'file ./d/odd',
+      'file ./file.txt',
+      `directory ./${veryLong.split('/')[0]}`,
+      `file ./${veryLong}`,
+    ]);
+    expect(expected[3]![3]).toBe(target);
+    expect(expected[4]![3]).toBe('a'.repeat(513));
+    expect(await list(listOf(await readFile(join(dir, 'gnu.tar'))))).toEqual(expected);
+    const bytes = await readFile(join(dir, 'gnu.tar'));
+    for (const size of [1, 511, 700]) expect(await list(listOf(...piecesOf(bytes, size)))).toEqual(expected);
+    const ustar = await list(listOf(await readFile(join(dir, 'ustar.tar'))));
+    expect(ustar.map(([name]) => name)).toContain('./d/odd');
+    expect(ustar.find(([name]) => name === './d/odd')).toEqual(expected[4]);
+  });
+
+  it('skips bodies left unread, and refuses a body read after the next record was asked for', async () => {
+    const names: string[] = [];
+    let stale: AsyncIterable<Uint8Array> | undefined;
+    for await (const record of unpackTar(listOf(await readFile(join(dir, 'pax.tar'))))) {
+      names.push(record.name);
+      if (record.name === './d/odd') stale = record.body;
+    }
+    expect(names).toHaveLength(8);
+    await expect(collect(stale!)).rejects.toThrow(/after the next record/);
+  });
+
+  it('passes on a handed-over chunk as views, freed once the last of them is released', async () => {
+    const tar = Buffer.from(await readFile(join(dir, 'pax.tar')));
+    const whole = handOver(Buffer.allocUnsafeSlow(tar.byteLength));
+    whole.set(tar);
+    const bodies: Uint8Array[] = [];
+    for await (const record of unpackTar(listOf(whole))) {
+      for await (const chunk of record.body) bodies.push(chunk);
+    }
+    expect(bodies.map((body) => body.byteLength)).toEqual([513, 5, 4]);
+    expect(whole.byteLength).toBe(tar.byteLength);
+    expect(releaseWholeHandedOver(bodies[0]!)).toBe(true);
+    expect(releaseWholeHandedOver(bodies[1]!)).toBe(true);
+    expect(whole.byteLength).toBe(tar.byteLength);
+    expect(Buffer.from(bodies[2]!).toString()).toBe('long');
+    expect(releaseWholeHandedOver(bodies[2]!)).toBe(true);
+    expect(whole.byteLength).toBe(0);
+  });
+
+  it('reports a size of 8 GiB or more from pax and base-256', async () => {
+    const size = 8 * 1024 ** 3 + 5;
+    const records = unpackTar(listOf(tarHeader({ name: 'big', type: 'file', size, mtime })));
+    for await (const record of records) {
+      expect([record.name, record.size, record.mtime.getTime()]).toEqual(['big', size, mtime.getTime()]);
+      await expect(collect(record.body)).rejects.toThrow(/truncated/);
+      break;
+    }
+  });
+
+  it('fails a damaged header or a partial block with an IntegrityError', async () => {
+    const tar = Buffer.from(await readFile(join(dir, 'pax.tar')));
+    const damagedTar = Buffer.from(tar);
+    damagedTar[2] ^= 0xff;
+    await expect(list(listOf(damagedTar))).rejects.toThrow(/byte 0 .* damaged: its checksum does not match/);
+    await expect(list(listOf(damagedTar))).rejects.toBeInstanceOf(IntegrityError);
+    await expect(list(listOf(tar.subarray(0, 700)))).rejects.toThrow(/truncated/);
+    await expect(list(listOf(tar, Buffer.from('x')))).rejects.toThrow(/truncated/);
   });
 });
