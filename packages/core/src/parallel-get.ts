@@ -1,6 +1,6 @@
 import type { ByteStream, Storage } from './contracts.ts';
 import { IntegrityError, throwIfAborted, toAbortedError } from './errors.ts';
-import { handOverForReuse } from './handover.ts';
+import { handOverForReuse, releaseWholeHandedOver } from './handover.ts';
 
 /**
  * Bytes per ranged request when none is given: 3 MiB. On a 1 GiB tree from S3 (Swift), 4 MiB
@@ -31,7 +31,8 @@ export interface ParallelGetOptions {
  * Each range is yielded as one buffer, handed over (see `handOver`): the consumer may free it
  * once it has copied what it needs, as `gunzipMembers` does, and its memory is then reused for a
  * later range. The store's own chunks are copied into it as they arrive, so they die young
- * instead of waiting, with the range, for a full collection.
+ * instead of waiting, with the range, for a full collection; one the store handed over (S3's
+ * socket reads) is freed as soon as it is copied.
  *
  * @example
  * const archive = getInParallel(storage, 'backup_20261121_101500.tar.gz', { size: sidecar.archive.size });
@@ -62,6 +63,9 @@ export async function* getInParallel(storage: Storage, key: string, options: Par
       }
       range.set(chunk, received);
       received += chunk.byteLength;
+      // Copied: a chunk the store handed over (a socket read) is freed now rather than at the
+      // next collection.
+      releaseWholeHandedOver(chunk);
     }
     if (received !== end - start) {
       throw new IntegrityError(

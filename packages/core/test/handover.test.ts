@@ -175,6 +175,29 @@ describe('getInParallel', () => {
     for (const range of ranges) expect(releaseHandedOver(range)).toBe(true);
     expect(sha256Hex(await collect(await storage.get('object')))).toBe(sha256Hex(data));
   });
+
+  it("frees the store's chunks it was handed once they are copied into a range", async () => {
+    const storage = new MemoryStorage();
+    const data = randomBytes(100_000);
+    await storage.put('object', data);
+    const given: Uint8Array[] = [];
+    const handing = Object.create(storage) as MemoryStorage;
+    handing.get = async (key, options) =>
+      (async function* () {
+        for await (const chunk of await storage.get(key, options)) {
+          const own = handOver(Buffer.allocUnsafeSlow(chunk.byteLength));
+          own.set(chunk);
+          given.push(own);
+          yield own;
+        }
+      })();
+    const ranges: Uint8Array[] = [];
+    for await (const range of getInParallel(handing, 'object', { size: data.byteLength, partSize: 30_000 }))
+      ranges.push(Buffer.from(range));
+    expect(sha256Hex(Buffer.concat(ranges))).toBe(sha256Hex(data));
+    expect(given.length).toBeGreaterThan(0);
+    expect(given.every((chunk) => chunk.byteLength === 0)).toBe(true);
+  });
 });
 
 describe('gunzipMembers with handed-over input', () => {

@@ -24,6 +24,7 @@ import {
   checkRange,
   checkStorageKey,
   type GetOptions,
+  handOver,
   IntegrityError,
   NotFoundError,
   type ObjectInfo,
@@ -31,6 +32,7 @@ import {
   type Storage,
   type StorageCapabilities,
   StorageError,
+  spansWholeBuffer,
   throwIfAborted,
   toAbortedError,
 } from '@bk/core';
@@ -382,7 +384,9 @@ export class S3Storage implements Storage {
       try {
         for await (const chunk of stream) {
           received += chunk.byteLength;
-          yield chunk;
+          // A socket read that holds only body bytes is a buffer no one else holds: handed over,
+          // the reader frees it once copied (see handOver) instead of leaving it to the collector.
+          yield chunk.byteLength > 0 && spansWholeBuffer(chunk) ? handOver(chunk) : chunk;
         }
       } catch (error) {
         if (signal?.aborted) throw toAbortedError(signal);

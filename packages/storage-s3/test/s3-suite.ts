@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BkError, type ByteStream } from '@bk/core';
+import { BkError, type ByteStream, releaseWholeHandedOver } from '@bk/core';
 import { storageContract } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Storage, type S3StorageOptions } from '../src/index.ts';
@@ -228,6 +228,20 @@ export function defineS3Suite(options: S3SuiteOptions): void {
       expect((await read(10 * MIB)).equals(bytes.subarray(10 * MIB))).toBe(true);
       expect((await read(bytes.byteLength + 10)).byteLength).toBe(0);
       await expect(storage.get('missing', { range: { start: 5 } })).rejects.toSatisfy(code('BK_NOT_FOUND'));
+    });
+
+    it('hands over the socket reads it yields, so a reader frees each once copied', async () => {
+      const storage = context.storage();
+      const bytes = randomBytes(4 * MIB);
+      await storage.put('handed.bin', bytes);
+      const copies: Buffer[] = [];
+      let freed = 0;
+      for await (const chunk of await storage.get('handed.bin')) {
+        copies.push(Buffer.from(chunk));
+        if (releaseWholeHandedOver(chunk)) freed += 1;
+      }
+      expect(Buffer.concat(copies).equals(bytes)).toBe(true);
+      expect(freed).toBeGreaterThan(0);
     });
 
     it('aborting a get ends its stream with BK_ABORTED', async () => {
