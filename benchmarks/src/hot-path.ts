@@ -795,7 +795,7 @@ const elapsed = (Date.now() - started) / 1000;
 const report = [
   `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; ${new Date().toISOString()}; run took ${(elapsed / 60).toFixed(1)} min (estimate ${Math.ceil(estimate / 60)} min).`,
   `Data: ${cells.map((cell) => `${cell.id} = ${KIND_NAMES[cell.kind]}, ${(cell.inputBytes / MiB).toFixed(0)} MiB in ${cell.files} files`).join('; ')}.`,
-  `Server: Swift 2.30 all-in-one with s3api (proxy 1 worker) on this machine, shared by every row; bk S3 defaults (8 MiB parts, 4 in flight), aws-cli 2 defaults (8 MiB parts, 10 in flight).`,
+  `Server: Swift 2.30 all-in-one with s3api (proxy 1 worker) on this machine, shared by every row; bk S3 defaults (6 MiB parts, 4 in flight), aws-cli 2 defaults (8 MiB parts, 10 in flight).`,
   '',
   ...table,
   '',

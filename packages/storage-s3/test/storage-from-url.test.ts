@@ -63,6 +63,10 @@ describe('part sizes', () => {
     let smallest = 0;
     for (let part = 1; part <= MAX_PARTS; part += 1) smallest += partSize(part, 5 * MIB);
     expect(smallest).toBeGreaterThan(5 * 1024 * 1024 * MIB);
+    expect(partSize(1_001, 5 * MIB)).toBe(12 * MIB);
+    let defaults = 0;
+    for (let part = 1; part <= MAX_PARTS; part += 1) defaults += partSize(part, 6 * MIB);
+    expect(defaults).toBeGreaterThan(5 * 1024 * 1024 * MIB);
   });
 
   it('refuses part sizes S3 does not accept', () => {
