@@ -290,11 +290,14 @@ function numberField(block: Uint8Array, start: number, length: number): number {
     for (let at = start + 1; at < start + length; at += 1) value = value * 256 + block[at]!;
     return value;
   }
-  const text = Buffer.from(block.buffer, block.byteOffset + start, length)
-    .toString('latin1')
-    .replace(/[\0 ]+$/, '')
-    .replace(/^[ \0]+/, '');
-  if (text === '') return 0;
+  // Spaces and NULs may lead; the digits end at the first space or NUL (what follows is ignored).
+  let from = start;
+  const end = start + length;
+  while (from < end && (block[from] === 0x20 || block[from] === 0)) from += 1;
+  let to = from;
+  while (to < end && block[to] !== 0x20 && block[to] !== 0) to += 1;
+  if (to === from) return 0;
+  const text = Buffer.from(block.buffer, block.byteOffset + from, to - from).toString('latin1');
   return /^[0-7]+$/.test(text) ? Number.parseInt(text, 8) : Number.NaN;
 }
 

@@ -233,6 +233,23 @@ describe('unpackTar', () => {
     }
   });
 
+  it('reads numeric fields with leading spaces or NULs and anything after their terminator', async () => {
+    const header = tarHeader({ name: 'f', type: 'file', size: 3, mode: 0o600, mtime });
+    header.write(' 640 \0xx', 100, 'latin1');
+    header.write('\0\0\0\x000000000003\0', 124 - 3, 'latin1');
+    header.write('        ', 148, 'latin1');
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    for await (const record of unpackTar(listOf(header, Buffer.from('abc'), Buffer.alloc(509 + 1024)))) {
+      expect([record.mode, record.size, Buffer.from(await collect(record.body)).toString()]).toEqual([
+        0o640,
+        3,
+        'abc',
+      ]);
+    }
+  });
+
   it('fails a damaged header or a partial block with an IntegrityError', async () => {
     const tar = Buffer.from(await readFile(join(dir, 'pax.tar')));
     const damagedTar = Buffer.from(tar);
