@@ -13,7 +13,8 @@
  * (sizes ≥ 4096 MiB get only the memory rows unless `--all-rows`); `--quick` shrinks the default
  * plan to 64 MiB (and 128 MiB for the memory-only cell). All data is generated before the first
  * timed command (`--estimate` prints the plan and its expected duration and exits); every input is read once just before each timed command (the page cache cannot
- * be dropped here), and the share of it resident in the cache is recorded.
+ * be dropped here), and the share of it resident in the cache is recorded. Compression-stage rows,
+ * runs of a few seconds, are the median of three runs taken in turn; every other row is one run.
  */
 import { execFileSync, type SpawnOptions, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -30,6 +31,8 @@ const MiB = 2 ** 20;
 const repoRoot = resolve(import.meta.dirname, '../..');
 const bk = join(repoRoot, 'packages/cli/dist/bin.js');
 const compressChild = resolve(import.meta.dirname, 'hot-path-compress.ts');
+/** Runs of each compression-stage row; the table shows the median (see timedMedian). */
+const COMPRESSION_ROUNDS = 3;
 const AWS = '/usr/bin/aws';
 
 const { values } = parseArgs({
@@ -185,7 +188,8 @@ function estimateSeconds(
     seconds += mb / GENERATE_MBPS[cell.kind] + (cell.memoryOnly ? 0 : mb / 600);
     const rows = rowsOf(cell);
     const verifications = rows.filter((row) => row === 'bk-gzip' || row === 'bk-zstd').length;
-    for (const row of rows) seconds += mb / EXPECTED_MBPS[row] + ROW_OVERHEAD_S;
+    for (const row of rows)
+      seconds += (mb / EXPECTED_MBPS[row] + ROW_OVERHEAD_S) * (row.startsWith('c-') ? COMPRESSION_ROUNDS : 1);
     seconds += verifications * (mb / EXPECTED_MBPS.verify + ROW_OVERHEAD_S);
   }
   return seconds;
@@ -502,6 +506,42 @@ try {
     return result;
   };
 
+  /**
+   * Measures `rows` `rounds` times, taking them in turn so that a slow moment of the machine
+   * weighs on every row alike, and keeps each row's median run (peak RSS: the highest of its
+   * runs). For the compression stage: runs of a few seconds, where scheduling noise of ±10 %
+   * would otherwise decide a ratio.
+   */
+  const timedMedian = async (
+    cell: Cell,
+    rows: Array<[RowId, string]>,
+    input: { path?: string; bytes: number },
+    after: (result: Result) => Promise<void> | void,
+    rounds: number,
+  ): Promise<void> => {
+    for (let round = 0; round < rounds; round += 1)
+      for (const [row, command] of rows) await timed(cell, row, command, input, after);
+    for (const [row] of rows) {
+      const runs = results.filter((result) => result.cell === cell.id && result.row === row);
+      for (const run of runs) results.splice(results.indexOf(run), 1);
+      const failed = runs.find((run) => !run.measurement);
+      if (failed) {
+        results.push(failed);
+        continue;
+      }
+      const sorted = [...runs].sort((a, b) => a.measurement!.seconds - b.measurement!.seconds);
+      const kept = sorted[Math.floor(sorted.length / 2)]!;
+      kept.measurement = {
+        ...kept.measurement!,
+        peakRssMiB: Math.max(...runs.map((run) => run.measurement!.peakRssMiB)),
+      };
+      kept.notes.push(
+        `median of ${runs.length} runs (${runs.map((run) => run.measurement!.seconds.toFixed(2)).join(', ')} s)`,
+      );
+      results.push(kept);
+    }
+  };
+
   /** Downloads bk's archive and checks it with the standard tools. */
   const verifyArchive = (cell: Cell, row: RowId, prefix: string, result: Result) => {
     const zstd = row === 'bk-zstd';
@@ -673,12 +713,20 @@ try {
       };
       const child = (options: string) =>
         `node ${q(compressChild)} --file ${q(cell.tar)} ${options} > ${counted}`;
-      await timed(cell, 'c-bk-gzip', child('--format gzip --level 6'), tar, fromCount);
-      await timed(cell, 'c-pigz', `pigz -p2 -6 -c < ${q(cell.tar)} | wc -c > ${counted}`, tar, fromCount);
-      await timed(cell, 'c-node', child('--format gzip --level 6 --workers 0'), tar, fromCount);
-      await timed(cell, 'c-gzip', `gzip -6 -c < ${q(cell.tar)} | wc -c > ${counted}`, tar, fromCount);
-      await timed(cell, 'c-bk-zstd', child('--format zstd --level 3'), tar, fromCount);
-      await timed(cell, 'c-zstd', `zstd -q -3 -T2 -c < ${q(cell.tar)} | wc -c > ${counted}`, tar, fromCount);
+      await timedMedian(
+        cell,
+        [
+          ['c-bk-gzip', child('--format gzip --level 6')],
+          ['c-pigz', `pigz -p2 -6 -c < ${q(cell.tar)} | wc -c > ${counted}`],
+          ['c-node', child('--format gzip --level 6 --workers 0')],
+          ['c-gzip', `gzip -6 -c < ${q(cell.tar)} | wc -c > ${counted}`],
+          ['c-bk-zstd', child('--format zstd --level 3')],
+          ['c-zstd', `zstd -q -3 -T2 -c < ${q(cell.tar)} | wc -c > ${counted}`],
+        ],
+        tar,
+        fromCount,
+        COMPRESSION_ROUNDS,
+      );
     }
     // This cell's data is no longer needed.
     if (!values.keep) {
@@ -803,6 +851,7 @@ const report = [
   `- Every input was read once just before its timed command (the page cache cannot be dropped here), so every command starts from a warm cache; lowest share resident in the cache at the start of a row (fincore): ${minCached.toFixed(0)} %.`,
   "- seconds: wall time; MB/s: input bytes (the data, or the tar file for the compression stage) / 10^6 / seconds; CPU s: user + system of the command's whole process tree (bash `times`); server CPU s: Swift (and haproxy) meanwhile; peak RSS: the sum of every process's VmHWM in the tree (for pipelines all stages, aws-cli ~100 MiB); output MiB: stored object / repository or compressed bytes. Speed ratio = peer seconds / bk seconds.",
   "- The compression-stage peers pipe into `wc -c` to count their output; bk's script counts in-process (no write).",
+  `- Compression-stage rows (runs of a few seconds) are each the median of ${COMPRESSION_ROUNDS} runs, the rows taken in turn, with the highest peak RSS of the runs; every other row is one run.`,
   `- restic ${sh('restic version').split(' ')[1] ?? ''}: over plain http it cannot write to Swift's s3api (minio-go signs PUTs with streaming \`aws-chunked\` payloads: "Transfering payloads in multiple chunks using aws-chunked is not supported."), so it reaches the same Swift through a local haproxy terminating TLS (then minio-go sends UNSIGNED-PAYLOAD); TLS costs are in its CPU and the server CPU. \`restic init\` ran outside the timing.`,
   "- The pigz pipeline's object and bk's gzip backup stay in the bucket until the two restore rows have read them; every other object or repository is deleted right after its row.",
   ...notesOfRows,
