@@ -7,7 +7,9 @@ import {
   readdir,
   readFile,
   readlink,
+  rename,
   symlink,
+  truncate,
   writeFile,
 } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -21,6 +23,7 @@ import {
   ConfigError,
   ConflictError,
   type ConflictPolicy,
+  collect,
   type Entry,
   handOver,
   IntegrityError,
@@ -259,6 +262,30 @@ describe('FilesComponent backup and restore', () => {
     );
     expect(error).toBeInstanceOf(ComponentError);
     expect((error as Error).message).toContain('growing.log');
+  });
+
+  it.each([
+    ['a small file (read at once)', 11],
+    ['a large file (read in chunks)', 3 * 1024 * 1024 + 7],
+  ])('fails the backup when %s shrinks, grows or is replaced after it was listed', async (_, size) => {
+    const path = join(sandbox, 'changing.bin');
+    const attempt = async (change: () => Promise<void>, expected: RegExp) => {
+      await writeFile(path, Buffer.alloc(size, 0x61));
+      const iterator = files({ root: sandbox, paths: ['changing.bin'] })
+        .backup(backupContext())
+        [Symbol.asyncIterator]();
+      const { value: entry } = await iterator.next();
+      await change();
+      const error = await caught(collect((entry as Entry).body!, 8 * 1024 * 1024));
+      expect(error).toBeInstanceOf(ComponentError);
+      expect((error as Error).message).toMatch(expected);
+    };
+    await attempt(() => truncate(path, size - 1), /shrank/);
+    await attempt(() => appendFile(path, 'more'), /grew/);
+    await attempt(async () => {
+      await writeFile(`${path}.new`, Buffer.alloc(size, 0x62));
+      await rename(`${path}.new`, path);
+    }, /replaced/);
   });
 
   it('stops when the signal is aborted', async () => {
