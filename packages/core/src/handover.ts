@@ -75,6 +75,14 @@ export interface Sharing {
   done(): void;
 }
 
+/** Forgets that `backing` was handed over; returns where its memory is to be recycled, if anywhere. */
+function endHandOver(backing: ArrayBuffer): ((memory: ArrayBuffer) => void) | undefined {
+  handedOver.delete(backing);
+  const recycle = recyclers.get(backing);
+  recyclers.delete(backing);
+  return recycle;
+}
+
 /** One holder of a shared buffer lets go; the last one frees (or recycles) its memory. */
 function letGo(shared: Shared): boolean {
   shared.holders -= 1;
@@ -99,9 +107,7 @@ function free(backing: ArrayBuffer, recycle: ((memory: ArrayBuffer) => void) | u
 export function shareHandedOver(chunk: Uint8Array): Sharing | undefined {
   if (!isWholeHandedOver(chunk)) return undefined;
   const backing = chunk.buffer as ArrayBuffer;
-  handedOver.delete(backing);
-  const shared: Shared = { backing, holders: 1, recycle: recyclers.get(backing) };
-  recyclers.delete(backing);
+  const shared: Shared = { backing, holders: 1, recycle: endHandOver(backing) };
   let done = false;
   return {
     slice(start, end) {
@@ -143,10 +149,7 @@ export function releaseHandedOver(chunk: Uint8Array): boolean {
   }
   const backing = chunk.buffer;
   if (!(backing instanceof ArrayBuffer) || !handedOver.has(backing)) return false;
-  handedOver.delete(backing);
-  const recycle = recyclers.get(backing);
-  recyclers.delete(backing);
-  return free(backing, recycle);
+  return free(backing, endHandOver(backing));
 }
 
 /** Whether `chunk` spans its whole `ArrayBuffer` (no other view can hold a different part of it). */

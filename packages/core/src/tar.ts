@@ -25,6 +25,8 @@ export interface TarRecord {
 }
 
 const BLOCK = 512;
+/** The zero bytes that pad `size` bytes of data to whole 512-byte blocks. */
+const paddingOf = (size: number): number => (BLOCK - (size % BLOCK)) % BLOCK;
 /** Padding and the end-of-archive marker (two zero blocks); never written to. */
 const ZEROS = new Uint8Array(2 * BLOCK);
 /** The largest number an 11-digit octal field holds (as a size: 8 GiB − 1). */
@@ -130,7 +132,7 @@ export function tarHeader(record: TarRecordInput): Buffer {
   if (size > MAX_OCTAL_11) pax += paxRecord('size', String(size));
   if (pax === '') return block;
   const records = Buffer.from(pax, 'utf8');
-  const padding = (BLOCK - (records.byteLength % BLOCK)) % BLOCK;
+  const padding = paddingOf(records.byteLength);
   const paxHeader = ustarBlock({
     name: 'PaxHeader',
     prefix: '',
@@ -173,8 +175,8 @@ export async function* packTar(records: AsyncIterable<TarRecordInput>): ByteStre
         { entry: record.name },
       );
     }
-    const tail = record.size % BLOCK;
-    if (tail > 0) yield ZEROS.subarray(0, BLOCK - tail);
+    const padding = paddingOf(record.size);
+    if (padding > 0) yield ZEROS.subarray(0, padding);
   }
   yield ZEROS;
 }
@@ -183,6 +185,7 @@ export async function* packTar(records: AsyncIterable<TarRecordInput>): ByteStre
 const NO_DATA = new Set([0x31, 0x32, 0x33, 0x34, 0x35, 0x36]);
 /** Typeflags of headers that describe the next record: pax extended and global, GNU long names. */
 const META = { pax: 0x78, global: 0x67, longName: 0x4c, longLink: 0x4b } as const;
+const META_TYPES = new Set<number>(Object.values(META));
 /** The largest pax or GNU long-name header read (they are held in memory). */
 const MAX_META = 1024 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -220,31 +223,35 @@ class TarInput {
     return true;
   }
 
+  /** Moves past up to `max` bytes of the current chunk (filled first); how many, 0 at the end. */
+  async #advance(max: number): Promise<number> {
+    if (!(await this.#fill())) return 0;
+    const taken = Math.min(this.#chunk.byteLength - this.#offset, max);
+    this.#offset += taken;
+    this.position += taken;
+    return taken;
+  }
+
   /**
    * Up to `max` bytes as a view of the current chunk, `undefined` at the end. The view of a
    * handed-over chunk is handed over on its own (see `shareHandedOver`).
    */
   async view(max: number): Promise<Uint8Array | undefined> {
-    if (!(await this.#fill())) return undefined;
-    const end = Math.min(this.#chunk.byteLength, this.#offset + max);
-    const view = this.#sharing
-      ? this.#sharing.slice(this.#offset, end)
-      : this.#chunk.subarray(this.#offset, end);
-    this.position += end - this.#offset;
-    this.#offset = end;
-    return view;
+    const taken = await this.#advance(max);
+    if (taken === 0) return undefined;
+    const start = this.#offset - taken;
+    return this.#sharing
+      ? this.#sharing.slice(start, this.#offset)
+      : this.#chunk.subarray(start, this.#offset);
   }
 
   /** `length` bytes copied into a buffer of their own; fewer when the source ends first. */
   async read(length: number): Promise<Buffer> {
     const out = Buffer.allocUnsafe(length);
     let filled = 0;
-    while (filled < length && (await this.#fill())) {
-      const end = Math.min(this.#chunk.byteLength, this.#offset + length - filled);
-      out.set(this.#chunk.subarray(this.#offset, end), filled);
-      filled += end - this.#offset;
-      this.position += end - this.#offset;
-      this.#offset = end;
+    for (let taken = 1; filled < length && taken > 0; filled += taken) {
+      taken = await this.#advance(length - filled);
+      out.set(this.#chunk.subarray(this.#offset - taken, this.#offset), filled);
     }
     return out.subarray(0, filled);
   }
@@ -252,12 +259,8 @@ class TarInput {
   /** Skips `length` bytes; returns how many there were. */
   async skip(length: number): Promise<number> {
     let skipped = 0;
-    while (skipped < length && (await this.#fill())) {
-      const end = Math.min(this.#chunk.byteLength, this.#offset + length - skipped);
-      skipped += end - this.#offset;
-      this.position += end - this.#offset;
-      this.#offset = end;
-    }
+    for (let taken = 1; skipped < length && taken > 0; skipped += taken)
+      taken = await this.#advance(length - skipped);
     return skipped;
   }
 
@@ -378,14 +381,8 @@ export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
       const typeflag = block[156]!;
       let size = numberField(block, 124, 12);
       if (!Number.isSafeInteger(size) || size < 0) throw damaged(at, 'its size is not a number');
-      const padding = (BLOCK - (size % BLOCK)) % BLOCK;
-
-      if (
-        typeflag === META.pax ||
-        typeflag === META.global ||
-        typeflag === META.longName ||
-        typeflag === META.longLink
-      ) {
+      if (META_TYPES.has(typeflag)) {
+        const padding = paddingOf(size);
         if (size > MAX_META) throw damaged(at, `its ${size}-byte extended header is larger than ${MAX_META}`);
         const data = await input.read(size);
         if (data.byteLength < size || (await input.skip(padding)) < padding) throw truncated();
@@ -432,7 +429,7 @@ export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
         body,
       };
       current = false;
-      const rest = remaining + ((BLOCK - (dataSize % BLOCK)) % BLOCK);
+      const rest = remaining + paddingOf(dataSize);
       if ((await input.skip(rest)) < rest) throw truncated();
     }
   } finally {
