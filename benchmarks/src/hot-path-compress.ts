@@ -2,10 +2,11 @@
  * The compression stage alone, for hot-path.ts: reads a file (a tar stream made before the
  * timing) through bk's `compress()` and counts the output bytes instead of writing them.
  *
- *   node src/hot-path-compress.ts --file data.tar [--format gzip|zstd] [--level 6] [--workers N]
+ *   node dist/hot-path-compress.js --file data.tar [--format gzip|zstd] [--level 6] [--workers N]
  *
- * Without `--workers` the default applies (the available cores, at most 4); `--workers 0` is
- * the single-thread Node zlib stream. Prints `{"inputBytes":…,"outputBytes":…}` on stdout.
+ * hot-path.ts runs it built (`pnpm build` here), as bk ships, not through Node's type stripping.
+ * Without `--workers` the default applies (`defaultWorkers()`); `--workers 0` is the
+ * single-thread Node zlib stream. Prints `{"inputBytes":…,"outputBytes":…}` on stdout.
  */
 import { createReadStream } from 'node:fs';
 import { parseArgs } from 'node:util';
