@@ -14,7 +14,8 @@
  * plan to 64 MiB (and 128 MiB for the memory-only cell). All data is generated before the first
  * timed command (`--estimate` prints the plan and its expected duration and exits); every input is read once just before each timed command (the page cache cannot
  * be dropped here), and the share of it resident in the cache is recorded. Compression-stage rows,
- * runs of a few seconds, are the median of three runs taken in turn; every other row is one run.
+ * runs of a few seconds, are medians of runs taken in turn (see compressionRounds); every other
+ * row is one run.
  */
 import { execFileSync, type SpawnOptions, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -873,7 +874,7 @@ const report = [
   `- Every input was read once just before its timed command (the page cache cannot be dropped here), so every command starts from a warm cache; lowest share resident in the cache at the start of a row (fincore): ${minCached.toFixed(0)} %.`,
   "- seconds: wall time; MB/s: input bytes (the data, or the tar file for the compression stage) / 10^6 / seconds; CPU s: user + system of the command's whole process tree (bash `times`); server CPU s: Swift (and haproxy) meanwhile; peak RSS: the sum of every process's VmHWM in the tree (for pipelines all stages, aws-cli ~100 MiB); output MiB: stored object / repository or compressed bytes. Speed ratio = peer seconds / bk seconds.",
   "- The compression-stage peers pipe into `wc -c` to count their output; bk's script counts in-process (no write).",
-  `- Compression-stage rows (runs of a few seconds) are each the median of 5 runs on 256 MiB or less, of 3 above, the rows taken in turn, with the highest peak RSS of the runs; every other row is one run.`,
+  `- Compression-stage rows (runs of a few seconds) are each the median of ${compressionRounds(256)} runs on 256 MiB or less, of ${compressionRounds(1024)} above, the rows taken in turn, with the highest peak RSS of the runs; every other row is one run.`,
   `- restic ${sh('restic version').split(' ')[1] ?? ''}: over plain http it cannot write to Swift's s3api (minio-go signs PUTs with streaming \`aws-chunked\` payloads: "Transfering payloads in multiple chunks using aws-chunked is not supported."), so it reaches the same Swift through a local haproxy terminating TLS (then minio-go sends UNSIGNED-PAYLOAD); TLS costs are in its CPU and the server CPU. \`restic init\` ran outside the timing.`,
   "- The pigz pipeline's object and bk's gzip backup stay in the bucket until the two restore rows have read them; every other object or repository is deleted right after its row.",
   ...notesOfRows,
