@@ -15,10 +15,15 @@ if [ "$(node_major)" -lt 22 ]; then
   export PATH="$BK_ROOT/.tools/node22/node_modules/.bin:$PATH"
 fi
 
+# pnpm 10 goes into .tools/pnpm10 (never --global: run by the Node installed above, a global
+# install lands in that Node's own prefix, a folder not on PATH) and is put on PATH from there.
 pnpm_major() { pnpm --version 2>/dev/null | cut -d. -f1 || echo 0; }
 if [ "$(pnpm_major)" != "10" ]; then
-  echo "setup: installing pnpm 10" >&2
-  npm install --global --no-audit --no-fund --loglevel=error pnpm@10 >&2
+  if [ ! -x "$BK_ROOT/.tools/pnpm10/node_modules/.bin/pnpm" ]; then
+    echo "setup: installing pnpm 10 into .tools/pnpm10" >&2
+    npm install --prefix "$BK_ROOT/.tools/pnpm10" --no-audit --no-fund --loglevel=error pnpm@10 >&2
+  fi
+  export PATH="$BK_ROOT/.tools/pnpm10/node_modules/.bin:$PATH"
   hash -r
 fi
 
