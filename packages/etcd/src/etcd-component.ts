@@ -23,6 +23,7 @@ import {
   throwIfAborted,
 } from '@bk/core';
 import { Etcd3, type IOptions } from 'etcd3';
+import { assertNoRunningMember } from './running-member.ts';
 import { verifySnapshot } from './snapshot.ts';
 
 /** How a snapshot is restored into a new data dir (`etcdutl`/`etcdctl snapshot restore`). */
@@ -365,6 +366,9 @@ export class EtcdComponent implements Component {
    * temp dir next to it, renamed into place once the tool succeeded). `keys.jsonl` is not
    * replayed here; use {@link importKeys}.
    *
+   * @throws {EtcdMemberRunningError} (`BK_CONFLICT`) when a running member uses `restore.dataDir`,
+   *   whatever the policy; checked before anything is written, and again just before the old
+   *   data dir is replaced.
    * @throws {ConflictError} when `restore.dataDir` is not empty and the policy is not `overwrite`.
    * @throws {ConfigError} when `bumpRevision` is asked of a tool that lacks it.
    */
@@ -373,6 +377,7 @@ export class EtcdComponent implements Component {
     if (!options) throw new ConfigError(`etcd component "${this.name}": restoring needs "restore.dataDir".`);
     const target = options.dataDir;
     const state = await dirState(target);
+    if (state !== 'missing') await assertNoRunningMember(target);
     if (state === 'full' && context.conflict !== 'overwrite') {
       throw new ConflictError(
         target,
@@ -421,7 +426,11 @@ export class EtcdComponent implements Component {
         if (result.code !== 0) {
           throw new ComponentError(this.name, `${tool} snapshot restore failed: ${result.output.trim()}`);
         }
-        if (state !== 'missing') await rm(target, { recursive: true, force: true });
+        if (state !== 'missing') {
+          // A member may have been started on it while the snapshot was restored.
+          await assertNoRunningMember(target);
+          await rm(target, { recursive: true, force: true });
+        }
         await rename(staging, target);
         restored = true;
       }

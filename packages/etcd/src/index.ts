@@ -8,4 +8,10 @@ export {
   importKeys,
   prefixEnd,
 } from './etcd-component.ts';
+export {
+  assertNoRunningMember,
+  EtcdMemberRunningError,
+  findRunningMember,
+  type RunningMember,
+} from './running-member.ts';
 export { SNAPSHOT_HASH_LENGTH, verifySnapshot } from './snapshot.ts';

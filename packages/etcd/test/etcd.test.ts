@@ -1,6 +1,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,7 +18,14 @@ import {
 import { type EtcdServer, freePort, startEtcd } from '@bk/test-servers';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { etcd, fromConfig, importKeys, verifySnapshot } from '../src/index.ts';
+import {
+  type EtcdMemberRunningError,
+  etcd,
+  findRunningMember,
+  fromConfig,
+  importKeys,
+  verifySnapshot,
+} from '../src/index.ts';
 
 const exec = promisify(execFile);
 
@@ -56,6 +64,22 @@ function capture(into: Map<string, Buffer>): Restorer {
       return { entries: into.size, bytes };
     },
   };
+}
+
+/** Every file under `root` with its size and sha256, to tell whether anything changed. */
+async function digestTree(root: string): Promise<Record<string, string>> {
+  const tree: Record<string, string> = {};
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    const path = join(entry.parentPath, entry.name);
+    tree[path.slice(root.length)] = entry.isFile()
+      ? createHash('sha256')
+          .update(await readFile(path))
+          .digest('hex')
+      : entry.isDirectory()
+        ? 'dir'
+        : 'other';
+  }
+  return tree;
 }
 
 async function* chunked(data: Buffer, size = 4096): AsyncGenerator<Uint8Array> {
@@ -135,6 +159,74 @@ describe('EtcdComponent against a real etcd 3.4', () => {
       ok((thrown as ConflictError).code === 'BK_CONFLICT', String(thrown));
       return true;
     });
+  });
+
+  it('refuses to overwrite the data dir of a running member, and overwrites it once stopped', async () => {
+    const dataDir = join(dir, 'live');
+    const peerPort = await freePort();
+    let live: EtcdServer | undefined = await startEtcd({ dataDir, name: 'live', peerPort });
+    try {
+      const client = new Etcd3({ hosts: [live.endpoint] });
+      await client.put('/live/before').value('written before the restore');
+      client.close();
+      const found = await findRunningMember(dataDir);
+      ok(
+        found?.pid !== undefined && /member\/snap\/db is locked/.test(found.evidence),
+        JSON.stringify(found),
+      );
+      const before = await digestTree(dataDir);
+      const besides = await readdir(dir);
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const restorer = etcd({
+        endpoints: [source.endpoint],
+        restore: {
+          dataDir,
+          name: 'live',
+          initialCluster: `live=${peerUrl}`,
+          initialAdvertisePeerUrls: peerUrl,
+        },
+      });
+      for (const conflict of ['overwrite', 'skip', 'fail'] as const) {
+        await rejects(
+          restore({ storage, name: backupName, restorers: [restorer], conflict }),
+          (thrown: unknown) => {
+            const error = thrown as EtcdMemberRunningError;
+            strictEqual(error.code, 'BK_CONFLICT', String(thrown));
+            strictEqual(error.name, 'EtcdMemberRunningError');
+            strictEqual(error.pid, found.pid);
+            ok(
+              error.message.includes(`pid ${found.pid}`) && /Stop that etcd member/.test(error.message),
+              error.message,
+            );
+            return true;
+          },
+        );
+      }
+      // Byte for byte as it was, and no temp file or dir left beside it.
+      deepStrictEqual(await digestTree(dataDir), before);
+      deepStrictEqual(await readdir(dir), besides);
+
+      // The member keeps working: a write acknowledged now survives its restart.
+      const after = new Etcd3({ hosts: [live.endpoint] });
+      await after.put('/live/after').value('acknowledged after the refused restore');
+      after.close();
+      await live.stop();
+      live = await startEtcd({ dataDir, name: 'live', peerPort });
+      deepStrictEqual(await allKeys(live.endpoint, '/live/'), {
+        '/live/after': 'acknowledged after the refused restore',
+        '/live/before': 'written before the restore',
+      });
+      await live.stop();
+      live = undefined;
+
+      // Stopped: nothing holds the data dir any more, and overwrite replaces it.
+      strictEqual(await findRunningMember(dataDir), undefined);
+      await restore({ storage, name: backupName, restorers: [restorer], conflict: 'overwrite' });
+      live = await startEtcd({ dataDir, name: 'live', peerPort });
+      deepStrictEqual(await allKeys(live.endpoint), await allKeys(source.endpoint));
+    } finally {
+      await live?.stop();
+    }
   });
 
   it('refuses a non-empty data dir with ConflictError', async () => {

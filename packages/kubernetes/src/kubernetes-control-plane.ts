@@ -16,7 +16,7 @@ import {
   type RestoreReport,
   throwIfAborted,
 } from '@bk/core';
-import { EtcdComponent, type EtcdOptions, type EtcdRestoreOptions } from '@bk/etcd';
+import { assertNoRunningMember, EtcdComponent, type EtcdOptions, type EtcdRestoreOptions } from '@bk/etcd';
 import { FilesComponent } from '@bk/files';
 
 /** The kubeadm files backed up by default (those that exist; the others are listed as missing). */
@@ -300,9 +300,12 @@ export class KubernetesControlPlane implements Component {
    * Routes each entry by its prefix to the sub-component that backed it up: files under
    * `restore.root`, the etcd snapshot into `restore.etcd.dataDir`. The targets are checked
    * before anything is written: a missing `restore.root` or `restore.etcd`, and (unless the
-   * policy is `overwrite`) a non-empty etcd data dir, fail first.
+   * policy is `overwrite`) a non-empty etcd data dir, and an etcd data dir a running member uses,
+   * fail first.
    *
    * @throws {ConfigError} when a needed restore target is not set.
+   * @throws {EtcdMemberRunningError} (`BK_CONFLICT`) when a running etcd member uses the etcd data
+   *   dir, whatever the policy, before anything is written.
    * @throws {ConflictError} for a non-empty etcd data dir under `fail`, and as `@bk/files` does for files.
    */
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
@@ -328,6 +331,8 @@ export class KubernetesControlPlane implements Component {
         (names) => names.length > 0,
         () => false,
       );
+      // Before any file is written: never replace the data dir of a running member.
+      if (occupied) await assertNoRunningMember(etcdRestore.dataDir);
       if (occupied && context.conflict === 'fail') {
         throw new ConflictError(
           etcdRestore.dataDir,

@@ -1,5 +1,5 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BkError, backup, type ComponentInfo, MemoryStorage, restore } from '@bk/core';
@@ -139,6 +139,43 @@ describe('KubernetesControlPlane on a kubeadm layout and a real etcd 3.4', () =>
       await snapshotTree(join(source, 'etc/kubernetes/manifests')),
     );
   }, 60_000);
+
+  it('refuses overwrite into the data dir of a running etcd member before any file is written', async () => {
+    const dataDir = join(work, 'etcd-live');
+    const peerPort = await freePort();
+    const live = await startEtcd({ dataDir, name: 'live', peerPort });
+    try {
+      const before = await readdir(dataDir, { recursive: true });
+      const target = join(work, 'restored-over-live');
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const component = kubernetesControlPlane({
+        root: source,
+        etcd: { endpoints: [etcd.endpoint] },
+        restore: {
+          root: target,
+          etcd: {
+            dataDir,
+            name: 'live',
+            initialCluster: `live=${peerUrl}`,
+            initialAdvertisePeerUrls: peerUrl,
+          },
+        },
+      });
+      await rejects(
+        restore({ storage, name: backupName, restorers: [component], conflict: 'overwrite' }),
+        (thrown: unknown) => {
+          strictEqual(code(thrown), 'BK_CONFLICT', String(thrown));
+          strictEqual((thrown as Error).name, 'EtcdMemberRunningError');
+          return true;
+        },
+      );
+      await rejects(stat(target), (thrown: unknown) => (thrown as NodeJS.ErrnoException).code === 'ENOENT');
+      deepStrictEqual(await readdir(dataDir, { recursive: true }), before);
+      strictEqual(Object.keys(await allKeys(live.endpoint)).length, 0);
+    } finally {
+      await live.stop();
+    }
+  });
 
   it('refuses to restore without restore.root or restore.etcd, writing nothing', async () => {
     await rejects(
