@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import {
   type FileHandle,
@@ -7,6 +7,7 @@ import {
   lutimes,
   mkdir,
   open,
+  opendir,
   readdir,
   readlink,
   realpath,
@@ -14,6 +15,7 @@ import {
   symlink,
   unlink,
 } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import {
   type BackupContext,
@@ -132,6 +134,18 @@ const CONFIG_FIELDS = [
 
 /** Filesystems that cannot make hard links answer `link()` with one of these. */
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK']);
+/**
+ * Which host wrote a restore temporary file: the first 8 hex digits of the sha256 of its host
+ * name. Whether the writing process still runs can only be checked on the same host.
+ */
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+/**
+ * A restore temporary file: `.<name>.bk-restore-<host>-<pid>-<random>.tmp`. Restore treats names of
+ * this shape as its own: a rerun removes stale ones (see {@link isStaleTemporary}).
+ */
+const TEMPORARY_NAME = /^\..*\.bk-restore-([0-9a-f]{8})-(\d+)-[0-9a-f]{16}\.tmp$/s;
+/** A restore temporary file of a live process on another host (or a reused pid) is stale after this. */
+const TEMPORARY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
@@ -568,6 +582,8 @@ class RestoreRun {
   private readonly directories: DirectoryAttributes[] = [];
   private readonly created = new Set<string>();
   private readonly skippedTrees: string[] = [];
+  /** Directories (relative, `''` the target) already cleared of stale temporary files. */
+  private readonly swept = new Set<string>();
 
   constructor(
     private readonly component: string,
@@ -645,6 +661,7 @@ class RestoreRun {
       const slash = path.lastIndexOf('/');
       const fresh = slash > 0 && this.created.has(path.slice(0, slash));
       const parentsExist = fresh || (await this.checkParents(path));
+      if (parentsExist && !fresh) await this.removeStaleTemporaries(slash > 0 ? path.slice(0, slash) : '');
       const existing = parentsExist && !fresh ? await lstatIfExists(absolute) : undefined;
       if (type === 'directory') {
         await this.restoreDirectory(entry, path, absolute, existing);
@@ -672,6 +689,29 @@ class RestoreRun {
       }
     }
     this.context.progress({ type: 'entry-end', component: this.component, path, size: written });
+  }
+
+  /**
+   * Removes, once per run, the temporary files a killed restore left in a directory that existed
+   * before this run (a directory this run created holds none). Its parents were just checked as
+   * real directories. Streams the listing, so a huge directory costs no memory.
+   */
+  private async removeStaleTemporaries(parent: string): Promise<void> {
+    if (this.swept.has(parent)) return;
+    this.swept.add(parent);
+    const directory = parent === '' ? this.base : join(this.base, ...parent.split('/'));
+    try {
+      for await (const item of await opendir(directory)) {
+        if (!item.name.includes('.bk-restore-') || item.isDirectory()) continue;
+        if (await isStaleTemporary(directory, item.name))
+          await unlink(join(directory, item.name)).catch((error: unknown) => {
+            if (errorCode(error) !== 'ENOENT') throw error;
+          });
+      }
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return;
+      throw this.failure(`cannot remove stale restore temporary files in "${directory}"`, error);
+    }
   }
 
   /**
@@ -957,7 +997,35 @@ class RestoreRun {
 function temporaryName(absolute: string): string {
   // Keeps the temporary name under the usual 255-byte limit whatever the file's name.
   const name = Array.from(basename(absolute)).slice(0, 48).join('');
-  return join(dirname(absolute), `.${name}.bk-${randomBytes(8).toString('hex')}`);
+  return join(
+    dirname(absolute),
+    `.${name}.bk-restore-${HOST_TAG}-${process.pid}-${randomBytes(8).toString('hex')}.tmp`,
+  );
+}
+
+/** Whether process `pid` runs on this host (`EPERM`: it runs, as another user). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errorCode(error) === 'EPERM';
+  }
+}
+
+/**
+ * Whether `name` is a restore temporary file that no running restore can still publish: one of
+ * this host whose process is gone, or one not modified for a day (another host's, or a pid that
+ * was reused). This process's own are never stale.
+ */
+async function isStaleTemporary(directory: string, name: string): Promise<boolean> {
+  const match = TEMPORARY_NAME.exec(name);
+  if (!match) return false;
+  const pid = Number(match[2]);
+  if (match[1] === HOST_TAG && pid === process.pid) return false;
+  if (match[1] === HOST_TAG && pid > 0 && !processRuns(pid)) return true;
+  const stats = await lstatIfExists(join(directory, name));
+  return stats !== undefined && Date.now() - stats.mtimeMs > TEMPORARY_MAX_AGE_MS;
 }
 
 async function lstatIfExists(path: string): Promise<Stats | undefined> {

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   appendFile,
   lstat,
@@ -10,10 +11,11 @@ import {
   rename,
   symlink,
   truncate,
+  utimes,
   writeFile,
 } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AbortedError,
@@ -350,6 +352,42 @@ describe('FilesComponent conflict policies', () => {
     expect(restored.find((item) => item.path === 'big.bin')).toEqual(
       (await snapshotTree(source)).find((item) => item.path === 'big.bin'),
     );
+  });
+
+  it('removes the temporary files a killed restore left, and nothing that is not one', async () => {
+    const { storage, name, source, target } = await prepare();
+    const host = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    // A process that has exited: its temporary files can never be published.
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    const deadPid = Number(dead.stdout);
+    const dayAndAHalfAgo = new Date(Date.now() - 36 * 3600_000);
+    const stale = [
+      `conf/.haproxy.cfg.bk-restore-${host}-${deadPid}-0123456789abcdef.tmp`,
+      `.big.bin.bk-restore-${host}-${deadPid}-fedcba9876543210.tmp`,
+      'conf/.x.bk-restore-00000000-1-00112233445566aa.tmp',
+    ];
+    const kept = [
+      // Another host's, recent: its restore may still run.
+      'conf/.y.bk-restore-00000000-1-00112233445566bb.tmp',
+      // A running process's (this one's).
+      `conf/.z.bk-restore-${host}-${process.pid}-00112233445566cc.tmp`,
+      // Look-alikes that bk never writes.
+      'conf/.notes.bk-restore.txt',
+      `conf/haproxy.cfg.bk-restore-${host}-${deadPid}-0123456789abcdef.tmp`,
+    ];
+    for (const path of [...stale, ...kept]) await writeFile(join(target, path), 'partial');
+    await utimes(join(target, stale[2]!), dayAndAHalfAgo, dayAndAHalfAgo);
+    await restore({
+      storage,
+      name,
+      restorers: [files({ root: source, paths: ['.'], restoreTo: target })],
+      conflict: 'skip',
+    });
+    for (const path of stale) await expect(lstat(join(target, path)), path).rejects.toThrow(/ENOENT/);
+    for (const path of kept) expect(await readFile(join(target, path), 'utf8'), path).toBe('partial');
+    expect(await readFile(join(target, 'conf/haproxy.cfg'), 'utf8')).toBe('LOCAL EDIT\n');
   });
 
   it('overwrite: replaces the existing file', async () => {
