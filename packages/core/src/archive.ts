@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
+import { EntryTree } from './entry-tree.ts';
 import { BkError, ConfigError, IntegrityError } from './errors.ts';
 import { releaseWholeHandedOver } from './handover.ts';
 import { digest } from './hash.ts';
@@ -50,13 +51,17 @@ export async function* archiveRecords(
     };
     manifest.components.push(record);
     progress({ type: 'component-start', component: source.name, kind: source.kind });
-    const seen = new Set<string>();
+    const tree = new EntryTree();
     for await (const entry of abortable(source.backup(context), signal)) {
       const path = safeEntryPath(entry.path);
-      if (seen.has(path)) throw new ConfigError(`${source.name}: the component yielded "${path}" twice.`);
-      seen.add(path);
       const archivePath = `${source.name}/${path}`;
       const type = entry.type ?? 'file';
+      const problem = tree.add(path, type);
+      if (problem !== undefined) {
+        throw new ConfigError(
+          `${source.name}: the component yielded an entry no restore could write: ${problem}.`,
+        );
+      }
       const base = {
         path,
         type,

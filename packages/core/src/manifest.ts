@@ -1,4 +1,5 @@
 import type { ComponentInfo, EntryType } from './contracts.ts';
+import { EntryTree } from './entry-tree.ts';
 import { ManifestError, ManifestVersionError } from './errors.ts';
 import { checkComponentName, safeEntryPath } from './paths.ts';
 
@@ -153,11 +154,11 @@ export function validateManifest(value: unknown): Manifest {
     expectOptional(component.version, `${where}.version`, expectString);
     expectObject(component.info, `${where}.info`);
     if (!Array.isArray(component.entries)) fail(`${where}.entries`, 'must be an array');
-    const paths = new Set<string>();
+    const tree = new EntryTree();
     component.entries.forEach((value: unknown, entryIndex: number) => {
       const entry = validateEntry(value, `${where}.entries[${entryIndex}]`);
-      if (paths.has(entry.path)) fail(`${where}.entries[${entryIndex}].path`, `repeats "${entry.path}"`);
-      paths.add(entry.path);
+      const problem = tree.add(entry.path, entry.type);
+      if (problem !== undefined) fail(`${where}.entries[${entryIndex}].path`, `is refused: ${problem}`);
     });
     const stats = expectObject(component.stats, `${where}.stats`);
     expectSize(stats.entries, `${where}.stats.entries`);

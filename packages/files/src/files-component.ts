@@ -35,7 +35,6 @@ import {
   handOver,
   IntegrityError,
   isRecord,
-  linkStaysInside,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
@@ -176,6 +175,12 @@ function describeSpecial(stats: Stats): string {
   if (stats.isBlockDevice()) return 'a block device';
   if (stats.isCharacterDevice()) return 'a character device';
   return 'a special file';
+}
+
+/** Refuses a link without a target, or one the file system cannot hold; any other target is data. */
+function checkLinkTarget(path: string, target: string | undefined): void {
+  if (!target) throw new UnsafePathError(path, 'the symbolic link has no target');
+  if (target.includes('\0')) throw new UnsafePathError(path, 'its link target contains a NUL byte');
 }
 
 function stringList(value: unknown, field: string, where: string, nonEmpty: boolean): string[] {
@@ -594,6 +599,8 @@ class RestoreRun {
 
   /** Small files being written, at most {@link SMALL_FILE_WRITES} at once. */
   private readonly writing = new Set<Promise<void>>();
+  /** The same writes by entry path, so a later entry under one of them waits for it. */
+  private readonly writingPaths = new Map<string, Promise<void>>();
   private writeFailure: unknown;
 
   /** Waits for the small files still being written; throws the first of their errors. */
@@ -612,11 +619,9 @@ class RestoreRun {
       throw new UnsafePathError(path, 'it resolves outside the restore target');
     }
     if (type === 'symlink') {
-      const target = entry.linkTarget;
-      if (!target) throw new UnsafePathError(path, 'the symbolic link has no target');
-      if (!linkStaysInside(path, target)) {
-        throw new UnsafePathError(path, `its link target "${target}" points outside the restore target`);
-      }
+      // A link is data: restored as it was, wherever it points, and never followed afterwards
+      // (every parent of a later entry must be a real directory).
+      checkLinkTarget(path, entry.linkTarget);
     } else if (type !== 'file' && type !== 'directory') {
       throw new UnsafePathError(path, `its type "${String(type)}" is not a file, directory or symlink`);
     }
@@ -626,6 +631,7 @@ class RestoreRun {
       path,
       ...(entry.size === undefined ? {} : { size: entry.size }),
     });
+    await this.waitForParentWrites(path);
     if (type === 'file' && entry.body && entry.size !== undefined && entry.size <= SMALL_FILE) {
       // A small file is read (and so checked against its sha256) first, then written while
       // the next entries are read: many small files cost a dozen file-system calls each, which
@@ -637,11 +643,27 @@ class RestoreRun {
         .catch((error: unknown) => {
           this.writeFailure ??= error;
         })
-        .finally(() => this.writing.delete(write));
+        .finally(() => {
+          this.writing.delete(write);
+          if (this.writingPaths.get(path) === write) this.writingPaths.delete(path);
+        });
       this.writing.add(write);
+      this.writingPaths.set(path, write);
       return;
     }
     await this.place(entry, path, type, absolute);
+  }
+
+  /**
+   * Waits for a small file still being written at a parent of `path` (`f` before `f/g`), so the
+   * parent check below sees it as the file it is rather than create a directory in its place.
+   */
+  private async waitForParentWrites(path: string): Promise<void> {
+    if (this.writingPaths.size === 0) return;
+    for (let slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) {
+      const write = this.writingPaths.get(path.slice(0, slash));
+      if (write) await write;
+    }
   }
 
   /** Creates one entry in the target, honouring the conflict policy. */
@@ -922,10 +944,7 @@ class RestoreRun {
       if (!stats) return false;
       if (!stats.isDirectory()) {
         const parent = segments.slice(0, index + 1).join('/');
-        throw new UnsafePathError(
-          path,
-          `"${parent}" in the restore target is ${stats.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}, and bk never writes through one`,
-        );
+        throw parentRefusal(path, parent, stats);
       }
     }
     return true;
@@ -951,10 +970,7 @@ class RestoreRun {
       }
       const stats = await lstat(current);
       if (!stats.isDirectory()) {
-        throw new UnsafePathError(
-          path,
-          `"${parent}" in the restore target is ${stats.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}, and bk never writes through one`,
-        );
+        throw parentRefusal(path, parent, stats);
       }
     }
     // Every parent was just seen as a real directory; realpath catches one swapped meanwhile.
@@ -992,6 +1008,16 @@ class RestoreRun {
   private failure(message: string, cause: unknown): ComponentError {
     return new ComponentError(this.component, `${message}: ${(cause as Error).message}`, { cause });
   }
+}
+
+/** Why `path` cannot be restored under `parent`, which exists and is not a real directory. */
+function parentRefusal(path: string, parent: string, stats: Stats): UnsafePathError {
+  return new UnsafePathError(
+    path,
+    stats.isSymbolicLink()
+      ? `"${parent}" in the restore target is a symbolic link, and bk never writes through one`
+      : `"${parent}" in the restore target is ${stats.isFile() ? 'a file' : 'not a directory'}, so nothing can be restored under it`,
+  );
 }
 
 function temporaryName(absolute: string): string {

@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BkError,
+  backup,
+  ConfigError,
+  collect,
+  type Entry,
+  gzip,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type Manifest,
+  type ManifestEntry,
+  MemoryStorage,
+  packTar,
+  type Restorer,
+  restore,
+  type SidecarManifest,
+  serializeManifest,
+  sha256Hex,
+  type TarRecordInput,
+  verify,
+} from '../src/index.ts';
+
+const NAME = 'backup_20260101_000000';
+const MTIME = '2026-01-01T00:00:00.000Z';
+
+/** One entry of a crafted backup: what the manifest says, and the tar record(s) actually written. */
+interface Crafted {
+  manifest: ManifestEntry;
+  /** Default: the record bk itself would write for `manifest` (a file's body is `body`). */
+  tar?: TarRecordInput[];
+  body?: Uint8Array;
+}
+
+function fileEntry(path: string, body: Uint8Array, extra: Partial<ManifestEntry> = {}): Crafted {
+  return {
+    manifest: {
+      path,
+      type: 'file',
+      size: body.byteLength,
+      sha256: sha256Hex(body),
+      mode: 0o644,
+      mtime: MTIME,
+      ...extra,
+    },
+    body,
+  };
+}
+
+function linkEntry(path: string, linkTarget: string, extra: Partial<ManifestEntry> = {}): Crafted {
+  return { manifest: { path, type: 'symlink', size: 0, linkTarget, mode: 0o777, mtime: MTIME, ...extra } };
+}
+
+function defaultRecord(entry: Crafted): TarRecordInput {
+  const { manifest } = entry;
+  return {
+    name: `files/${manifest.path}`,
+    type: manifest.type,
+    size: manifest.type === 'file' ? manifest.size : 0,
+    mode: manifest.mode,
+    mtime: manifest.mtime === undefined ? undefined : new Date(manifest.mtime),
+    linkTarget: manifest.linkTarget,
+    body: entry.body,
+  };
+}
+
+/**
+ * Writes a backup by hand into `storage`: sizes and sha256s are right unless a test says
+ * otherwise, so only what the test crafts is hostile. `patch` edits the sidecar (and the inner
+ * manifest, which must match it) before they are written.
+ */
+async function writeCrafted(
+  entries: Crafted[],
+  patch: (manifest: Record<string, unknown>) => void = () => {},
+): Promise<MemoryStorage> {
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    formatVersion: MANIFEST_VERSION,
+    name: NAME,
+    createdAt: MTIME,
+    completedAt: MTIME,
+    bk: { version: '0.1.0' },
+    compression: 'gzip',
+    encryption: null,
+    parent: null,
+    labels: {},
+    components: [
+      {
+        name: 'files',
+        kind: 'files',
+        info: {},
+        entries: entries.map((entry) => entry.manifest),
+        stats: {
+          entries: entries.length,
+          bytes: entries.reduce((sum, entry) => sum + entry.manifest.size, 0),
+        },
+      },
+    ],
+  };
+  patch(manifest as unknown as Record<string, unknown>);
+  const inner = serializeManifest(manifest);
+  const records = (async function* (): AsyncIterable<TarRecordInput> {
+    for (const entry of entries) yield* entry.tar ?? [defaultRecord(entry)];
+    yield { name: 'manifest.json', type: 'file', size: inner.byteLength, body: inner };
+  })();
+  const archive = await collect(gzip(packTar(records)), 64 * 1024 * 1024);
+  const key = `${NAME}.tar.gz`;
+  const sidecar: SidecarManifest = {
+    ...manifest,
+    archive: { key, size: archive.byteLength, sha256: sha256Hex(archive) },
+  };
+  const storage = new MemoryStorage();
+  await storage.put(key, archive);
+  await storage.put(`${NAME}.manifest.json`, serializeManifest(sidecar));
+  return storage;
+}
+
+/** A restorer that only records what it is handed (and reads every body). */
+function recorder(): Restorer & { seen: Entry[] } {
+  const seen: Entry[] = [];
+  return {
+    kind: 'files',
+    name: 'files',
+    seen,
+    async restore(entries) {
+      for await (const entry of entries) {
+        if (entry.body) await collect(entry.body);
+        seen.push(entry);
+      }
+      return { entries: seen.length, bytes: 0 };
+    },
+  };
+}
+
+async function caught(promise: Promise<unknown>): Promise<BkError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (BkError.isInstance(error)) return error;
+    throw error;
+  }
+  throw new Error('expected the call to throw');
+}
+
+/** Verify and restore must both refuse the backup, with `code` and a message matching `message`. */
+async function expectRefused(storage: MemoryStorage, code: string, message: RegExp): Promise<void> {
+  const verified = await caught(verify({ storage, name: NAME }));
+  expect(verified.code, verified.message).toBe(code);
+  expect(verified.message).toMatch(message);
+  const restorer = recorder();
+  const restored = await caught(
+    restore({ storage, name: NAME, restorers: [restorer], conflict: 'overwrite' }),
+  );
+  expect(restored.code, restored.message).toBe(code);
+  expect(restored.message).toMatch(message);
+}
+
+const text = (value: string) => new TextEncoder().encode(value);
+
+describe('symbolic links in archives', () => {
+  it('verifies and hands out absolute, escaping and dangling links as they were', async () => {
+    const storage = await writeCrafted([
+      linkEntry('etc/localtime', '/usr/share/zoneinfo/UTC'),
+      linkEntry('etc/escape', '../../../outside'),
+      linkEntry('etc/dangling', 'missing'),
+      fileEntry('etc/hostname', text('host\n')),
+    ]);
+    await verify({ storage, name: NAME });
+    const restorer = recorder();
+    await restore({ storage, name: NAME, restorers: [restorer] });
+    expect(restorer.seen.map((entry) => [entry.path, entry.linkTarget])).toEqual([
+      ['etc/localtime', '/usr/share/zoneinfo/UTC'],
+      ['etc/escape', '../../../outside'],
+      ['etc/dangling', 'missing'],
+      ['etc/hostname', undefined],
+    ]);
+  });
+
+  for (const [title, entries, problem] of [
+    [
+      'an entry under a link',
+      [linkEntry('d', '/outside'), fileEntry('d/x', text('x'))],
+      /"d\/x" lies under "d", which is a symbolic link/,
+    ],
+    [
+      'a link above entries listed before it',
+      [fileEntry('d/x', text('x')), linkEntry('d', '/outside')],
+      /"d" is a symbolic link, yet other entries lie under it/,
+    ],
+    [
+      'an entry under a file',
+      [fileEntry('f', text('f')), fileEntry('f/g', text('g'))],
+      /"f\/g" lies under "f", which is a file/,
+    ],
+    [
+      'an entry under a link, deeper',
+      [linkEntry('a/b', '/'), fileEntry('a/b/c/d', text('x'))],
+      /"a\/b\/c\/d" lies under "a\/b"/,
+    ],
+  ] as const) {
+    it(`refuses ${title} before anything is restored`, async () => {
+      const storage = await writeCrafted([...entries]);
+      await expectRefused(storage, 'BK_MANIFEST', problem);
+    });
+  }
+
+  it('refuses at backup time an entry no restore could write', async () => {
+    const storage = new MemoryStorage();
+    const error = await caught(
+      backup({
+        storage,
+        components: [
+          {
+            kind: 'test',
+            name: 'links',
+            describe: async () => ({}),
+            async *backup() {
+              yield { path: 'l', type: 'symlink', linkTarget: '/etc' };
+              yield { path: 'l/passwd', size: 0 };
+            },
+          },
+        ],
+      }),
+    );
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toMatch(/links: .*"l\/passwd" lies under "l", which is a symbolic link/);
+    expect([...(await collect(storage.list('')))]).toEqual([]);
+  });
+});
