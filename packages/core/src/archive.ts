@@ -246,11 +246,11 @@ export async function* readArchive(
       for (const record of component.entries) {
         const archivePath = `${component.name}/${record.path}`;
         currentPath = archivePath;
-        const names =
-          record.type === 'file' && record.chunks !== undefined
-            ? Array.from({ length: record.chunks }, (_, index) => chunkName(archivePath, index))
-            : [archivePath];
-        const first = await nextRecord(names[0]!);
+        // Chunk names are made as they are reached: a count is never allocated for.
+        const chunks = record.type === 'file' ? record.chunks : undefined;
+        const nameOf = (index: number): string =>
+          chunks === undefined ? archivePath : chunkName(archivePath, index);
+        const first = await nextRecord(nameOf(0));
         if (first.type !== record.type) {
           throw new IntegrityError(
             `Entry "${archivePath}" is a ${first.type} in the archive but a ${record.type} in the manifest.`,
@@ -269,7 +269,16 @@ export async function* readArchive(
         }
         const body =
           record.type === 'file'
-            ? verifiedBody(record, archivePath, names, first, nextRecord, component.name, options)
+            ? verifiedBody(
+                record,
+                archivePath,
+                chunks ?? 1,
+                nameOf,
+                first,
+                nextRecord,
+                component.name,
+                options,
+              )
             : undefined;
         const entry: Entry = {
           path: record.path,
@@ -326,7 +335,8 @@ export async function* readArchive(
 function verifiedBody(
   record: ManifestEntry,
   archivePath: string,
-  names: string[],
+  records: number,
+  nameOf: (index: number) => string,
   first: TarRecord,
   nextRecord: (expected: string) => Promise<TarRecord>,
   component: string,
@@ -355,8 +365,7 @@ function verifiedBody(
         return result.value;
       }
       index += 1;
-      current =
-        index < names.length ? (await nextRecord(names[index]!)).body[Symbol.asyncIterator]() : undefined;
+      current = index < records ? (await nextRecord(nameOf(index))).body[Symbol.asyncIterator]() : undefined;
     }
     if (!ended) {
       ended = true;

@@ -1,6 +1,7 @@
 import type { ComponentInfo, EntryType } from './contracts.ts';
 import { EntryTree } from './entry-tree.ts';
 import { ManifestError, ManifestVersionError } from './errors.ts';
+import { parseMtime } from './mtime.ts';
 import { checkComponentName, safeEntryPath } from './paths.ts';
 
 /** Identifies a bk manifest. */
@@ -20,7 +21,7 @@ export interface ManifestEntry {
   /** sha256 of the body, hex; files only. */
   sha256?: string;
   mode?: number;
-  /** ISO 8601. */
+  /** ISO 8601 UTC, to the nanosecond at most (`2026-11-21T10:15:00.123456789Z`). */
   mtime?: string;
   linkTarget?: string;
   /** Set when the body was stored as this many bounded chunks (a stream of unknown length). */
@@ -109,10 +110,78 @@ function validateEntry(value: unknown, where: string): ManifestEntry {
   expectSize(entry.size, `${where}.size`);
   if (type === 'file') expectSha256(entry.sha256, `${where}.sha256`);
   if (type === 'symlink') expectString(entry.linkTarget, `${where}.linkTarget`);
-  expectOptional(entry.mode, `${where}.mode`, expectSize);
-  expectOptional(entry.mtime, `${where}.mtime`, expectString);
-  expectOptional(entry.chunks, `${where}.chunks`, expectSize);
+  expectOptional(entry.mode, `${where}.mode`, expectMode);
+  expectOptional(entry.mtime, `${where}.mtime`, expectMtime);
+  expectOptional(entry.chunks, `${where}.chunks`, expectChunks);
   return entry as unknown as ManifestEntry;
+}
+
+/** Permission bits, as bk stores them: an integer from 0 to 0o7777. */
+function expectMode(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0o7777)
+    fail(where, 'must be permission bits, an integer from 0 to 0o7777 (4095)');
+  return value;
+}
+
+/** An mtime as bk writes it: ISO 8601 UTC to the nanosecond at most, a real date. */
+function expectMtime(value: unknown, where: string): string {
+  if (typeof value !== 'string' || parseMtime(value) === undefined)
+    fail(where, 'must be an ISO 8601 UTC time such as "2026-11-21T10:15:00.123456789Z"');
+  return value;
+}
+
+/** A chunk count: at least one chunk (an empty stream is one empty chunk). */
+function expectChunks(value: unknown, where: string): number {
+  const chunks = expectSize(value, where);
+  if (chunks < 1) fail(where, 'must be at least 1');
+  return chunks;
+}
+
+/**
+ * The most tar bytes one compressed byte can stand for: deflate's ceiling is ~1032:1; zstd's
+ * densest block (an RLE block: a 3-byte header and 1 byte for 128 KiB) 32768:1.
+ */
+const MAX_EXPANSION = { gzip: 1032, zstd: 32_768 } as const;
+const TAR_BLOCK = 512;
+
+/**
+ * Checks every count and size of a manifest against what an archive of `archiveSize` bytes can
+ * hold, before anything is allocated or read by them: each chunk of an entry holds at least one
+ * byte (only an empty entry is one empty chunk), and the tar stream — a 512-byte header per
+ * record and every byte of every body — cannot be longer than the archive inflates to.
+ */
+function checkArchiveCanHold(manifest: Manifest, archiveSize: number): void {
+  const ceiling = archiveSize * MAX_EXPANSION[manifest.compression];
+  let tarBytes = 2 * TAR_BLOCK;
+  manifest.components.forEach((component, index) => {
+    const where = `components[${index}]`;
+    component.entries.forEach((entry, entryIndex) => {
+      if (entry.chunks !== undefined && entry.chunks > Math.max(1, entry.size)) {
+        fail(
+          `${where}.entries[${entryIndex}].chunks`,
+          `(${entry.chunks}) cannot exceed the entry's ${entry.size} bytes`,
+        );
+      }
+      tarBytes += (entry.chunks ?? 1) * TAR_BLOCK + entry.size;
+    });
+    for (const [field, value] of [
+      ['entries', component.stats.entries * TAR_BLOCK],
+      ['bytes', component.stats.bytes],
+    ] as const) {
+      if (value > ceiling) {
+        fail(
+          `${where}.stats.${field}`,
+          `(${component.stats[field]}) is more than an archive of ${archiveSize} bytes can hold`,
+        );
+      }
+    }
+  });
+  if (tarBytes > ceiling) {
+    fail(
+      'components',
+      `record more entries and bytes (at least ${tarBytes} bytes of tar) than an archive of ${archiveSize} bytes can hold`,
+    );
+  }
 }
 
 /**
@@ -172,8 +241,9 @@ export function validateSidecar(value: unknown): SidecarManifest {
   const manifest = validateManifest(value);
   const archive = expectObject((value as Record<string, unknown>).archive, 'archive');
   expectString(archive.key, 'archive.key');
-  expectSize(archive.size, 'archive.size');
+  const archiveSize = expectSize(archive.size, 'archive.size');
   expectSha256(archive.sha256, 'archive.sha256');
+  checkArchiveCanHold(manifest, archiveSize);
   return manifest as SidecarManifest;
 }
 

@@ -97,10 +97,12 @@ async function writeCrafted(
       },
     ],
   };
+  // The tar records are made before `patch`: it changes what the manifest says, not the archive.
+  const tars = entries.map((entry) => entry.tar ?? [defaultRecord(entry)]);
   patch(manifest as unknown as Record<string, unknown>);
   const inner = serializeManifest(manifest);
   const records = (async function* (): AsyncIterable<TarRecordInput> {
-    for (const entry of entries) yield* entry.tar ?? [defaultRecord(entry)];
+    for (const records of tars) yield* records;
     yield { name: 'manifest.json', type: 'file', size: inner.byteLength, body: inner };
   })();
   const archive = await collect(gzip(packTar(records)), 64 * 1024 * 1024);
@@ -227,3 +229,109 @@ describe('symbolic links in archives', () => {
     expect([...(await collect(storage.list('')))]).toEqual([]);
   });
 });
+
+describe('counts and sizes a manifest cannot hold', () => {
+  const body = text('small\n');
+  const cases: Array<[string, (manifest: Record<string, unknown>) => void, RegExp]> = [
+    [
+      '100,000,000 chunks of a 6-byte entry',
+      (m) => (entryOf(m).chunks = 100_000_000),
+      /entries\[0\]\.chunks \(100000000\) cannot exceed/,
+    ],
+    [
+      '2^32 chunks',
+      (m) => (entryOf(m).chunks = 2 ** 32),
+      /entries\[0\]\.chunks \(4294967296\) cannot exceed/,
+    ],
+    ['0 chunks', (m) => (entryOf(m).chunks = 0), /chunks must be at least 1/],
+    [
+      'a size the archive cannot hold, in as many chunks',
+      (m) => Object.assign(entryOf(m), { size: 2 ** 40, chunks: 2 ** 20 }),
+      /than an archive of \d+ bytes can hold/,
+    ],
+    [
+      '2^40 entries in the stats',
+      (m) => (componentOf(m).stats.entries = 2 ** 40),
+      /stats\.entries \(1099511627776\) is more than/,
+    ],
+    [
+      '2^50 bytes in the stats',
+      (m) => (componentOf(m).stats.bytes = 2 ** 50),
+      /stats\.bytes .* is more than/,
+    ],
+  ];
+  for (const [title, patch, message] of cases) {
+    it(`refuses ${title} before allocating anything`, async () => {
+      const storage = await writeCrafted([fileEntry('data.bin', body)], patch);
+      await expectRefused(storage, 'BK_MANIFEST', message);
+    });
+  }
+
+  it('reads a legitimately chunked entry', async () => {
+    const storage = new MemoryStorage();
+    const payload = new Uint8Array(20_000).fill(7);
+    await backup({
+      storage,
+      chunkSize: 4096,
+      components: [
+        {
+          kind: 'files',
+          name: 'files',
+          describe: async () => ({}),
+          async *backup() {
+            yield {
+              path: 'stream',
+              body: (async function* () {
+                yield payload;
+              })(),
+            };
+          },
+        },
+      ],
+    });
+    const verified = await verify({ storage, name: 'latest' });
+    expect(verified.manifest.components[0]!.entries[0]!.chunks).toBe(5);
+  });
+});
+
+describe('strict entry fields', () => {
+  const cases: Array<[string, Partial<ManifestEntry>, RegExp]> = [
+    ['mtime "garbage"', { mtime: 'garbage' }, /entries\[0\]\.mtime must be an ISO 8601 UTC time/],
+    ['a 31st of February', { mtime: '2026-02-31T00:00:00Z' }, /entries\[0\]\.mtime/],
+    ['an mtime with an offset', { mtime: '2026-01-01T00:00:00+01:00' }, /entries\[0\]\.mtime/],
+    ['ten fraction digits', { mtime: '2026-01-01T00:00:00.1234567890Z' }, /entries\[0\]\.mtime/],
+    ['a number as mtime', { mtime: 1 as unknown as string }, /entries\[0\]\.mtime/],
+    ['mode 2^40', { mode: 2 ** 40 }, /entries\[0\]\.mode must be permission bits/],
+    ['mode -1', { mode: -1 }, /entries\[0\]\.mode/],
+    ['mode 0o10000', { mode: 0o10000 }, /entries\[0\]\.mode/],
+    ['mode 1.5', { mode: 1.5 }, /entries\[0\]\.mode/],
+  ];
+  for (const [title, extra, message] of cases) {
+    it(`refuses ${title} with a ManifestError naming the field`, async () => {
+      const entry = fileEntry('a.txt', text('a'), {});
+      const storage = await writeCrafted([
+        { ...entry, manifest: { ...entry.manifest, ...extra }, tar: [defaultRecord(entry)] },
+      ]);
+      await expectRefused(storage, 'BK_MANIFEST', message);
+    });
+  }
+
+  it('accepts nanosecond mtimes and the millisecond ones earlier backups wrote', async () => {
+    for (const mtime of [
+      '2026-01-01T00:00:00.999600001Z',
+      '2026-01-01T00:00:00.123Z',
+      '2026-01-01T00:00:00Z',
+    ]) {
+      const storage = await writeCrafted([fileEntry('a.txt', text('a'), { mtime })]);
+      await verify({ storage, name: NAME });
+    }
+  });
+});
+
+function componentOf(manifest: Record<string, unknown>) {
+  return (manifest as unknown as Manifest).components[0]!;
+}
+
+function entryOf(manifest: Record<string, unknown>): ManifestEntry {
+  return componentOf(manifest).entries[0]!;
+}
