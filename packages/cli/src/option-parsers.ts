@@ -47,3 +47,14 @@ export function parseCompression(value: string): 'gzip' | 'zstd' {
   if (value !== 'gzip' && value !== 'zstd') throw new InvalidArgumentError('expected gzip or zstd.');
   return value;
 }
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses a duration such as `0s`, `90m`, `24h` or `7d` into milliseconds. */
+export function parseDuration(value: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(value.trim());
+  const milliseconds = match ? Number(match[1]) * DURATION_UNITS_MS[match[2]!]! : Number.NaN;
+  if (!Number.isSafeInteger(milliseconds))
+    throw new InvalidArgumentError('expected a duration: a whole number with ms, s, m, h or d, e.g. 24h.');
+  return milliseconds;
+}

@@ -121,7 +121,14 @@ describe('main (in process)', () => {
     const verified = await runJson('verify', String(made.json.name), '--target', 'mem://');
     expect(verified.json).toMatchObject({ name: made.json.name, ok: true, entries: 2 });
     const pruned = await runJson('prune', '--keep-last', '1', '--target', 'mem://');
-    expect(pruned.json).toEqual({ dryRun: false, kept: [made.json.name], deleted: [], orphans: [] });
+    expect(pruned.json).toEqual({
+      dryRun: false,
+      kept: [made.json.name],
+      deleted: [],
+      orphans: [],
+      incomplete: [],
+      notes: [],
+    });
   });
 
   it('needs components to back up', async () => {
@@ -240,6 +247,8 @@ describe('main (in process)', () => {
       kept: ['backup_20261102_110000', 'backup_20261103_100000'],
       deleted: ['backup_20261101_100000', 'backup_20261102_100000'],
       orphans: [],
+      incomplete: [],
+      notes: [],
     });
     expect(((await runJson('ls', '--target', 'mem://')).json.backups as unknown[]).length).toBe(4);
     const human = await run('prune', '--keep-last', '1', '--target', 'mem://');

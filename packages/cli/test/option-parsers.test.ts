@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { parseCompression, parseLevel, parseReadConcurrency } from '../src/option-parsers.ts';
+import { parseCompression, parseDuration, parseLevel, parseReadConcurrency } from '../src/option-parsers.ts';
 
 describe('option parsers', () => {
   it('accepts levels 1–19 (the format checks its own range) and nothing else', () => {
@@ -21,5 +21,15 @@ describe('option parsers', () => {
     expect(parseReadConcurrency('16')).toBe(16);
     for (const bad of ['0', '17', '-1', '2x'])
       expect(() => parseReadConcurrency(bad)).toThrow(InvalidArgumentError);
+  });
+
+  it('reads durations with a unit into milliseconds', () => {
+    expect(parseDuration('0s')).toBe(0);
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('30m')).toBe(1_800_000);
+    expect(parseDuration('24h')).toBe(86_400_000);
+    expect(parseDuration('7d')).toBe(604_800_000);
+    for (const bad of ['', '5', '1.5h', '-1s', 'h', '3w'])
+      expect(() => parseDuration(bad)).toThrow(InvalidArgumentError);
   });
 });

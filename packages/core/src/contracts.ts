@@ -147,6 +147,49 @@ export interface GetOptions {
 }
 
 /**
+ * Something a write that never finished left in a store (its process was killed, the machine
+ * lost power): a temp file, an open multipart upload, segments no object refers to. Never
+ * visible through `list`, but it takes space until removed.
+ */
+export interface IncompleteUpload {
+  /** What it is, in the store's own words, e.g. `"temp file"`, `"multipart upload"`, `"segments"`. */
+  kind: string;
+  /** Where it is, for an operator to find it: a path, a key and upload id. Never credentials. */
+  location: string;
+  /** The key it was being written for, when the store records it. */
+  key?: string;
+  /** Bytes it holds, when the store tells. */
+  size?: number;
+  /** When it was last written to (or started, when that is all the store tells). */
+  lastModified?: Date;
+}
+
+/** Options of {@link Storage.cleanupIncomplete}. */
+export interface CleanupIncompleteOptions {
+  /**
+   * Only what has not been written to for at least this many milliseconds is removed: a younger
+   * leftover may belong to a put that is still running.
+   */
+  olderThanMs: number;
+  /** Only leftovers of keys starting with this; a store that cannot tell (fs temp files) ignores it. */
+  prefix?: string;
+  /** Report what would be removed, remove nothing. */
+  dryRun?: boolean;
+  signal?: AbortSignal;
+}
+
+/** What {@link Storage.cleanupIncomplete} removed, and what it could not. */
+export interface CleanupIncompleteResult {
+  /** Leftovers removed (with `dryRun`: that would be removed). */
+  removed: IncompleteUpload[];
+  /**
+   * What this store keeps that it cannot list or remove, and how it goes away, e.g. "Azure
+   * discards uncommitted blocks after 7 days". Empty when there is nothing to say.
+   */
+  notes: string[];
+}
+
+/**
  * An object store. Keys are `/`-separated and relative; an adapter must refuse keys that would
  * escape its root or prefix with `ConfigError`: empty, absolute (a leading `/`), with a
  * backslash or a NUL byte, or with an empty, `.` or `..` segment. `checkStorageKey` applies
@@ -170,4 +213,16 @@ export interface Storage {
   list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ObjectInfo>;
   /** Deletes an object; deleting a missing object is not an error. */
   delete(key: string, options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Removes what puts that never finished left behind (see {@link IncompleteUpload}), older than
+   * `olderThanMs`, and says what it removed. Never touches an object, nor anything a running put
+   * has written to within `olderThanMs`. Optional: a store whose puts leave nothing behind, or
+   * that cannot find it, may omit it; `prune` calls it when it is there.
+   *
+   * @throws {AbortedError} When `signal` aborts.
+   * @throws {StorageError} When listing or removing fails.
+   * @example
+   * const { removed } = await storage.cleanupIncomplete?.({ olderThanMs: 86_400_000, dryRun: true }) ?? { removed: [] };
+   */
+  cleanupIncomplete?(options: CleanupIncompleteOptions): Promise<CleanupIncompleteResult>;
 }

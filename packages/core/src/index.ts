@@ -23,6 +23,8 @@ export {
 export type {
   BackupContext,
   ByteStream,
+  CleanupIncompleteOptions,
+  CleanupIncompleteResult,
   Component,
   ComponentCapabilities,
   ComponentInfo,
@@ -30,6 +32,7 @@ export type {
   Entry,
   EntryType,
   GetOptions,
+  IncompleteUpload,
   ObjectInfo,
   OperationContext,
   PutOptions,

@@ -2,10 +2,13 @@ import { describe, expect, it } from 'vitest';
 import {
   BkError,
   backup,
+  type CleanupIncompleteOptions,
+  type CleanupIncompleteResult,
   ConfigError,
   catalog,
   collect,
   type Entry,
+  type IncompleteUpload,
   IntegrityError,
   list,
   MemoryStorage,
@@ -190,5 +193,30 @@ describe('prune', () => {
     ]);
     expect((await catalog({ storage })).length).toBe(2);
     await expect(prune({ storage })).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it("has the storage's cleanupIncomplete remove what interrupted writes left, past the same age", async () => {
+    const calls: CleanupIncompleteOptions[] = [];
+    const leftover: IncompleteUpload = {
+      kind: 'multipart upload',
+      location: 'edge/backup_20261101_000000.tar.gz (upload 1)',
+      key: 'edge/backup_20261101_000000.tar.gz',
+    };
+    const storage = Object.assign(new MemoryStorage(), {
+      async cleanupIncomplete(options: CleanupIncompleteOptions): Promise<CleanupIncompleteResult> {
+        calls.push(options);
+        return { removed: [leftover], notes: ['sessions expire by themselves'] };
+      },
+    });
+    await backup({ storage, prefix: 'edge', components: [source('c', () => oneFile('f', text('x')))] });
+    const dry = await prune({ storage, prefix: 'edge', keepLast: 1, dryRun: true });
+    expect(dry).toMatchObject({ incomplete: [leftover], notes: ['sessions expire by themselves'] });
+    await prune({ storage, prefix: 'edge', keepLast: 1, orphanAgeMs: 0 });
+    expect(calls.map(({ olderThanMs, prefix, dryRun }) => ({ olderThanMs, prefix, dryRun }))).toEqual([
+      { olderThanMs: 86_400_000, prefix: 'edge/', dryRun: true },
+      { olderThanMs: 0, prefix: 'edge/', dryRun: false },
+    ]);
+    const plain = await prune({ storage: new MemoryStorage(), keepLast: 1 });
+    expect(plain).toMatchObject({ incomplete: [], notes: [] });
   });
 });

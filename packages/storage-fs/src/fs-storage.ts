@@ -19,10 +19,13 @@ import {
   BkError,
   BodyReader,
   type ByteStream,
+  type CleanupIncompleteOptions,
+  type CleanupIncompleteResult,
   ConfigError,
   checkRange,
   checkStorageKey,
   type GetOptions,
+  type IncompleteUpload,
   NotFoundError,
   type ObjectInfo,
   type PutOptions,
@@ -370,7 +373,8 @@ export class FsStorage implements Storage {
    * Deletes temp files that a killed process left in `<root>/.bk-tmp/`. A `put` that is still
    * running keeps its temp file's modification time fresh while its body flows, so pick an age
    * longer than any body may stall (the default is one hour). Safe to run while other
-   * processes write.
+   * processes write. `prune` calls {@link cleanupIncomplete}, which does the same and says what
+   * it removed.
    *
    * @param olderThanMs Only files last modified at least this long ago are deleted.
    * @returns How many temp files were deleted.
@@ -379,27 +383,50 @@ export class FsStorage implements Storage {
    * const removed = await storage.cleanupTemp(24 * 3600_000);
    */
   async cleanupTemp(olderThanMs = 3_600_000): Promise<number> {
+    return (await this.cleanupIncomplete({ olderThanMs })).removed.length;
+  }
+
+  /**
+   * Deletes (with `dryRun`: only lists) the temp files that killed processes left in
+   * `<root>/.bk-tmp/` and that were last modified at least `olderThanMs` ago. A running `put`
+   * keeps its temp file's modification time fresh while its body flows. Temp files do not record
+   * their key, so `prefix` is ignored: every old temp file under the root goes.
+   *
+   * @throws {AbortedError} When `signal` aborts.
+   * @throws {StorageError} When the temp directory cannot be read or a file cannot be deleted.
+   * @example
+   * const { removed } = await storage.cleanupIncomplete({ olderThanMs: 86_400_000, dryRun: true });
+   * for (const item of removed) console.log(item.location, item.size);
+   */
+  async cleanupIncomplete(options: CleanupIncompleteOptions): Promise<CleanupIncompleteResult> {
+    const { olderThanMs, dryRun = false, signal } = options;
+    throwIfAborted(signal);
     const tempDir = join(this.root, TEMP_DIR);
     const cutoff = Date.now() - olderThanMs;
-    let removed = 0;
+    const removed: IncompleteUpload[] = [];
     try {
       for await (const entry of await opendir(tempDir)) {
-        if (!entry.isFile()) continue;
+        throwIfAborted(signal);
+        if (!entry.isFile() || !entry.name.endsWith('.tmp')) continue;
         const path = join(tempDir, entry.name);
         const stats = await lstat(path).catch(() => undefined);
-        if (!stats || stats.mtimeMs > cutoff) continue;
-        try {
-          await unlink(path);
-          removed += 1;
-        } catch (error) {
-          if (!hasCode(error, 'ENOENT')) throw error;
+        if (!stats?.isFile() || stats.mtimeMs > cutoff) continue;
+        if (!dryRun) {
+          try {
+            await unlink(path);
+          } catch (error) {
+            if (hasCode(error, 'ENOENT')) continue;
+            throw error;
+          }
         }
+        removed.push({ kind: 'temp file', location: path, size: stats.size, lastModified: stats.mtime });
       }
     } catch (error) {
-      if (hasCode(error, 'ENOENT')) return removed;
+      if (signal?.aborted) throw toAbortedError(signal);
+      if (hasCode(error, 'ENOENT')) return { removed, notes: [] };
       throw storageError(`clean up temp files in ${tempDir}`, error);
     }
-    return removed;
+    return { removed, notes: [] };
   }
 
   /** `realpath(root)`, cached once the root exists; `undefined` while it does not. */

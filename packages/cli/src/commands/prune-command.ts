@@ -1,10 +1,11 @@
 import { prune, type RetentionPolicy } from '@bk/core';
 import type { Command } from 'commander';
 import type { CommandContext } from '../command-context.ts';
-import { parseCount } from '../option-parsers.ts';
+import { parseCount, parseDuration } from '../option-parsers.ts';
 
 interface PruneFlags extends RetentionPolicy {
   dryRun?: boolean;
+  leftoverAge?: number;
 }
 
 /** Defines `bk prune`. */
@@ -17,6 +18,11 @@ export function definePruneCommand(program: Command, contextOf: (command: Comman
     .option('--keep-weekly <n>', 'keep the newest backup of each of the N newest ISO weeks', parseCount)
     .option('--keep-monthly <n>', 'keep the newest backup of each of the N newest months', parseCount)
     .option('--dry-run', 'show what would be deleted, delete nothing')
+    .option(
+      '--leftover-age <duration>',
+      'remove leftovers of killed runs (locks, temp files, multipart uploads, segments) older than this, e.g. 24h, 30m, 0s',
+      parseDuration,
+    )
     .action(async (flags: PruneFlags, command: Command) => {
       const context = contextOf(command);
       const policy: RetentionPolicy = { ...(await context.config()).retention };
@@ -29,12 +35,15 @@ export function definePruneCommand(program: Command, contextOf: (command: Comman
         prefix: await context.prefix(),
         ...policy,
         dryRun,
+        ...(flags.leftoverAge === undefined ? {} : { orphanAgeMs: flags.leftoverAge }),
         signal: context.signal,
       });
       context.printJson({ dryRun, ...result });
       const verb = dryRun ? 'would delete' : 'deleted';
       for (const name of result.deleted) context.print(`${verb} ${name}`);
       for (const key of result.orphans) context.print(`${verb} leftover ${key}`);
+      for (const item of result.incomplete) context.print(`${verb} incomplete ${item.kind} ${item.location}`);
+      for (const note of result.notes) context.print(`note: ${note}`);
       for (const name of result.kept) context.print(`kept ${name}`);
     });
 }

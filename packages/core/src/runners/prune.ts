@@ -1,5 +1,6 @@
-import type { Storage } from '../contracts.ts';
+import type { IncompleteUpload, Storage } from '../contracts.ts';
 import { ConfigError, throwIfAborted } from '../errors.ts';
+import { joinKey } from '../naming.ts';
 import { type CatalogItem, catalog } from './catalog.ts';
 
 export interface RetentionPolicy {
@@ -19,8 +20,9 @@ export interface PruneOptions extends RetentionPolicy {
   /** Report what would be deleted without deleting. */
   dryRun?: boolean;
   /**
-   * Locks and archives without a sidecar (left by a killed run) older than this are deleted.
-   * Default 24 hours; younger ones may belong to a backup still running.
+   * Leftovers of killed runs older than this are removed: locks and archives without a sidecar,
+   * and what the storage's `cleanupIncomplete` finds (temp files, open multipart uploads,
+   * orphaned segments). Default 24 hours; younger ones may belong to a backup still running.
    */
   orphanAgeMs?: number;
   now?: () => Date;
@@ -32,8 +34,15 @@ export interface PruneResult {
   kept: string[];
   /** Backups deleted (or, with `dryRun`, to be deleted), oldest first. */
   deleted: string[];
-  /** Keys of leftovers from interrupted runs that were removed. */
+  /** Keys of leftovers from interrupted runs that were removed (locks, archives without a sidecar). */
   orphans: string[];
+  /**
+   * What interrupted writes left in the storage and was removed (or, with `dryRun`, would be):
+   * temp files, open multipart uploads, segments. Empty when the storage has no `cleanupIncomplete`.
+   */
+  incomplete: IncompleteUpload[];
+  /** What the storage cannot clean up and how it goes away (see `CleanupIncompleteResult.notes`). */
+  notes: string[];
 }
 
 function isoWeek(time: Date): string {
@@ -75,7 +84,9 @@ export function selectKept(
  * Deletes backups that the retention policy does not keep, newest-first buckets as in
  * restic's `forget`; `_N` suffixes order after the plain name of the same second. The sidecar
  * goes first, so a backup interrupted mid-delete is no longer listed. Also removes leftovers of
- * killed runs older than `orphanAgeMs`. At least one `keep*` option is required.
+ * killed runs older than `orphanAgeMs`, and has the storage's `cleanupIncomplete` remove what
+ * interrupted writes left (temp files, multipart uploads, segments) past the same age. At least
+ * one `keep*` option is required.
  */
 export async function prune(options: PruneOptions): Promise<PruneResult> {
   const { storage, signal } = options;
@@ -101,9 +112,10 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   const doomed = complete.filter((item) => !kept.has(item.name));
   const now = (options.now ?? (() => new Date()))().getTime();
   const orphanAge = options.orphanAgeMs ?? 24 * 60 * 60 * 1000;
+  if (Number.isNaN(orphanAge)) throw new ConfigError('orphanAgeMs must be a number of milliseconds.');
   const orphans: string[] = [];
   const isOld = (lastModified: Date | undefined) =>
-    lastModified !== undefined && now - lastModified.getTime() > orphanAge;
+    lastModified !== undefined && now - lastModified.getTime() >= orphanAge;
   for (const item of items) {
     if (item.lock && isOld(item.lock.lastModified)) orphans.push(item.lock.key);
     if (!item.sidecar && item.archive && isOld(item.archive.lastModified)) orphans.push(item.archive.key);
@@ -112,6 +124,12 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     for (const item of doomed) await deleteBackup(storage, item, signal);
     for (const key of orphans) await storage.delete(key, { signal });
   }
+  const incomplete = (await storage.cleanupIncomplete?.({
+    olderThanMs: orphanAge,
+    prefix: joinKey(options.prefix, '') || undefined,
+    dryRun: options.dryRun === true,
+    signal,
+  })) ?? { removed: [], notes: [] };
   return {
     kept: complete
       .filter((item) => kept.has(item.name))
@@ -119,6 +137,8 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
       .reverse(),
     deleted: doomed.map((item) => item.name).reverse(),
     orphans,
+    incomplete: incomplete.removed,
+    notes: incomplete.notes,
   };
 }
 
