@@ -3,6 +3,7 @@ export { isZnodePath, parseRecord, ZNODES_ENTRY, type ZnodeRecord } from './znod
 export type { Acl } from './zookeeper-client.ts';
 export {
   fromConfig,
+  sequenceCounter,
   type ZookeeperAuth,
   ZookeeperComponent,
   type ZookeeperOptions,

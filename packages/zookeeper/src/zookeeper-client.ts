@@ -47,6 +47,12 @@ interface RawClient {
   getChildren(path: string, callback: Callback<string[]>): void;
   exists(path: string, callback: Callback<RawStat | null>): void;
   remove(path: string, version: number, callback: Callback<void>): void;
+  transaction(): RawTransaction;
+}
+interface RawTransaction {
+  create(path: string, data: Buffer | undefined, acls: RawAcl[], mode: number): RawTransaction;
+  remove(path: string, version: number): RawTransaction;
+  commit(callback: (error: ZookeeperException | null | undefined, results: unknown) => void): void;
 }
 interface RawModule {
   createClient(
@@ -55,7 +61,12 @@ interface RawModule {
   ): RawClient;
   ACL: new (permission: number, id: RawId) => RawAcl;
   Id: new (scheme: string, id: string) => RawId;
-  CreateMode: { PERSISTENT: number; PERSISTENT_SEQUENTIAL: number; EPHEMERAL: number };
+  CreateMode: {
+    PERSISTENT: number;
+    PERSISTENT_SEQUENTIAL: number;
+    EPHEMERAL: number;
+    EPHEMERAL_SEQUENTIAL: number;
+  };
   Exception: { NO_NODE: number; NODE_EXISTS: number; NO_AUTH: number };
 }
 
@@ -72,6 +83,7 @@ export const CREATE_MODES = {
   PERSISTENT: zookeeper.CreateMode.PERSISTENT,
   PERSISTENT_SEQUENTIAL: zookeeper.CreateMode.PERSISTENT_SEQUENTIAL,
   EPHEMERAL: zookeeper.CreateMode.EPHEMERAL,
+  EPHEMERAL_SEQUENTIAL: zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL,
 } as const;
 
 export const NO_NODE = zookeeper.Exception.NO_NODE;
@@ -228,6 +240,30 @@ export class ZookeeperSession {
 
   async getData(path: string): Promise<Buffer | undefined> {
     return (await this.#call<Buffer | undefined>((callback) => this.#client.getData(path, callback))).result;
+  }
+
+  /** The stat of `path`; `undefined` when it does not exist. */
+  async stat(path: string): Promise<RawStat | undefined> {
+    const { result } = await this.#call<RawStat | null>((callback) => this.#client.exists(path, callback));
+    return result ?? undefined;
+  }
+
+  /**
+   * Creates and deletes the child `name` of `parent` `pairs` times in one multi transaction
+   * (atomic: all or nothing). Each pair raises the number the server gives the parent's next
+   * sequential child by one (and its reported `cversion` by two). Rejects with the server's
+   * error, e.g. NO_AUTH without CREATE and DELETE on `parent`.
+   */
+  async churnChild(parent: string, name: string, pairs: number): Promise<void> {
+    const path = parent === '/' ? `/${name}` : `${parent}/${name}`;
+    const transaction = this.#client.transaction();
+    const acl = toRaw(OPEN_ACL);
+    for (let index = 0; index < pairs; index += 1) {
+      transaction.create(path, undefined, acl, CREATE_MODES.PERSISTENT).remove(path, -1);
+    }
+    await new Promise<void>((resolve, reject) => {
+      transaction.commit((error) => (error ? reject(error) : resolve()));
+    });
   }
 
   async remove(path: string): Promise<void> {

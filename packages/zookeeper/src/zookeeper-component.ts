@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   type BackupContext,
   BkError,
@@ -99,7 +100,7 @@ const NOT_CAPTURED = [
   'ephemeral znodes (they belong to client sessions, which a restore cannot bring back)',
   '/zookeeper (quotas and the dynamic ensemble config) and the root znode "/" itself (its data and ACL)',
   'stat fields (versions, zxids, ctime, mtime) are recorded for comparison but a restore gets new ones from the server',
-  'sequence counters: sequential znodes are restored under their exact names, not re-sequenced',
+  "sequence counters as such: sequential znodes are restored under their exact names; restore then advances each restored parent's counter just past its highest restored sequential child (not to its backed-up value)",
   'the server configuration (zoo.cfg, jaas files, myid), its transaction logs and snapshots, sessions and watches',
 ];
 
@@ -395,6 +396,9 @@ export class ZookeeperComponent implements Component {
    * checked before anything is written; `skip` leaves existing znodes untouched; `overwrite`
    * sets their data and ACL. Znodes that have children get their recorded ACL once the whole
    * tree is written, so a read-only ACL does not stop their children from being created.
+   * Before that, the sequence counter of every restored parent of sequential znodes is moved
+   * past its highest restored number, so sequential creates (lock and queue recipes) under it
+   * do not fail with NODE_EXISTS.
    *
    * @throws {ConflictError} under `fail` when a znode of the backup exists; nothing was written.
    * @throws {ComponentError} on an invalid line or a failing write, naming the znode.
@@ -415,6 +419,8 @@ export class ZookeeperComponent implements Component {
       unchanged: 0,
       skipped: 0,
       ancestorsCreated: 0,
+      countersAdvanced: 0,
+      counterIncrements: 0,
     };
     try {
       for await (const entry of entries) {
@@ -444,6 +450,8 @@ export class ZookeeperComponent implements Component {
         unchanged: stats.unchanged,
         skipped: stats.skipped,
         ancestorsCreated: stats.ancestorsCreated,
+        countersAdvanced: stats.countersAdvanced,
+        counterIncrements: stats.counterIncrements,
       },
     };
   }
@@ -502,6 +510,8 @@ export class ZookeeperComponent implements Component {
       unchanged: number;
       skipped: number;
       ancestorsCreated: number;
+      countersAdvanced: number;
+      counterIncrements: number;
     },
   ): Promise<void> {
     const { signal, conflict } = context;
@@ -540,10 +550,12 @@ export class ZookeeperComponent implements Component {
     const temporaryAcl: Acl[] = this.#auth.length > 0 ? CREATOR_ALL_ACL : OPEN_ACL;
     const known = new Set<string>(['/']);
     const deferred: { path: string; acl: Acl[] }[] = [];
+    const counters = new SequenceCounters();
     let failure: unknown;
     try {
       for await (const record of records) {
         throwIfAborted(signal);
+        counters.note(record);
         await this.#ensureParent(session, record.path, known, stats);
         const acl = aclOf(record);
         const data = dataOf(record);
@@ -576,6 +588,8 @@ export class ZookeeperComponent implements Component {
         }
         known.add(record.path);
       }
+      // While restored parents still have their temporary ACL (CREATE and DELETE allowed).
+      await this.#advanceCounters(session, counters, signal, stats);
     } catch (error) {
       failure = error;
     }
@@ -621,6 +635,57 @@ export class ZookeeperComponent implements Component {
     return !sameData || !sameAcl;
   }
 
+  /**
+   * Moves the sequence counter of every parent of restored sequential znodes past the highest
+   * restored number, so that the next sequential create under it gets a free name. Only
+   * creating a child raises the counter (see {@link sequenceCounter}): it is raised by creating
+   * and deleting a scratch child, as many pairs per multi transaction as fit in
+   * {@link CHURN_BYTES_PER_MULTI}, each multi atomic, the counter read back after each.
+   */
+  async #advanceCounters(
+    session: ZookeeperSession,
+    counters: SequenceCounters,
+    signal: AbortSignal,
+    stats: { countersAdvanced: number; counterIncrements: number },
+  ): Promise<void> {
+    const scratch = `.bk-sequence-${randomBytes(6).toString('hex')}`;
+    for (const [parent, highest] of counters.needed()) {
+      const pairBytes = 2 * Buffer.byteLength(`${parent}/${scratch}`) + 80;
+      const pairsPerMulti = Math.max(1, Math.floor(CHURN_BYTES_PER_MULTI / pairBytes));
+      let previous: number | undefined;
+      for (;;) {
+        throwIfAborted(signal);
+        const stat = await session.stat(parent).catch((error) => this.#throw(error, 'read', parent));
+        if (!stat) break;
+        const counter = sequenceCounter(stat.cversion, stat.numChildren);
+        const missing = highest + 1 - counter;
+        if (missing <= 0) break;
+        if (previous !== undefined && counter <= previous) {
+          throw new ComponentError(
+            this.name,
+            `the sequence counter of "${parent}" did not move (${counter}) while it was being advanced past ${highest}; sequential creates under it can fail with NODE_EXISTS.`,
+          );
+        }
+        if (previous === undefined) stats.countersAdvanced += 1;
+        previous = counter;
+        const pairs = Math.min(missing, pairsPerMulti);
+        try {
+          await session.churnChild(parent, scratch, pairs);
+        } catch (error) {
+          if (hasCode(error, NO_AUTH)) {
+            throw new ComponentError(
+              this.name,
+              `cannot advance the sequence counter of "${parent}" past its restored child number ${highest}: this session may not create and delete children there (its ACL needs CREATE and DELETE for this session; configure "auth"). Until it is advanced, sequential creates under it can fail with NODE_EXISTS.`,
+              { cause: error },
+            );
+          }
+          this.#throw(error, 'advance the sequence counter of', parent);
+        }
+        stats.counterIncrements += pairs;
+      }
+    }
+  }
+
   /** Creates the missing ancestors of `path` (outside the backup: empty, open ACL). */
   async #ensureParent(
     session: ZookeeperSession,
@@ -649,6 +714,61 @@ export class ZookeeperComponent implements Component {
     }
   }
 }
+
+/**
+ * Bytes of create-and-delete pairs per multi transaction when a sequence counter is advanced:
+ * half of ZooKeeper's default 1 MiB request limit (`jute.maxbuffer`). A pair costs about twice
+ * the scratch path plus 80 bytes, so about 2 000 pairs under a 100-character path.
+ */
+const CHURN_BYTES_PER_MULTI = 512 * 1024;
+/** ZooKeeper's sequential suffix: the parent's counter as `%010d`. */
+const SEQUENCE_SUFFIX = /(\d{10})$/;
+
+/**
+ * The number the server gives the next sequential child of a znode with this `cversion` and
+ * `numChildren`. ZooKeeper (3.5 and later) keeps a counter of child *creates*, names sequential
+ * children after it, and reports `cversion` as `2 × creates − numChildren` (every create has
+ * a delete, except for the children still there), so the counter is `(cversion + numChildren) / 2`.
+ * Observed on ZooKeeper 3.8: create + delete of one child moves `cversion` by 2 and the next
+ * sequential number by 1.
+ */
+export function sequenceCounter(cversion: number, numChildren: number): number {
+  return (cversion + numChildren) / 2;
+}
+
+/**
+ * The restored parents whose sequence counter must be advanced, and the highest sequential
+ * number among their restored children. A child counts as sequential only when its 10-digit
+ * suffix is below the parent's counter recorded at backup time: the server numbered it from
+ * that counter, so it cannot be above it (a name such as `ts-1795236814` under a parent with few
+ * child changes is left alone). Parents not in the backup (such as `/`) have no recorded
+ * counter and are left alone too.
+ */
+class SequenceCounters {
+  readonly #recorded = new Map<string, number>();
+  readonly #highest = new Map<string, number>();
+
+  note(record: ZnodeRecord): void {
+    if (record.numChildren > 0 && Number.isSafeInteger(record.cversion)) {
+      this.#recorded.set(record.path, sequenceCounter(record.cversion, record.numChildren));
+    }
+    const match = SEQUENCE_SUFFIX.exec(record.path);
+    if (!match) return;
+    const parent = parentOf(record.path);
+    const recorded = this.#recorded.get(parent);
+    const number = Number(match[1]);
+    if (recorded === undefined || number >= recorded || number >= MAX_COUNTER) return;
+    if (number > (this.#highest.get(parent) ?? -1)) this.#highest.set(parent, number);
+  }
+
+  /** Parent path → highest restored sequential number, in restore order. */
+  needed(): Map<string, number> {
+    return this.#highest;
+  }
+}
+
+/** The counter is a signed 32-bit int: past it, sequence numbers wrap and cannot be reached. */
+const MAX_COUNTER = 2 ** 31 - 1;
 
 function sameAcls(a: Acl[], b: Acl[]): boolean {
   const key = (acl: Acl[]) =>

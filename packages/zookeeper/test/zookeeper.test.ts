@@ -12,7 +12,7 @@ import {
 import { startZookeeper, type ZookeeperServer } from '@bk/test-servers';
 import { componentRoundTrip } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { fromConfig, ZNODES_ENTRY, type ZnodeRecord, zookeeper } from '../src/index.ts';
+import { fromConfig, sequenceCounter, ZNODES_ENTRY, type ZnodeRecord, zookeeper } from '../src/index.ts';
 import { type Acl, CREATE_MODES, OPEN_ACL, ZookeeperSession } from '../src/zookeeper-client.ts';
 
 const USER = 'admin';
@@ -451,4 +451,127 @@ describe('ZookeeperComponent against a real ZooKeeper 3.8', () => {
       { timeout: 60_000 },
     );
   });
+});
+
+describe('sequence counters after a restore (lock and queue recipes)', () => {
+  let source: ZookeeperServer;
+  let target: ZookeeperServer;
+  const storage = new MemoryStorage();
+  /** Parent → the sequential children it holds at backup time. */
+  const parents: Record<string, string[]> = {};
+  let backupName: string;
+
+  /** Sequential children under `parent` numbered from `first` on: the counter is raised to it first. */
+  async function sequentialChildren(
+    session: ZookeeperSession,
+    parent: string,
+    prefix: string,
+    first: number,
+    count: number,
+  ): Promise<void> {
+    const { cversion, numChildren } = (await session.stat(parent))!;
+    const raise = first - sequenceCounter(cversion, numChildren);
+    if (raise > 0) await session.churnChild(parent, 'scratch', raise);
+    const made: string[] = [];
+    for (let index = 0; index < count; index += 1) {
+      const path = await session.create(
+        `${parent}/${prefix}`,
+        Buffer.from(`${index}`),
+        OPEN_ACL,
+        CREATE_MODES.PERSISTENT_SEQUENTIAL,
+      );
+      made.push(path.slice(parent.length + 1));
+    }
+    parents[parent] = made;
+  }
+
+  beforeAll(async () => {
+    [source, target] = await Promise.all([startZookeeper(), startZookeeper()]);
+    const session = await open(source, 'super');
+    try {
+      for (const path of ['/locks', '/locks/db', '/queue', '/queue/jobs', '/deep', '/deep/a', '/deep/a/b']) {
+        await session.create(path, undefined, OPEN_ACL);
+      }
+      await sequentialChildren(session, '/locks/db', 'lock-', 500, 2);
+      await sequentialChildren(session, '/queue/jobs', 'qn-', 1234, 3);
+      await session.remove(`/queue/jobs/${parents['/queue/jobs']![0]}`); // consumed: a gap
+      parents['/queue/jobs']!.shift();
+      await sequentialChildren(session, '/deep/a/b', 'item-', 7, 1);
+      // A read-only parent: its counter is advanced while it still has the restore's temporary ACL.
+      await session.create('/ro-queue', undefined, OPEN_ACL);
+      await sequentialChildren(session, '/ro-queue', 'qn-', 301, 2);
+      await session.setAcl('/ro-queue', READ_ONLY);
+      // Under 10 digits that are no sequence number (above the parent's counter): left alone.
+      await session.create('/events', undefined, OPEN_ACL);
+      await session.create('/events/ts-1795236814', Buffer.from('not sequential'), OPEN_ACL);
+      // Low numbers that a fresh parent's counter reaches by itself.
+      await session.create('/small', undefined, OPEN_ACL);
+      await sequentialChildren(session, '/small', 'n-', 0, 3);
+    } finally {
+      session.close();
+    }
+    backupName = (await backup({ storage, components: [zookeeper({ connectString: source.connectString })] }))
+      .name;
+  }, 120_000);
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  it('advances each restored parent past its highest sequential child, so the next create succeeds first time', async () => {
+    const started = performance.now();
+    const report = await restore({
+      storage,
+      name: backupName,
+      restorers: [zookeeper({ connectString: target.connectString })],
+    });
+    const elapsed = performance.now() - started;
+    const details = report.components.zookeeper!.details!;
+    // /locks/db, /queue/jobs, /deep/a/b and /ro-queue; not /small (already past) nor /events.
+    strictEqual(details.countersAdvanced, 4);
+    // Exactly what each counter lacked: highest + 1 minus the children the restore created.
+    strictEqual(details.counterIncrements, 502 - 2 + (1237 - 2) + (8 - 1) + (303 - 2));
+    ok(elapsed < 20_000, `restore took ${Math.round(elapsed)} ms`);
+
+    await withSession(target, async (session) => {
+      for (const [parent, children] of Object.entries(parents)) {
+        deepStrictEqual((await session.getChildren(parent)).sort(), [...children].sort(), parent);
+        const highest = Math.max(...children.map((name) => Number(name.slice(-10))));
+        const prefix = children[0]!.slice(0, -10);
+        // Queue recipe: a persistent sequential create, on the first try.
+        const created = await session.create(
+          `${parent}/${prefix}`,
+          Buffer.from('after restore'),
+          OPEN_ACL,
+          CREATE_MODES.PERSISTENT_SEQUENTIAL,
+        );
+        ok(Number(created.slice(-10)) > highest, `${parent}: ${created} is not after ${highest}`);
+      }
+      // Lock recipe: an ephemeral sequential node that sorts after the restored ones.
+      const lock = await session.create(
+        '/locks/db/lock-',
+        undefined,
+        OPEN_ACL,
+        CREATE_MODES.EPHEMERAL_SEQUENTIAL,
+      );
+      deepStrictEqual(
+        (await session.getChildren('/locks/db')).sort().at(-1),
+        lock.slice('/locks/db/'.length),
+      );
+      // No scratch child is left, and the untouched parents kept small counters.
+      for (const parent of Object.keys(parents)) {
+        ok(!(await session.getChildren(parent)).some((name) => name.startsWith('.bk-')), parent);
+      }
+      ok((await session.stat('/events'))!.cversion < 10);
+      deepStrictEqual((await snapshotTree(target, '/ro-queue'))['/ro-queue']!.acl, READ_ONLY);
+    });
+
+    // Restored again with skip: every counter is already past, nothing to advance.
+    const again = await restore({
+      storage,
+      name: backupName,
+      conflict: 'skip',
+      restorers: [zookeeper({ connectString: target.connectString })],
+    });
+    strictEqual(again.components.zookeeper!.details!.countersAdvanced, 0);
+  }, 60_000);
 });
