@@ -201,6 +201,12 @@ export interface Storage {
   readonly description: string;
   readonly capabilities: StorageCapabilities;
   /**
+   * Optional: finds out what the backend can do when `capabilities` cannot say it up front
+   * (whether an S3-compatible server honours `If-None-Match`), and returns the capabilities.
+   * The backup runner calls it before it claims a name; without it `capabilities` is trusted.
+   */
+  probeCapabilities?(options?: { signal?: AbortSignal }): Promise<StorageCapabilities>;
+  /**
    * Stores `body` under `key`. Rejects with `AlreadyExistsError` when `ifNoneMatch` is set and
    * the key exists. On error or abort no object appears and nothing is left behind.
    */

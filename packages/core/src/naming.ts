@@ -1,4 +1,10 @@
-/** `backup_YYYYMMDD_HHMMSS` with an optional `_N` collision suffix. */
+import { randomInt } from 'node:crypto';
+
+/**
+ * `backup_YYYYMMDD_HHMMSS` with an optional `_N` suffix: `_1`, `_2`, … after a collision on a
+ * store that creates atomically, or a 16-digit run number on one that cannot (see
+ * {@link uniqueRunSequence}).
+ */
 const NAME_PATTERN = /^backup_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})(?:_(\d+))?$/;
 
 /** The file name suffix of a gzip archive (the default). */
@@ -25,6 +31,27 @@ export interface BackupName {
 
 function pad(value: number, width = 2): string {
   return String(value).padStart(width, '0');
+}
+
+/** The smallest sequence {@link uniqueRunSequence} returns: 16 digits starting with `1`. */
+export const UNIQUE_SEQUENCE_BASE = 1_000_000_000_000_000;
+const RANDOM_DIGITS_RANGE = 1_000_000_000_000;
+
+/**
+ * The `_N` suffix a run takes on a store that cannot create an object only if it is absent
+ * (Swift's s3api and several S3-compatible servers ignore `If-None-Match`): `1`, the start's
+ * millisecond (3 digits), then 12 random digits, e.g. `backup_20261121_101500_1123048193756204`.
+ * Two runs never share a name there (one chance in 10^12 when they start in the same
+ * millisecond), so neither can overwrite the other's archive or sidecar. Such names order after
+ * `_1`, `_2`, … and among themselves by millisecond, and parse as any other `_N`.
+ *
+ * @example
+ * formatBackupName(start, uniqueRunSequence(start)); // backup_20261121_101500_1123…
+ */
+export function uniqueRunSequence(time: Date): number {
+  return (
+    UNIQUE_SEQUENCE_BASE + time.getUTCMilliseconds() * RANDOM_DIGITS_RANGE + randomInt(RANDOM_DIGITS_RANGE)
+  );
 }
 
 /** `backup_YYYYMMDD_HHMMSS` for `time` in UTC, with `_N` when `sequence` > 0. */

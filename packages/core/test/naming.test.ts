@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compareBackupNames, formatBackupName, joinKey, parseBackupName } from '../src/index.ts';
+import { uniqueRunSequence } from '../src/naming.ts';
 
 describe('backup names', () => {
   it('formats UTC seconds and the collision suffix', () => {
@@ -41,6 +42,21 @@ describe('backup names', () => {
       'backup_20260102_030405_10',
       'backup_20260102_030406',
     ]);
+  });
+
+  it('makes run numbers that parse, differ, and order after _N and by millisecond', () => {
+    const early = new Date('2026-01-02T03:04:05.007Z');
+    const late = new Date('2026-01-02T03:04:05.990Z');
+    const names = Array.from({ length: 50 }, () => formatBackupName(early, uniqueRunSequence(early)));
+    expect(new Set(names).size).toBe(50);
+    for (const name of names) {
+      expect(name).toMatch(/^backup_20260102_030405_1007\d{12}$/);
+      expect(parseBackupName(name)?.name).toBe(name);
+    }
+    const later = parseBackupName(formatBackupName(late, uniqueRunSequence(late)))!;
+    const second = parseBackupName('backup_20260102_030405_2')!;
+    const sorted = [later, parseBackupName(names[0]!)!, second].sort(compareBackupNames);
+    expect(sorted.map((parsed) => parsed.name)).toEqual([second.name, names[0], later.name]);
   });
 
   it('joins prefixes', () => {

@@ -1,7 +1,16 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BkError, type ByteStream, releaseWholeHandedOver } from '@bk/core';
+import {
+  BkError,
+  type ByteStream,
+  backup,
+  list,
+  releaseWholeHandedOver,
+  type Source,
+  verify,
+} from '@bk/core';
+import { startHttpProxy } from '@bk/test-servers';
 import { storageContract } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Storage, type S3StorageOptions } from '../src/index.ts';
@@ -308,6 +317,68 @@ export function defineS3Suite(options: S3SuiteOptions): void {
       });
     }, 180_000);
 
+    it(`${CONCURRENT_RUNS} concurrent backups through a ${LATENCY_MS} ms latency proxy each get their own backup, and every one verifies`, async () => {
+      const proxy = await startHttpProxy({ upstream: context.server.endpoint, delayMs: LATENCY_MS });
+      try {
+        const prefix = `concurrent-${randomBytes(4).toString('hex')}`;
+        // One storage and one client per run, as separate processes would have.
+        const runStorage = () =>
+          new S3Storage({
+            bucket: context.bucket,
+            prefix,
+            client: clientFor({ ...context.server, endpoint: proxy.endpoint }),
+          });
+        const sameStart = new Date();
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: CONCURRENT_RUNS }, (_, index) =>
+            backup({
+              storage: runStorage(),
+              components: [oneFileSource(`run ${index}\n`.repeat(1000))],
+              now: () => sameStart,
+            }),
+          ),
+        );
+        const succeeded = outcomes.flatMap((outcome) =>
+          outcome.status === 'fulfilled' ? [outcome.value] : [],
+        );
+        const names = succeeded.map((result) => result.name);
+        expect(new Set(names).size).toBe(names.length);
+        const storage = context.storage({ prefix });
+        const listed = (await list({ storage })).map((item) => item.name);
+        for (const name of names) expect(listed).toContain(name);
+        for (const result of succeeded) {
+          const verified = await verify({ storage, name: result.name });
+          expect(verified.manifest.archive.sha256).toBe(result.sha256);
+        }
+        // Failing is allowed (and reported); succeeding without a backup is not.
+        expect(succeeded.length).toBe(CONCURRENT_RUNS);
+      } finally {
+        await proxy.stop();
+      }
+    }, 180_000);
+
     options.extra?.(() => context);
   });
+}
+
+/** Backups run at once by the concurrency test; `BK_S3_CONCURRENT_RUNS` raises it (30 for the acceptance run). */
+const CONCURRENT_RUNS = Number(process.env.BK_S3_CONCURRENT_RUNS ?? 8);
+const LATENCY_MS = Number(process.env.BK_S3_LATENCY_MS ?? 300);
+
+function oneFileSource(text: string): Source {
+  const bytes = new TextEncoder().encode(text);
+  return {
+    kind: 'test',
+    name: 'data',
+    describe: async () => ({ version: '1' }),
+    async *backup() {
+      yield {
+        path: 'file.txt',
+        size: bytes.byteLength,
+        body: (async function* () {
+          yield bytes;
+        })(),
+      };
+    },
+  };
 }

@@ -55,7 +55,8 @@ function cliTests(context: () => SuiteContext): void {
       expect(backup.code, backup.stderr).toBe(0);
       expect(backup.stdout + backup.stderr).not.toContain(server.secretAccessKey);
       const made = JSON.parse(backup.stdout) as { name: string; key: string };
-      expect(made.name).toMatch(/^backup_\d{8}_\d{6}$/);
+      // Swift's s3api ignores If-None-Match: the run takes a name no other run can pick.
+      expect(made.name).toMatch(/^backup_\d{8}_\d{6}_1\d{15}$/);
       const keys = await rawKeys(client, bucket, 'cli/nightly/');
       expect(keys).toEqual([`cli/nightly/${made.name}.manifest.json`, `cli/nightly/${made.name}.tar.gz`]);
       expect(await openUploads(client, bucket, 'cli/')).toEqual([]);

@@ -9,6 +9,14 @@ export {
 } from './gcs-double.ts';
 export { startGcsEmulator } from './gcs-emulator.ts';
 export * from './haproxy.ts';
+export {
+  type HttpProxy,
+  type HttpProxyOptions,
+  type ProxiedRequest,
+  type SilentServer,
+  startHttpProxy,
+  startSilentServer,
+} from './http-proxy.ts';
 export { type InfluxdServer, startInfluxd } from './influxd.ts';
 export { type PostgresServer, startPostgres } from './postgres.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';

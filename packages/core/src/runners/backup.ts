@@ -1,9 +1,18 @@
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../archive.ts';
 import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
 import type { Source, Storage } from '../contracts.ts';
-import { AlreadyExistsError, BkError, ConfigError, throwIfAborted, toAbortedError } from '../errors.ts';
-import { digest } from '../hash.ts';
+import {
+  AlreadyExistsError,
+  BkError,
+  ConfigError,
+  NotFoundError,
+  StorageError,
+  throwIfAborted,
+  toAbortedError,
+} from '../errors.ts';
+import { digest, sha256Hex } from '../hash.ts';
 import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
@@ -18,11 +27,12 @@ import {
   joinKey,
   LOCK_SUFFIX,
   SIDECAR_SUFFIX,
+  uniqueRunSequence,
   ZSTD_ARCHIVE_SUFFIX,
 } from '../naming.ts';
 import { checkComponentName } from '../paths.ts';
 import { ignoreProgress, type ProgressListener } from '../progress.ts';
-import { countBytes } from '../streams.ts';
+import { collect, countBytes } from '../streams.ts';
 import { packTar } from '../tar.ts';
 import { BK_VERSION } from '../version.ts';
 
@@ -86,26 +96,66 @@ export function selectComponents<T extends { name: string }>(
   return components.filter((component) => only.includes(component.name));
 }
 
+/** The lock object's body: who holds the name, and the run's token that proves it. */
+function lockBody(name: string, run: string): Uint8Array {
+  return new TextEncoder().encode(
+    `${JSON.stringify({ name, run, host: hostname(), pid: process.pid, startedAt: new Date().toISOString() })}\n`,
+  );
+}
+
+/** Whether an archive or a sidecar already exists under `name`. */
+async function nameTaken(
+  storage: Storage,
+  prefix: string | undefined,
+  name: string,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  return Boolean(
+    (await storage.stat(joinKey(prefix, name + ARCHIVE_SUFFIX), { signal })) ??
+      (await storage.stat(joinKey(prefix, name + ZSTD_ARCHIVE_SUFFIX), { signal })) ??
+      (await storage.stat(joinKey(prefix, name + SIDECAR_SUFFIX), { signal })),
+  );
+}
+
 /**
- * Claims `backup_YYYYMMDD_HHMMSS` (or the next free `_N`) with a create-if-absent lock object.
- * A name is free when its lock can be created and neither its archive nor its sidecar exists:
- * a finished backup removes its lock only after both are stored, so a claim never shadows one.
+ * Claims a name with a lock object holding the run's token.
+ *
+ * Where the store creates atomically: `backup_YYYYMMDD_HHMMSS`, or the next free `_N`, through a
+ * create-if-absent lock. A name is free when its lock can be created and neither its archive nor
+ * its sidecar exists: a finished backup removes its lock only after both are stored, so a claim
+ * never shadows one.
+ *
+ * Where it cannot (a put replaces whatever is there), a check-then-put would let two runs that
+ * check at once both "claim" the same `_N` and overwrite each other's archive and sidecar. The
+ * run takes a name no other run can pick instead: the 16-digit run number of
+ * {@link uniqueRunSequence}.
  */
 async function claimName(
   storage: Storage,
   prefix: string | undefined,
   time: Date,
+  run: string,
+  atomic: boolean,
   signal?: AbortSignal,
 ): Promise<string> {
+  if (!atomic) {
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const name = formatBackupName(time, uniqueRunSequence(time));
+      const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
+      if ((await storage.stat(lockKey, { signal })) || (await nameTaken(storage, prefix, name, signal)))
+        continue;
+      await storage.put(lockKey, lockBody(name, run), { signal });
+      return name;
+    }
+    throw new StorageError(
+      `Could not find a free backup name in ${storage.description} after 100 random attempts; its listing looks wrong.`,
+    );
+  }
   for (let sequence = 0; sequence < 10_000; sequence += 1) {
     const name = formatBackupName(time, sequence);
     const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
-    const claim = new TextEncoder().encode(
-      `${JSON.stringify({ name, host: hostname(), pid: process.pid, startedAt: new Date().toISOString() })}\n`,
-    );
-    if (!storage.capabilities.conditionalCreate && (await storage.stat(lockKey, { signal }))) continue;
     try {
-      await storage.put(lockKey, claim, { ifNoneMatch: true, signal });
+      await storage.put(lockKey, lockBody(name, run), { ifNoneMatch: true, signal });
     } catch (error) {
       if (
         error instanceof AlreadyExistsError ||
@@ -114,14 +164,64 @@ async function claimName(
         continue;
       throw error;
     }
-    const taken =
-      (await storage.stat(joinKey(prefix, name + ARCHIVE_SUFFIX), { signal })) ??
-      (await storage.stat(joinKey(prefix, name + ZSTD_ARCHIVE_SUFFIX), { signal })) ??
-      (await storage.stat(joinKey(prefix, name + SIDECAR_SUFFIX), { signal }));
-    if (!taken) return name;
+    if (!(await nameTaken(storage, prefix, name, signal))) return name;
     await storage.delete(lockKey, { signal });
   }
   throw new ConfigError('Could not find a free backup name after 10000 attempts.');
+}
+
+/** Raised when what the store holds under this run's name is not what this run wrote. */
+function overwritten(storage: Storage, key: string, what: string): StorageError {
+  return new StorageError(
+    `"${key}" in ${storage.description} ${what} after this backup run wrote it: another writer used the same name. ` +
+      'This run is not reported as a backup and left the name alone; run the backup again.',
+    { retryable: true },
+  );
+}
+
+/** Reads back the lock: `false` when another run's token is in it (a missing lock is fine: prune may have removed a stale one). */
+async function lockStillOurs(
+  storage: Storage,
+  lockKey: string,
+  run: string,
+  signal: AbortSignal,
+): Promise<boolean> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await collect(await storage.get(lockKey, { signal }), 64 * 1024);
+  } catch (error) {
+    if (error instanceof NotFoundError || (BkError.isInstance(error) && error.code === 'BK_NOT_FOUND'))
+      return true;
+    throw error;
+  }
+  try {
+    const held = JSON.parse(new TextDecoder().decode(bytes)) as { run?: unknown };
+    return held.run === run;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Re-reads what the run stored before it reports success: the sidecar's sha256 and the
+ * archive's size. On a store without atomic create-if-absent this is what shows that no other
+ * writer replaced either object. Returns what is wrong, or `undefined`.
+ */
+async function checkStored(
+  storage: Storage,
+  key: string,
+  size: number,
+  sidecarKey: string,
+  sidecarBytes: Uint8Array,
+  signal: AbortSignal,
+): Promise<{ key: string; what: string } | undefined> {
+  const stored = digest(await storage.get(sidecarKey, { signal }));
+  for await (const _chunk of stored.stream);
+  if (stored.result.sha256 !== sha256Hex(sidecarBytes)) return { key: sidecarKey, what: 'changed' };
+  const archive = await storage.stat(key, { signal });
+  if (!archive) return { key, what: 'disappeared' };
+  if (archive.size !== size) return { key, what: `holds ${archive.size} bytes, not ${size},` };
+  return undefined;
 }
 
 /**
@@ -158,11 +258,24 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const components: ArchiveComponent[] = [];
     for (const source of selected) components.push({ source, info: await source.describe(context) });
     const startedAt = (options.now ?? (() => new Date()))();
-    const name = await claimName(storage, prefix, startedAt, abort.signal);
+    const capabilities = storage.probeCapabilities
+      ? await storage.probeCapabilities({ signal: abort.signal })
+      : storage.capabilities;
+    const run = randomUUID();
+    const name = await claimName(
+      storage,
+      prefix,
+      startedAt,
+      run,
+      capabilities.conditionalCreate,
+      abort.signal,
+    );
     const key = joinKey(prefix, name + archiveSuffix(compression));
     const sidecarKey = joinKey(prefix, name + SIDECAR_SUFFIX);
     const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
     let archiveStored = false;
+    // Set when another writer holds the name: its objects are not this run's to remove.
+    let nameLost = false;
     try {
       progress({ type: 'backup-start', backup: name, components: selected.map((source) => source.name) });
       const manifest: Manifest = {
@@ -206,11 +319,28 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         ...manifest,
         archive: { key, size: archive.result.size, sha256: archive.result.sha256 },
       };
-      await storage.put(sidecarKey, serializeManifest(sidecar), {
+      if (!(await lockStillOurs(storage, lockKey, run, abort.signal))) {
+        nameLost = true;
+        throw overwritten(storage, lockKey, 'names another run');
+      }
+      const sidecarBytes = serializeManifest(sidecar);
+      await storage.put(sidecarKey, sidecarBytes, {
         ifNoneMatch: true,
         contentType: 'application/json',
         signal: abort.signal,
       });
+      const wrong = await checkStored(
+        storage,
+        key,
+        sidecar.archive.size,
+        sidecarKey,
+        sidecarBytes,
+        abort.signal,
+      );
+      if (wrong) {
+        nameLost = true;
+        throw overwritten(storage, wrong.key, wrong.what);
+      }
       await storage.delete(lockKey).catch(() => {});
       const entries = manifest.components.reduce((sum, component) => sum + component.stats.entries, 0);
       progress({
@@ -231,8 +361,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       };
     } catch (error) {
       // Clean-up runs without the (possibly aborted) signal: it must finish.
-      if (archiveStored) await storage.delete(key).catch(() => {});
-      await storage.delete(lockKey).catch(() => {});
+      if (!nameLost) {
+        if (archiveStored) await storage.delete(key).catch(() => {});
+        await storage.delete(lockKey).catch(() => {});
+      }
       throw signal?.aborted && !BkError.isInstance(error) ? toAbortedError(signal) : error;
     }
   } finally {
