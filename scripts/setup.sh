@@ -9,7 +9,8 @@ BK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
-if [ "$(node_major)" -lt 22 ]; then
+# A Node installed into .tools/ by an earlier run is used without asking the system Node its version.
+if [ -x "$BK_ROOT/.tools/node22/node_modules/.bin/node" ] || [ "$(node_major)" -lt 22 ]; then
   if [ ! -x "$BK_ROOT/.tools/node22/node_modules/.bin/node" ]; then
     echo "setup: installing Node 22 into .tools/node22 (system Node is $(node --version 2>/dev/null || echo missing))" >&2
     npm install --prefix "$BK_ROOT/.tools/node22" --no-audit --no-fund --loglevel=error node@22 >&2
