@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and every test, then prints one line: "N passed, N failed, N skipped".
-# Checks that are not tests (type-check, lint, publint) count as one test each.
+# Checks that are not tests (type-check, lint, publint, package metadata) count as one test each.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 passed=0; failed=0; skipped=0
@@ -12,6 +12,7 @@ check() {
 check "type-check (tsc --build)" pnpm exec tsc --build
 check "lint and format (biome)" pnpm exec biome check .
 check "publint" pnpm run --silent publint
+check "package metadata (LICENSE, repository, ESM)" node scripts/check-packages.mjs
 
 results=.vitest-results.json
 rm -f "$results"

@@ -37,8 +37,12 @@ export class BackupService {
   private readonly shutdown = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private readonly log: (record: Record<string, unknown>) => void;
+  // A plain field, not a constructor parameter property: `node src/service.ts` strips types
+  // only, and parameter properties are not erasable syntax.
+  private readonly options: BackupServiceOptions;
 
-  constructor(private readonly options: BackupServiceOptions) {
+  constructor(options: BackupServiceOptions) {
+    this.options = options;
     this.log =
       options.log ?? ((record) => console.log(JSON.stringify({ time: new Date().toISOString(), ...record })));
   }

@@ -1,8 +1,9 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '@bk/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createComponentRegistry } from '../src/component-registry.ts';
 import { loadConfig, parseConfig } from '../src/load-config.ts';
 import { toTargetUrl } from '../src/target-url.ts';
 
@@ -113,5 +114,22 @@ describe('loadConfig', () => {
     await expect(loadConfig({ file: 'missing.json', cwd: directory })).rejects.toThrow(/does not exist/);
     await writeFile(join(directory, 'broken.json'), '{ "target": ');
     await expect(loadConfig({ file: 'broken.json', cwd: directory })).rejects.toThrow(/not valid JSON/);
+  });
+});
+
+describe('the README', () => {
+  it("shows a config file that loads, every component of it built by its package's fromConfig", async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## Config file'));
+    const block = /```json\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(block).toBeDefined();
+    const config = parseConfig(JSON.parse(block!), directory, 'bk.config.json');
+    const registry = createComponentRegistry();
+    const built = await Promise.all(config.components.map((component) => registry.create(component)));
+    expect(built.map((component) => `${component.kind}:${component.name}`)).toEqual([
+      'files:haproxy',
+      'files:app',
+      'influx:metrics',
+    ]);
   });
 });

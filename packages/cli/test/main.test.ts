@@ -165,7 +165,15 @@ describe('main (in process)', () => {
     expect(latest.code).toBe(3);
     expect(latest.json).toMatchObject({ error: { code: 'BK_NOT_FOUND' } });
     expect((await run('inspect', 'backup_20200101_000000', '--target', 'mem://')).code).toBe(3);
-    expect((await run('verify', 'not-a-name', '--target', 'mem://')).code).toBe(3);
+  });
+
+  it('exits 2, a usage error, for a malformed backup name', async () => {
+    const malformed = await runJson('verify', 'not-a-name', '--target', 'mem://');
+    expect(malformed.code).toBe(2);
+    expect(malformed.json).toMatchObject({
+      error: { code: 'BK_CONFIG', message: expect.stringContaining('"not-a-name" is not a backup name') },
+    });
+    expect((await run('restore', 'backup_2026', '--target', 'mem://')).code).toBe(2);
   });
 
   it('exits 4 naming the entry when verify finds damage', async () => {

@@ -1,6 +1,7 @@
 import {
   type BackupContext,
   type Component,
+  ComponentError,
   type ComponentInfo,
   ConfigError,
   ConflictError,
@@ -12,6 +13,7 @@ import {
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
+  toAbortedError,
 } from '@bk/core';
 import { type InfluxWindow, influxWindow, isIncremental, toDate } from './incremental.ts';
 import { readMetastore } from './portable/meta-file.ts';
@@ -83,6 +85,15 @@ const CONFIG_FIELDS = [
   'incremental',
 ];
 const RESTORE_FIELDS = ['newDatabase', 'newRetentionPolicy', 'intoExisting'];
+
+/** What the component reports to bk in every manifest; the README's table shows the same. */
+export const INFLUX_CAPABILITIES = {
+  incremental: true,
+  pointInTime: false,
+  consistentSnapshot: false,
+  restoreIntoExisting: true,
+  selectiveRestore: true,
+} as const;
 
 const NOT_CAPTURED = [
   'users, passwords and privileges are in the backup (the metastore) but a restore does not recreate them',
@@ -217,17 +228,24 @@ export class InfluxComponent implements Component {
     this.#window = { start: since, end };
     const window: InfluxWindow = { start: since?.toISOString() ?? null, end: end.toISOString() };
     const info: ComponentInfo = {
-      capabilities: {
-        incremental: true,
-        pointInTime: false,
-        consistentSnapshot: false,
-        restoreIntoExisting: true,
-        selectiveRestore: true,
-      },
+      capabilities: { ...INFLUX_CAPABILITIES },
       notCaptured: [...NOT_CAPTURED],
     };
     if (this.options.httpUrl !== undefined) {
-      const response = await fetch(new URL('/ping', this.options.httpUrl), { signal: context.signal });
+      const url = new URL('/ping', this.options.httpUrl);
+      let response: Response;
+      try {
+        response = await fetch(url, { signal: context.signal });
+      } catch (error) {
+        if (context.signal.aborted) throw toAbortedError(context.signal);
+        const cause =
+          error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+        throw new ComponentError(
+          this.name,
+          `cannot reach the InfluxDB HTTP API at ${url.origin} ("httpUrl"): ${(error as Error).message}${cause}.`,
+          { cause: error, retryable: true },
+        );
+      }
       await response.body?.cancel();
       const version = response.headers.get('x-influxdb-version');
       if (version) info.version = version;

@@ -3,6 +3,7 @@ import { backup, ConfigError, ConflictError, MemoryStorage, restore } from '@bk/
 import { type InfluxdServer, startInfluxd } from '@bk/test-servers';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromConfig, influx } from '../src/index.ts';
+import { INFLUX_CAPABILITIES } from '../src/influx-component.ts';
 import { BASE, counts, DAY, query, write } from './influx-test-helpers.ts';
 
 async function shardCount(server: InfluxdServer, database: string): Promise<number> {
@@ -48,6 +49,7 @@ describe('InfluxComponent against a real influxd 1.6.7', () => {
     strictEqual(recorded.kind, 'influx');
     strictEqual(recorded.version, '1.6.7~rc0');
     ok(recorded.info.notCaptured?.some((text) => text.includes('continuous queries')));
+    deepStrictEqual(recorded.info.capabilities, INFLUX_CAPABILITIES);
 
     const restorer = influx({
       host: target.host,

@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../archive.ts';
 import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
-import type { Source, Storage } from '../contracts.ts';
+import type { OperationContext, Source, Storage } from '../contracts.ts';
 import {
   AlreadyExistsError,
   BkError,
+  ComponentError,
   ConfigError,
   NotFoundError,
   StorageError,
@@ -237,6 +238,26 @@ async function checkStored(
  * const result = await backup({ storage: new FsStorage('/var/backups/bk'), components: [files] });
  * console.log(result.name); // backup_20261121_101500
  */
+/**
+ * A source's `describe`, its first contact with the data store. An error that is not a bk error
+ * (a failed `fetch`, a refused socket) says nothing of which component failed: it is wrapped in a
+ * `ComponentError` that names the component, keeping the original as `cause`.
+ */
+async function describeSource(source: Source, context: OperationContext) {
+  try {
+    return await source.describe(context);
+  } catch (error) {
+    if (BkError.isInstance(error) || context.signal.aborted) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : '';
+    throw new ComponentError(
+      source.name,
+      `${message}${cause && !message.includes(cause) ? ` (${cause})` : ''}`,
+      { cause: error, retryable: true },
+    );
+  }
+}
+
 export async function backup(options: BackupOptions): Promise<BackupResult> {
   const { storage, prefix, signal } = options;
   const progress = options.onProgress ?? ignoreProgress;
@@ -256,7 +277,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const context = { signal: abort.signal, progress };
   try {
     const components: ArchiveComponent[] = [];
-    for (const source of selected) components.push({ source, info: await source.describe(context) });
+    for (const source of selected) components.push({ source, info: await describeSource(source, context) });
     const startedAt = (options.now ?? (() => new Date()))();
     const capabilities = storage.probeCapabilities
       ? await storage.probeCapabilities({ signal: abort.signal })

@@ -1,5 +1,5 @@
 import type { ObjectInfo, Storage } from '../contracts.ts';
-import { NotFoundError } from '../errors.ts';
+import { ConfigError, NotFoundError } from '../errors.ts';
 import { parseManifest, type SidecarManifest } from '../manifest.ts';
 import {
   ARCHIVE_SUFFIX,
@@ -80,11 +80,17 @@ export interface InspectOptions extends CatalogOptions {
   name: string;
 }
 
-/** Resolves `"latest"` to the newest complete backup's name. */
+/**
+ * Resolves `"latest"` to the newest complete backup's name.
+ *
+ * @throws {ConfigError} when `name` is neither `"latest"` nor a backup name: a typo, not a
+ *   missing backup.
+ * @throws {NotFoundError} when there is no backup for `"latest"`.
+ */
 export async function resolveName(options: InspectOptions): Promise<string> {
   if (options.name !== 'latest') {
     if (!parseBackupName(options.name)) {
-      throw new NotFoundError(
+      throw new ConfigError(
         `"${options.name}" is not a backup name (expected backup_YYYYMMDD_HHMMSS[_N] or "latest").`,
       );
     }

@@ -14,7 +14,8 @@ export interface VerifyOptions {
   prefix?: string;
   /**
    * Ranged requests in flight while reading the archive; default 4 on remote stores that serve
-   * ranges, 1 (one stream) on others. Memory: this × 8 MiB.
+   * ranges, 1 (one stream) on others. Memory: (this + 1) × 3 MiB, the ranges in flight and the
+   * one being read.
    */
   readConcurrency?: number;
   onProgress?: ProgressListener;
