@@ -14,6 +14,8 @@ import {
   BkError,
   BodyReader,
   type ByteStream,
+  type CleanupIncompleteOptions,
+  type CleanupIncompleteResult,
   ConfigError,
   checkRange,
   checkStorageKey,
@@ -715,6 +717,25 @@ export class AzureStorage implements Storage {
       if (signal?.aborted) throw toAbortedError(signal);
       throw this.toBkError(error, 'list', prefix);
     }
+  }
+
+  /**
+   * Removes nothing: the uncommitted blocks a killed `put` staged cannot be listed by age, and
+   * Azure discards them by itself after 7 days (they never become a blob). Returns a note that
+   * says so, which `bk prune` prints.
+   *
+   * @throws {AbortedError} When `signal` is already aborted.
+   * @example
+   * const { notes } = await storage.cleanupIncomplete({ olderThanMs: 86_400_000 });
+   */
+  async cleanupIncomplete(options: CleanupIncompleteOptions): Promise<CleanupIncompleteResult> {
+    throwIfAborted(options.signal);
+    return {
+      removed: [],
+      notes: [
+        `${this.description}: Azure keeps the uncommitted blocks of an upload killed before its commit for up to 7 days and then discards them by itself; they cannot be listed by age, so nothing was removed here (they never become a blob).`,
+      ],
+    };
   }
 
   /**

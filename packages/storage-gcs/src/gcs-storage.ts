@@ -2,6 +2,8 @@ import {
   AlreadyExistsError,
   BodyReader,
   type ByteStream,
+  type CleanupIncompleteOptions,
+  type CleanupIncompleteResult,
   ConfigError,
   checkRange,
   checkStorageKey,
@@ -487,6 +489,25 @@ export class GcsStorage implements Storage {
       for (const file of files) yield toInfo(file.name.slice(this.prefix.length), file.metadata);
       pageToken = (next as { pageToken?: string } | null | undefined)?.pageToken;
     } while (pageToken);
+  }
+
+  /**
+   * Removes nothing: GCS offers no way to list resumable upload sessions, and discards those of
+   * a killed `put` by itself a week after they were opened (they never become an object).
+   * Returns a note that says so, which `bk prune` prints.
+   *
+   * @throws {AbortedError} When `signal` is already aborted.
+   * @example
+   * const { notes } = await storage.cleanupIncomplete({ olderThanMs: 86_400_000 });
+   */
+  async cleanupIncomplete(options: CleanupIncompleteOptions): Promise<CleanupIncompleteResult> {
+    throwIfAborted(options.signal);
+    return {
+      removed: [],
+      notes: [
+        `${this.description}: GCS cannot list the resumable upload sessions of uploads killed before they finished; it discards them by itself a week after they were opened, and they never become an object, so nothing was removed here.`,
+      ],
+    };
   }
 
   /**

@@ -8,8 +8,12 @@ import {
   GetObjectCommand,
   type GetObjectCommandOutput,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
+  ListPartsCommand,
+  type ListPartsCommandOutput,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -20,11 +24,14 @@ import {
   type BkError,
   BodyReader,
   type ByteStream,
+  type CleanupIncompleteOptions,
+  type CleanupIncompleteResult,
   ConfigError,
   checkRange,
   checkStorageKey,
   type GetOptions,
   handOver,
+  type IncompleteUpload,
   IntegrityError,
   NotFoundError,
   type ObjectInfo,
@@ -492,6 +499,165 @@ export class S3Storage implements Storage {
     } catch (error) {
       if (errorStatus(error) === 404) return;
       throw this.error(`delete "${key}"`, error, options.signal);
+    }
+  }
+
+  /**
+   * Aborts (with `dryRun`: only lists) the multipart uploads that killed runs left open under the
+   * storage's prefix (and `prefix`), from ListMultipartUploads: their parts are billed but never
+   * become an object. An upload counts as left over when it started at least `olderThanMs` ago
+   * and no part has been uploaded since (ListParts), so a long upload still running is never
+   * aborted. Also deletes the empty objects a killed conditional-create probe left under
+   * `.bk-probe/`. A server that does not implement ListMultipartUploads (s3rver) gets a note
+   * instead: set a lifecycle rule (`AbortIncompleteMultipartUpload`) there.
+   *
+   * @throws {AbortedError} When `signal` aborts.
+   * @throws {StorageError} When listing or aborting fails after its retries.
+   * @example
+   * const { removed } = await storage.cleanupIncomplete({ olderThanMs: 86_400_000, dryRun: true });
+   */
+  async cleanupIncomplete(options: CleanupIncompleteOptions): Promise<CleanupIncompleteResult> {
+    const { olderThanMs, dryRun = false, signal } = options;
+    throwIfAborted(signal);
+    const cutoff = Date.now() - olderThanMs;
+    const removed: IncompleteUpload[] = [];
+    const notes: string[] = [];
+    const prefix = this.prefix + (options.prefix ?? '');
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      throwIfAborted(signal);
+      let page: ListMultipartUploadsCommandOutput;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (error) {
+        const status = errorStatus(error);
+        if (!signal?.aborted && (status === 501 || status === 405 || errorName(error) === 'NotImplemented')) {
+          notes.push(
+            `${this.description}: the server does not implement ListMultipartUploads, so the multipart uploads of killed runs cannot be found or aborted from here; their parts stay until the server removes them (on AWS and most S3-compatible stores, a lifecycle rule with AbortIncompleteMultipartUpload does).`,
+          );
+          break;
+        }
+        throw this.error('list open multipart uploads', error, signal);
+      }
+      for (const upload of page.Uploads ?? []) {
+        const { Key: objectKey, UploadId: uploadId, Initiated: initiated } = upload;
+        if (objectKey === undefined || uploadId === undefined || !objectKey.startsWith(prefix)) continue;
+        if (initiated !== undefined && initiated.getTime() > cutoff) continue;
+        const parts = await this.uploadedParts(objectKey, uploadId, signal);
+        if (parts === undefined) continue;
+        const lastModified = parts.newest ?? initiated;
+        if (lastModified !== undefined && lastModified.getTime() > cutoff) continue;
+        if (!dryRun) {
+          try {
+            await this.client.send(
+              new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId }),
+              { abortSignal: signal },
+            );
+          } catch (error) {
+            if (errorStatus(error) === 404) continue;
+            throw this.error(`abort the multipart upload ${uploadId} of "${objectKey}"`, error, signal);
+          }
+        }
+        const key = objectKey.slice(this.prefix.length);
+        removed.push({
+          kind: 'multipart upload',
+          location: `s3://${this.bucket}/${objectKey} (upload ${uploadId})`,
+          key,
+          size: parts.bytes,
+          ...(lastModified ? { lastModified } : {}),
+        });
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker !== undefined);
+    for await (const probe of this.rawList(this.prefix + PROBE_PREFIX, signal)) {
+      if (probe.lastModified !== undefined && probe.lastModified.getTime() > cutoff) continue;
+      if (!dryRun) await this.deleteRaw(probe.key, signal);
+      removed.push({
+        kind: 'probe object',
+        location: `s3://${this.bucket}/${probe.key}`,
+        size: probe.size,
+        ...(probe.lastModified ? { lastModified: probe.lastModified } : {}),
+      });
+    }
+    return { removed, notes };
+  }
+
+  /** The bytes and newest part of an open upload, or `undefined` when it is gone meanwhile. */
+  private async uploadedParts(
+    objectKey: string,
+    uploadId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ bytes: number; newest?: Date } | undefined> {
+    let bytes = 0;
+    let newest: Date | undefined;
+    let marker: string | undefined;
+    do {
+      let page: ListPartsCommandOutput;
+      try {
+        page = await this.client.send(
+          new ListPartsCommand({
+            Bucket: this.bucket,
+            Key: objectKey,
+            UploadId: uploadId,
+            PartNumberMarker: marker,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (error) {
+        if (errorStatus(error) === 404) return undefined;
+        throw this.error(`list the parts of upload ${uploadId} of "${objectKey}"`, error, signal);
+      }
+      for (const part of page.Parts ?? []) {
+        bytes += part.Size ?? 0;
+        if (part.LastModified && (!newest || part.LastModified > newest)) newest = part.LastModified;
+      }
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+    } while (marker !== undefined);
+    return { bytes, ...(newest ? { newest } : {}) };
+  }
+
+  /** Objects under a raw bucket key prefix, reserved ones included. */
+  private async *rawList(prefix: string, signal: AbortSignal | undefined): AsyncIterable<ObjectInfo> {
+    let continuationToken: string | undefined;
+    do {
+      throwIfAborted(signal);
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            ContinuationToken: continuationToken,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (error) {
+        throw this.error(`list "${prefix}"`, error, signal);
+      }
+      for (const object of page.Contents ?? [])
+        if (object.Key !== undefined)
+          yield { key: object.Key, size: object.Size ?? 0, lastModified: object.LastModified };
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken !== undefined);
+  }
+
+  private async deleteRaw(objectKey: string, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey }), {
+        abortSignal: signal,
+      });
+    } catch (error) {
+      if (errorStatus(error) !== 404) throw this.error(`delete "${objectKey}"`, error, signal);
     }
   }
 

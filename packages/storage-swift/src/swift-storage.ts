@@ -5,10 +5,13 @@ import {
   BkError,
   BodyReader,
   type ByteStream,
+  type CleanupIncompleteOptions,
+  type CleanupIncompleteResult,
   ConfigError,
   checkRange,
   checkStorageKey,
   type GetOptions,
+  type IncompleteUpload,
   NotFoundError,
   type ObjectInfo,
   type PutOptions,
@@ -35,6 +38,13 @@ const DEFAULT_CONCURRENCY = 4;
 const DEFAULT_RETRIES = 4;
 /** User metadata that marks which upload wrote an object, to resolve an ambiguous publish. */
 const UPLOAD_HEADER = 'X-Object-Meta-Bk-Upload';
+/**
+ * A segment or sub-manifest bk wrote: `<object>/<uploadId>/<8-digit index>` or
+ * `<object>/<uploadId>/manifest-NNNNNN`, the upload id being a base-36 time, `-` and 12 hex digits.
+ */
+const SEGMENT_NAME = /^(.+)\/([0-9a-z]{1,12}-[0-9a-f]{12})\/(?:\d{8}|manifest-\d{6})$/s;
+/** Segments deleted per batch while a listing goes on. */
+const DELETE_BATCH = 1000;
 /** Finds the backup date in a key for the daily layout. */
 const BACKUP_DATE = /(?:^|\/)backup_(\d{4})(\d{2})(\d{2})_\d{6}/;
 const LIST_PAGE = 1000;
@@ -920,6 +930,97 @@ export class SwiftStorage implements Storage {
       if (page.length < LIST_PAGE || !last?.name) return;
       marker = last.name;
     }
+  }
+
+  /**
+   * Deletes (with `dryRun`: only lists) the segments that killed puts left in the `_segments`
+   * containers: those of an upload whose object was never published (the put died before its
+   * manifest) or was published by another upload since (an overwrite that died before deleting
+   * the old segments). An upload is left over when none of its segments was written within
+   * `olderThanMs` and the object under its key is not an SLO made of it (the object's
+   * `X-Object-Meta-Bk-Upload`, or its manifest). Only names bk writes
+   * (`<object>/<uploadId>/<index>`) are considered; other tools' segments are never touched.
+   *
+   * @throws {AbortedError} When `signal` aborts.
+   * @throws {StorageError} When Swift fails.
+   * @example
+   * const { removed } = await storage.cleanupIncomplete({ olderThanMs: 86_400_000, dryRun: true });
+   */
+  async cleanupIncomplete(options: CleanupIncompleteOptions): Promise<CleanupIncompleteResult> {
+    const { olderThanMs, dryRun = false, signal } = options;
+    throwIfAborted(signal);
+    const cutoff = Date.now() - olderThanMs;
+    const removed: IncompleteUpload[] = [];
+    for (const container of await this.containersToList(signal)) {
+      const segments = `${container}_segments`;
+      let upload: { prefix: string; object: string; id: string; bytes: number; newest: number } | undefined;
+      const finish = async () => {
+        if (!upload || upload.newest > cutoff) return;
+        const location: Location = {
+          key: upload.object.slice(this.prefix.length),
+          container,
+          object: upload.object,
+          segments,
+        };
+        if (await this.uploadInUse(location, upload.prefix, upload.id, signal)) return;
+        if (!dryRun) await this.deleteUploadSegments(segments, upload.prefix, signal);
+        removed.push({
+          kind: 'segments',
+          location: `swift://${segments}/${upload.prefix}`,
+          key: location.key,
+          size: upload.bytes,
+          lastModified: new Date(upload.newest),
+        });
+      };
+      for await (const item of this.listContainer(segments, this.prefix + (options.prefix ?? ''), signal)) {
+        const match = SEGMENT_NAME.exec(item.name);
+        if (!match) continue;
+        const prefix = `${match[1]}/${match[2]}/`;
+        const modified = item.last_modified ? Date.parse(`${item.last_modified}Z`) : Number.POSITIVE_INFINITY;
+        if (upload?.prefix !== prefix) {
+          await finish();
+          upload = { prefix, object: match[1]!, id: match[2]!, bytes: 0, newest: 0 };
+        }
+        upload.bytes += item.bytes ?? 0;
+        upload.newest = Math.max(upload.newest, modified);
+      }
+      await finish();
+    }
+    return { removed, notes: [] };
+  }
+
+  /** Whether the object at `location` is an SLO built from the upload `uploadId`. */
+  private async uploadInUse(
+    location: Location,
+    segmentPrefix: string,
+    uploadId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
+    const current = await this.head(location, signal);
+    if (!current) return false;
+    const owner = current.headers.get(UPLOAD_HEADER.toLowerCase());
+    if (owner !== null) return owner === uploadId;
+    if (current.headers.get('x-static-large-object')?.toLowerCase() !== 'true') return false;
+    // An SLO written without the upload header: read its manifest.
+    const base = `/${location.segments}/${segmentPrefix}`;
+    return (await this.manifestSegments(location, signal)).some((entry) => entry.path.startsWith(base));
+  }
+
+  /** Deletes every object under `segmentPrefix` in `container`, a batch at a time while listing. */
+  private async deleteUploadSegments(
+    container: string,
+    segmentPrefix: string,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    let batch: string[] = [];
+    for await (const item of this.listContainer(container, segmentPrefix, signal)) {
+      batch.push(`/${container}/${item.name}`);
+      if (batch.length >= DELETE_BATCH) {
+        await this.deleteSegments(batch, signal);
+        batch = [];
+      }
+    }
+    await this.deleteSegments(batch, signal);
   }
 
   /**
