@@ -27,17 +27,23 @@ describe('storageContract', () => {
       { skip: ['stores an empty object'], timeout: 1234, largeObjectBytes: 1024 },
     );
     const names = registered.map((test) => test.name);
-    expect(names).toHaveLength(13);
-    expect(new Set(names).size).toBe(13);
+    expect(names).toHaveLength(15);
+    expect(new Set(names).size).toBe(15);
     expect(names).not.toContain('stores an empty object');
     expect(registered.every((test) => test.timeout === 1234)).toBe(true);
 
     // A capability test asks the runner's context to skip; without one it returns and passes.
     const skips: Array<string | undefined> = [];
     for (const test of registered) await test.fn({ skip: (note) => void skips.push(note) });
-    expect(skips).toEqual(['conditionalCreate is false', 'conditionalCreate is false', 'rangeRead is false']);
+    expect(skips).toEqual([
+      'conditionalCreate is false',
+      'conditionalCreate is false',
+      'rangeRead is false',
+      'the storage has no cleanupIncomplete',
+      'the storage has no cleanupIncomplete',
+    ]);
     for (const test of registered) await test.fn();
-    expect(cleanups).toBe(26);
+    expect(cleanups).toBe(30);
   });
 
   describe('skips the tests of capabilities a storage does not declare', () => {
