@@ -23,6 +23,7 @@ import {
   throwIfAborted,
 } from '@bk/core';
 import { Etcd3, type IOptions } from 'etcd3';
+import { type DroppedLeases, dropLeases } from './drop-leases.ts';
 import { assertNoRunningMember } from './running-member.ts';
 import { verifySnapshot } from './snapshot.ts';
 
@@ -45,6 +46,16 @@ export interface EtcdRestoreOptions {
   markCompacted?: boolean;
   /** Default: `etcdutl` when on PATH, else `etcdctl`. */
   tool?: 'etcdutl' | 'etcdctl';
+  /**
+   * What becomes of leases and the keys attached to them. `keep` (default) is what
+   * `snapshot restore` does: every lease comes back live with its full TTL restarted when the
+   * restored member starts, and its keys are deleted when that runs out (a key on a 1-hour lease
+   * is gone about an hour after the restored member started, unless a client keeps the lease
+   * alive). `drop` keeps those keys, with their values, under no lease, and revokes every lease:
+   * the snapshot is rewritten first through a scratch `etcd` on loopback (needs the `etcd`
+   * binary on the PATH), since `etcdutl`/`etcdctl snapshot restore` have no option for it.
+   */
+  leases?: 'keep' | 'drop';
 }
 
 /** Options of an {@link EtcdComponent}. */
@@ -74,17 +85,32 @@ export interface ExportedKey {
   value: string;
   createRevision: string;
   modRevision: string;
+  /** The ID of the lease the key was attached to (decimal), when it had one. */
+  lease?: string;
+  /** That lease's granted TTL in seconds, when it was still alive at export. */
+  leaseTtl?: number;
+}
+
+/** Options of {@link importKeys}. */
+export interface ImportKeysOptions {
+  /**
+   * `drop` (default): every key is put with no lease. `keep`: one new lease is granted per
+   * exported lease, with its granted TTL (the timer starts at import), and its keys are put
+   * on it; a key whose lease had already expired at export gets no lease.
+   */
+  leases?: 'keep' | 'drop';
 }
 
 const NOT_CAPTURED = [
-  'leases and their TTLs: a restored key keeps no working lease (the lease IDs in the snapshot expire on their own)',
+  'leases: a snapshot restore brings every lease back live with its full TTL restarted when the restored member starts, and deletes its keys when that runs out (restore.leases "drop" keeps them under no lease instead)',
   'alarms (NOSPACE, CORRUPT) and member-local settings; a restore makes a new cluster with new member and cluster IDs',
   'TLS certificates and keys of the members (back them up with a files component)',
-  'keys.jsonl (when keyRanges is set) has no leases, users, roles or revision history',
+  'keys.jsonl (when keyRanges is set) has no users, roles or revision history; a leased key records its lease ID and granted TTL only',
 ];
 
 const CONFIG_FIELDS = ['kind', 'name', 'endpoints', 'tls', 'auth', 'restore', 'keyRanges'];
 const RESTORE_FIELDS = [
+  'leases',
   'dataDir',
   'name',
   'initialCluster',
@@ -144,13 +170,21 @@ async function dirState(path: string): Promise<'missing' | 'empty' | 'full'> {
 }
 
 /**
- * Writes key/values exported to `keys.jsonl` into etcd with plain puts (no leases). Accepts the
- * parsed lines or the raw JSONL bytes. Returns the number of keys written.
+ * Writes key/values exported to `keys.jsonl` into etcd: plain puts, under no lease unless
+ * `leases: 'keep'` grants new ones. Accepts the parsed lines or the raw JSONL bytes. Returns
+ * the number of keys written.
+ *
+ * @example
+ * await importKeys(keysJsonlBytes, new Etcd3({ hosts: ['http://127.0.0.1:2379'] }), { leases: 'keep' });
  */
 export async function importKeys(
   source: AsyncIterable<ExportedKey> | Iterable<ExportedKey> | ByteStream,
   client: Etcd3,
+  options: ImportKeysOptions = {},
 ): Promise<number> {
+  const keep = options.leases === 'keep';
+  /** Exported lease ID → the lease granted for it here. */
+  const granted = new Map<string, string>();
   let count = 0;
   async function* lines(): AsyncGenerator<ExportedKey> {
     let pending = '';
@@ -169,7 +203,19 @@ export async function importKeys(
     if (pending.trim() !== '') yield JSON.parse(pending) as ExportedKey;
   }
   for await (const line of lines()) {
-    await client.kv.put({ key: Buffer.from(line.key, 'base64'), value: Buffer.from(line.value, 'base64') });
+    let lease: string | undefined;
+    if (keep && line.lease !== undefined && line.leaseTtl !== undefined && line.leaseTtl > 0) {
+      lease = granted.get(line.lease);
+      if (lease === undefined) {
+        lease = (await client.leaseClient.leaseGrant({ TTL: line.leaseTtl })).ID;
+        granted.set(line.lease, lease);
+      }
+    }
+    await client.kv.put({
+      key: Buffer.from(line.key, 'base64'),
+      value: Buffer.from(line.value, 'base64'),
+      ...(lease === undefined ? {} : { lease }),
+    });
     count += 1;
   }
   return count;
@@ -214,6 +260,9 @@ export class EtcdComponent implements Component {
     if (restore !== undefined) {
       if (!isRecord(restore) || typeof restore.dataDir !== 'string' || !isAbsolute(restore.dataDir)) {
         throw new ConfigError(`${where}: "restore.dataDir" must be an absolute path.`);
+      }
+      if (restore.leases !== undefined && restore.leases !== 'keep' && restore.leases !== 'drop') {
+        throw new ConfigError(`${where}: "restore.leases" must be "keep" or "drop".`);
       }
       if (restore.tool !== undefined && restore.tool !== 'etcdutl' && restore.tool !== 'etcdctl') {
         throw new ConfigError(`${where}: "restore.tool" must be "etcdutl" or "etcdctl".`);
@@ -334,6 +383,17 @@ export class EtcdComponent implements Component {
   /** Pages through each prefix at one revision (the first page's), one JSON line per key. */
   async *#exportKeys(client: Etcd3, context: BackupContext): AsyncGenerator<Uint8Array> {
     let revision: string | undefined;
+    /** Lease ID → granted TTL (0 once expired). */
+    const ttls = new Map<string, number>();
+    const ttlOf = async (lease: string): Promise<number> => {
+      let ttl = ttls.get(lease);
+      if (ttl === undefined) {
+        const answer = await client.leaseClient.leaseTimeToLive({ ID: lease });
+        ttl = Number(answer.TTL) > 0 ? Number(answer.grantedTTL) : 0;
+        ttls.set(lease, ttl);
+      }
+      return ttl;
+    };
     for (const prefix of this.options.keyRanges ?? []) {
       const end = prefixEnd(Buffer.from(prefix));
       let from = Buffer.from(prefix);
@@ -346,14 +406,21 @@ export class EtcdComponent implements Component {
           ...(revision ? { revision } : {}),
         });
         revision ??= page.header.revision;
-        const lines = page.kvs.map((kv) =>
-          JSON.stringify({
-            key: kv.key.toString('base64'),
-            value: kv.value.toString('base64'),
-            createRevision: kv.create_revision,
-            modRevision: kv.mod_revision,
-          } satisfies ExportedKey),
-        );
+        const lines: string[] = [];
+        for (const kv of page.kvs) {
+          const leased = kv.lease !== undefined && kv.lease !== '0' && kv.lease !== '';
+          const ttl = leased ? await ttlOf(kv.lease) : 0;
+          lines.push(
+            JSON.stringify({
+              key: kv.key.toString('base64'),
+              value: kv.value.toString('base64'),
+              createRevision: kv.create_revision,
+              modRevision: kv.mod_revision,
+              ...(leased ? { lease: kv.lease } : {}),
+              ...(ttl > 0 ? { leaseTtl: ttl } : {}),
+            } satisfies ExportedKey),
+          );
+        }
         if (lines.length > 0) yield Buffer.from(`${lines.join('\n')}\n`);
         if (!page.more || page.kvs.length === 0) break;
         from = Buffer.concat([page.kvs[page.kvs.length - 1]!.key, Buffer.from([0])]);
@@ -398,6 +465,9 @@ export class EtcdComponent implements Component {
     const tag = randomBytes(4).toString('hex');
     const file = join(parent, `.${basename(target)}.bk-${tag}.snapshot.db`);
     const staging = join(parent, `.${basename(target)}.bk-${tag}.restoring`);
+    const rewritten = join(parent, `.${basename(target)}.bk-${tag}.no-leases.db`);
+    const scratchDir = join(parent, `.${basename(target)}.bk-${tag}.leases`);
+    let dropped: DroppedLeases | undefined;
     let entryCount = 0;
     let bytes = 0;
     let restored = false;
@@ -412,7 +482,16 @@ export class EtcdComponent implements Component {
           continue;
         }
         bytes += await toFile(verifySnapshot(entry.body), file, context.signal);
-        const args = ['snapshot', 'restore', file, '--data-dir', staging];
+        if (options.leases === 'drop') {
+          dropped = await dropLeases(file, rewritten, {
+            run: (args) => run(tool, args, context.signal),
+            scratchDir,
+            component: this.name,
+            ...(this.options.auth ? { auth: this.options.auth } : {}),
+            signal: context.signal,
+          });
+        }
+        const args = ['snapshot', 'restore', dropped ? rewritten : file, '--data-dir', staging];
         if (options.name) args.push('--name', options.name);
         if (options.initialCluster) args.push('--initial-cluster', options.initialCluster);
         if (options.initialAdvertisePeerUrls) {
@@ -436,10 +515,22 @@ export class EtcdComponent implements Component {
       }
     } finally {
       await rm(file, { force: true });
+      await rm(rewritten, { force: true });
+      await rm(scratchDir, { recursive: true, force: true });
       await rm(staging, { recursive: true, force: true });
     }
     if (!restored) throw new ComponentError(this.name, 'the backup holds no snapshot.db.');
-    return { entries: entryCount, bytes, details: { tool, dataDir: target, newCluster: true } };
+    return {
+      entries: entryCount,
+      bytes,
+      details: {
+        tool,
+        dataDir: target,
+        newCluster: true,
+        leases: options.leases ?? 'keep',
+        ...(dropped ? { leasesRevoked: dropped.leases, keysDetached: dropped.keys } : {}),
+      },
+    };
   }
 }
 

@@ -5,6 +5,7 @@ export {
   type ExportedKey,
   etcd,
   fromConfig,
+  type ImportKeysOptions,
   importKeys,
   prefixEnd,
 } from './etcd-component.ts';

@@ -1,3 +1,4 @@
+import './protobuf-long.ts';
 import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -300,6 +301,160 @@ describe('EtcdComponent against a real etcd 3.4', () => {
       } catch (error) {
         ok((error as ConfigError).code === 'BK_CONFIG', String(error));
       }
+    }
+  });
+});
+
+describe('leases through a restore, against a real etcd 3.4', () => {
+  const TTL = 5;
+  let source: EtcdServer;
+  let dir: string;
+  const storage = new MemoryStorage();
+  let backupName: string;
+  const captured = new Map<string, Buffer>();
+  let granted: number;
+
+  async function leaseOf(client: Etcd3, key: string): Promise<string | undefined> {
+    return (await client.kv.range({ key: Buffer.from(key) })).kvs[0]?.lease;
+  }
+
+  beforeAll(async () => {
+    [source, dir] = await Promise.all([startEtcd(), mkdtemp(join(tmpdir(), 'bk-etcd-lease-test-'))]);
+    const client = new Etcd3({ hosts: [source.endpoint] });
+    try {
+      // Granted without keep-alive: nothing refreshes it, it runs out TTL seconds from now.
+      const { ID } = await client.leaseClient.leaseGrant({ TTL });
+      granted = Date.now();
+      await client.kv.put({ key: Buffer.from('/leased/a'), value: Buffer.from('a'), lease: ID });
+      await client.kv.put({ key: Buffer.from('/leased/b'), value: Buffer.from('b'), lease: ID });
+      await client.put('/plain/c').value('c');
+    } finally {
+      client.close();
+    }
+    const result = await backup({
+      storage,
+      components: [etcd({ endpoints: [source.endpoint], keyRanges: ['/leased/', '/plain/'] })],
+    });
+    backupName = result.name;
+    await restore({ storage, name: backupName, restorers: [capture(captured)] });
+  }, 60_000);
+  afterAll(async () => {
+    await source?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keep (default) brings the lease back live with its TTL restarted; drop keeps the keys under no lease', async () => {
+    const restoreInto = async (name: string, leases?: 'keep' | 'drop') => {
+      const dataDir = join(dir, name);
+      const peerPort = await freePort();
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const report = await restore({
+        storage,
+        name: backupName,
+        restorers: [
+          etcd({
+            endpoints: [source.endpoint],
+            restore: {
+              dataDir,
+              name,
+              initialCluster: `${name}=${peerUrl}`,
+              initialAdvertisePeerUrls: peerUrl,
+              ...(leases ? { leases } : {}),
+            },
+          }),
+        ],
+      });
+      return { dataDir, peerPort, details: report.components.etcd!.details! };
+    };
+    const kept = await restoreInto('kept');
+    const dropped = await restoreInto('dropped', 'drop');
+    strictEqual(kept.details.leases, 'keep');
+    strictEqual(dropped.details.leasesRevoked, 1);
+    strictEqual(dropped.details.keysDetached, 2);
+    ok(
+      (await readdir(dir)).every((name) => !name.startsWith('.')),
+      String(await readdir(dir)),
+    );
+
+    // The original lease runs out on the source.
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, granted + (TTL + 1.5) * 1000 - Date.now())),
+    );
+    deepStrictEqual(Object.keys(await allKeys(source.endpoint)), ['/plain/c']);
+
+    const [keptMember, droppedMember] = await Promise.all([
+      startEtcd({ dataDir: kept.dataDir, name: 'kept', peerPort: kept.peerPort }),
+      startEtcd({ dataDir: dropped.dataDir, name: 'dropped', peerPort: dropped.peerPort }),
+    ]);
+    const started = Date.now();
+    const keptClient = new Etcd3({ hosts: [keptMember.endpoint] });
+    const droppedClient = new Etcd3({ hosts: [droppedMember.endpoint] });
+    try {
+      // keep: past the original expiry, the keys are there on a live lease whose timer restarted.
+      deepStrictEqual(Object.keys(await allKeys(keptMember.endpoint)).sort(), [
+        '/leased/a',
+        '/leased/b',
+        '/plain/c',
+      ]);
+      const lease = await leaseOf(keptClient, '/leased/a');
+      ok(lease !== undefined && lease !== '0', String(lease));
+      const live = await keptClient.leaseClient.leaseTimeToLive({ ID: lease, keys: true });
+      strictEqual(Number(live.grantedTTL), TTL);
+      ok(Number(live.TTL) >= TTL - 2, `remaining TTL ${live.TTL}`);
+      strictEqual(live.keys.length, 2);
+      // drop: the same keys and values, on no lease, and no lease left.
+      deepStrictEqual(await allKeys(droppedMember.endpoint), {
+        '/leased/a': 'a',
+        '/leased/b': 'b',
+        '/plain/c': 'c',
+      });
+      strictEqual(await leaseOf(droppedClient, '/leased/a'), '0');
+      strictEqual((await droppedClient.leaseClient.leaseLeases()).leases.length, 0);
+
+      // About TTL after the restored member started, keep has lost the leased keys; drop has not.
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.max(0, started + (TTL + 1.5) * 1000 - Date.now())),
+      );
+      deepStrictEqual(Object.keys(await allKeys(keptMember.endpoint)), ['/plain/c']);
+      deepStrictEqual(Object.keys(await allKeys(droppedMember.endpoint)).sort(), [
+        '/leased/a',
+        '/leased/b',
+        '/plain/c',
+      ]);
+    } finally {
+      keptClient.close();
+      droppedClient.close();
+      await Promise.all([keptMember.stop(), droppedMember.stop()]);
+    }
+  }, 60_000);
+
+  it('records leases in keys.jsonl; importKeys drops them by default and grants new ones with keep', async () => {
+    const lines = captured
+      .get('keys.jsonl')!
+      .toString()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { key: string; lease?: string; leaseTtl?: number });
+    const byKey = Object.fromEntries(lines.map((line) => [Buffer.from(line.key, 'base64').toString(), line]));
+    strictEqual(byKey['/leased/a']!.leaseTtl, TTL);
+    strictEqual(byKey['/leased/a']!.lease, byKey['/leased/b']!.lease);
+    strictEqual(byKey['/plain/c']!.lease, undefined);
+
+    const fresh = await startEtcd();
+    const client = new Etcd3({ hosts: [fresh.endpoint] });
+    try {
+      strictEqual(await importKeys(chunked(captured.get('keys.jsonl')!, 50), client), 3);
+      strictEqual(await leaseOf(client, '/leased/a'), '0');
+      strictEqual(await importKeys(chunked(captured.get('keys.jsonl')!, 50), client, { leases: 'keep' }), 3);
+      const lease = await leaseOf(client, '/leased/a');
+      strictEqual(await leaseOf(client, '/leased/b'), lease);
+      strictEqual(await leaseOf(client, '/plain/c'), '0');
+      const live = await client.leaseClient.leaseTimeToLive({ ID: lease! });
+      strictEqual(Number(live.grantedTTL), TTL);
+      strictEqual((await client.leaseClient.leaseLeases()).leases.length, 1);
+    } finally {
+      client.close();
+      await fresh.stop();
     }
   });
 });
