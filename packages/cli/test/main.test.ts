@@ -85,6 +85,15 @@ beforeAll(async () => {
     JSON.stringify({ components: [{ kind: 'demo', name: 'app' }] }),
   );
   await writeFile(join(directory, 'empty.json'), '{}');
+  await writeFile(
+    join(directory, 'two.json'),
+    JSON.stringify({
+      components: [
+        { kind: 'demo', name: 'zookeeper' },
+        { kind: 'demo', name: 'postgres' },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -165,6 +174,47 @@ describe('main (in process)', () => {
     expect(latest.code).toBe(3);
     expect(latest.json).toMatchObject({ error: { code: 'BK_NOT_FOUND' } });
     expect((await run('inspect', 'backup_20200101_000000', '--target', 'mem://')).code).toBe(3);
+  });
+
+  it('restores with --only from the newest backup that holds those components', async () => {
+    const both = await runJson('backup', '--config', 'two.json', '--target', 'mem://');
+    const postgresOnly = await runJson(
+      'backup',
+      '--config',
+      'two.json',
+      '--only',
+      'postgres',
+      '--target',
+      'mem://',
+    );
+    expect(postgresOnly.json.name).not.toBe(both.json.name);
+    const zookeeper = await runJson(
+      'restore',
+      '--config',
+      'two.json',
+      '--only',
+      'zookeeper',
+      '--target',
+      'mem://',
+    );
+    expect(zookeeper.code).toBe(0);
+    expect(zookeeper.json).toMatchObject({ name: both.json.name, components: { zookeeper: { entries: 2 } } });
+    const postgres = await runJson(
+      'restore',
+      'latest',
+      '--config',
+      'two.json',
+      '--only',
+      'postgres',
+      '--target',
+      'mem://',
+    );
+    expect(postgres.json).toMatchObject({ name: postgresOnly.json.name });
+    const missing = await runJson('restore', '--config', 'two.json', '--only', 'etcd', '--target', 'mem://');
+    expect(missing.code).toBe(3);
+    expect(missing.json).toMatchObject({
+      error: { code: 'BK_NOT_FOUND', message: expect.stringContaining('"etcd"') },
+    });
   });
 
   it('exits 2, a usage error, for a malformed backup name', async () => {

@@ -41,7 +41,14 @@ export function defineRestoreCommand(
       const prefix = await context.prefix();
       const { signal } = context;
       // Resolving "latest" once keeps the restore on this backup even if another completes meanwhile.
-      const manifest = await inspect({ storage, name, prefix, signal });
+      // With --only, "latest" is the newest backup that holds those components.
+      const manifest = await inspect({
+        storage,
+        name,
+        prefix,
+        signal,
+        ...(flags.only ? { components: flags.only } : {}),
+      });
       const wanted = new Set(flags.only ?? manifest.components.map((component) => component.name));
       const to = flags.to === undefined ? undefined : resolve(context.io.cwd, flags.to);
       const configs: ComponentConfig[] = (await context.config()).components

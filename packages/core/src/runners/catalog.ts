@@ -78,14 +78,21 @@ export async function list(options: CatalogOptions): Promise<BackupSummary[]> {
 export interface InspectOptions extends CatalogOptions {
   /** A backup name, or `"latest"`. */
   name: string;
+  /**
+   * With `"latest"`: the newest backup that holds every one of these components (by name), not
+   * simply the newest backup. After a backup of only `postgres`, `latest` with
+   * `components: ['zookeeper']` is the newest backup with ZooKeeper in it. Ignored for a name.
+   */
+  components?: readonly string[];
 }
 
 /**
- * Resolves `"latest"` to the newest complete backup's name.
+ * Resolves `"latest"` to the newest complete backup's name, or with `components` to the newest
+ * complete backup holding them.
  *
  * @throws {ConfigError} when `name` is neither `"latest"` nor a backup name: a typo, not a
  *   missing backup.
- * @throws {NotFoundError} when there is no backup for `"latest"`.
+ * @throws {NotFoundError} when there is no backup for `"latest"` (holding `components`).
  */
 export async function resolveName(options: InspectOptions): Promise<string> {
   if (options.name !== 'latest') {
@@ -99,7 +106,17 @@ export async function resolveName(options: InspectOptions): Promise<string> {
   const backups = await list(options);
   const newest = backups.at(-1);
   if (!newest) throw new NotFoundError(`There are no backups in ${options.storage.description}.`);
-  return newest.name;
+  const wanted = options.components ?? [];
+  if (wanted.length === 0) return newest.name;
+  // Newest first, reading one sidecar at a time: usually the newest backup holds them.
+  for (const candidate of backups.reverse()) {
+    const manifest = await inspect({ ...options, name: candidate.name, components: undefined });
+    const held = new Set(manifest.components.map((component) => component.name));
+    if (wanted.every((name) => held.has(name))) return candidate.name;
+  }
+  throw new NotFoundError(
+    `No backup in ${options.storage.description} holds ${wanted.map((name) => `"${name}"`).join(', ')}.`,
+  );
 }
 
 /**

@@ -7,6 +7,8 @@ export interface ResolveChainOptions {
   storage: Storage;
   /** The newest backup of the chain, or `"latest"`. */
   name: string;
+  /** With `"latest"`: the newest backup holding these components (see `InspectOptions`). */
+  components?: readonly string[];
   prefix?: string;
   signal?: AbortSignal;
 }
@@ -31,7 +33,13 @@ const MAX_CHAIN = 10_000;
 export async function resolveChain(options: ResolveChainOptions): Promise<ChainLink[]> {
   const { storage, prefix, signal } = options;
   throwIfAborted(signal);
-  const newest = await resolveName({ storage, name: options.name, prefix, signal });
+  const newest = await resolveName({
+    storage,
+    name: options.name,
+    prefix,
+    signal,
+    ...(options.components ? { components: options.components } : {}),
+  });
   const links: ChainLink[] = [];
   const seen = new Set<string>();
   let name: string | null = newest;

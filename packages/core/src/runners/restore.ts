@@ -11,7 +11,10 @@ import { resolveChain } from './chain.ts';
 
 export interface RestoreOptions {
   storage: Storage;
-  /** A backup name or `"latest"`. */
+  /**
+   * A backup name or `"latest"`: the newest backup, or with `only` the newest backup that holds
+   * every component in `only`.
+   */
   name: string;
   /** Restorers by component name; every selected component needs one. */
   restorers: Restorer[];
@@ -55,7 +58,7 @@ export interface RestoreResult {
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (!options.chain) return restoreOne(options);
   throwIfAborted(options.signal);
-  const links = await resolveChain(options);
+  const links = await resolveChain({ ...options, ...(options.only ? { components: options.only } : {}) });
   const results: RestoreResult[] = [];
   for (const [index, link] of links.entries()) {
     const conflict =
@@ -70,7 +73,15 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
   const { storage, signal } = options;
   const progress = options.onProgress ?? ignoreProgress;
   throwIfAborted(signal);
-  const manifest = known ?? (await inspect({ storage, name: options.name, prefix: options.prefix, signal }));
+  const manifest =
+    known ??
+    (await inspect({
+      storage,
+      name: options.name,
+      prefix: options.prefix,
+      signal,
+      ...(options.only ? { components: options.only } : {}),
+    }));
   const selected = selectComponents(manifest.components, options.only, `backup ${manifest.name}`);
   const restorers = new Map(options.restorers.map((restorer) => [restorer.name, restorer]));
   const missing = selected.filter((component) => !restorers.has(component.name));
