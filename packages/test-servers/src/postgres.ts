@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, openSync, readdirSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,8 +13,10 @@ const run = promisify(execFile);
 export interface PostgresServer {
   host: '127.0.0.1';
   port: number;
-  /** The superuser; authentication is `trust`, so no password is needed. */
+  /** The superuser; authentication is `trust` (no password needed) unless started with a `password`. */
   user: 'postgres';
+  /** The superuser's password when started with one (authentication `scram-sha-256`). */
+  password?: string;
   /** The temp dir holding `data/`, `sock/` and `server.log`. */
   dir: string;
   /** The directory of `postgres`, `pg_dump`, `psql` … used to start this server. */
@@ -54,12 +56,21 @@ function exited(child: ChildProcess): Promise<void> {
     : new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+export interface StartPostgresOptions {
+  /**
+   * Require this password of the superuser (`scram-sha-256` on every connection) instead of
+   * trusting every connection.
+   */
+  password?: string;
+}
+
 /**
  * Starts a private PostgreSQL server on 127.0.0.1 at a free port below 32768: `initdb -N`
- * (trust auth, UTF8) into a temp dir owned by `postgres`, its own short socket dir, `fsync=off`.
- * Ready once `pg_isready` answers. Retries with a new port when the server fails to start.
+ * (trust auth, or scram-sha-256 with `password`; UTF8, locale C.UTF-8) into a temp dir owned by
+ * `postgres`, its own short socket dir, `fsync=off`. Ready once `pg_isready` answers. Retries
+ * with a new port when the server fails to start.
  */
-export async function startPostgres(): Promise<PostgresServer> {
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresServer> {
   const bin = postgresBinDir();
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt += 1) {
@@ -69,12 +80,19 @@ export async function startPostgres(): Promise<PostgresServer> {
     const sock = join(dir, 'sock');
     const logFile = join(dir, 'server.log');
     try {
+      const auth = ['--auth=trust'];
+      if (options.password !== undefined) {
+        const passwordFile = join(dir, 'password');
+        await writeFile(passwordFile, `${options.password}\n`, { mode: 0o600 });
+        await chownToPostgres(passwordFile);
+        auth.splice(0, 1, '--auth=scram-sha-256', `--pwfile=${passwordFile}`);
+      }
       const [initCommand, initArgs] = asPostgres(join(bin, 'initdb'), [
         '-D',
         data,
         '-U',
         'postgres',
-        '--auth=trust',
+        ...auth,
         '-E',
         'UTF8',
         '--locale=C.UTF-8',
@@ -144,7 +162,15 @@ export async function startPostgres(): Promise<PostgresServer> {
       await stop();
       continue;
     }
-    return { host: '127.0.0.1', port, user: 'postgres', dir, bin, stop };
+    return {
+      host: '127.0.0.1',
+      port,
+      user: 'postgres',
+      ...(options.password === undefined ? {} : { password: options.password }),
+      dir,
+      bin,
+      stop,
+    };
   }
   throw lastError;
 }
