@@ -1,12 +1,15 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
   type BackupContext,
+  BkError,
   type ByteStream,
   type Component,
   ComponentError,
@@ -22,6 +25,7 @@ import {
   type RestoreContext,
   type RestoreReport,
   throwIfAborted,
+  UnsupportedError,
 } from '@bk/core';
 import type { Client as PgClient, QueryResultRow } from 'pg';
 
@@ -55,7 +59,11 @@ export interface PostgresOptions {
   user: string;
   /** Passed to the client tools as `PGPASSWORD`; never logged or recorded. */
   password?: string;
-  /** Databases to back up; default every database that is not a template and allows connections. */
+  /**
+   * Backup: the databases to back up; default every database that is not a template and allows
+   * connections. Restore: the databases of the backup to restore (names as backed up, before
+   * `restore.renames`); default every database in the backup.
+   */
   databases?: string[];
   /** Directory of `pg_dump`, `pg_restore`, `pg_dumpall`, `psql`; default the highest `/usr/lib/postgresql/<major>/bin`, else `PATH`. */
   pgBin?: string;
@@ -69,7 +77,8 @@ const RESTORE_FIELDS = ['renames'];
 const NOT_CAPTURED = [
   'WAL and point-in-time recovery: each database is a logical pg_dump snapshot, consistent per database but not across databases',
   'server configuration files (postgresql.conf, pg_hba.conf, pg_ident.conf) and the cluster’s data directory layout',
-  'database-level settings and grants (ALTER DATABASE … SET, GRANT … ON DATABASE); the owner is restored when the role exists',
+  'database-level settings, grants and comments (ALTER DATABASE … SET, GRANT … ON DATABASE, COMMENT ON DATABASE); the owner is restored when the role exists, and a restored database gets a new OID',
+  'the ICU collation version: databases are created with the target server’s ICU',
   'large objects are captured, but their ownership is only kept when the owning role exists at restore time',
 ];
 
@@ -125,10 +134,80 @@ function databaseOf(path: string): string | undefined {
   return decodeURIComponent(path.slice(DATABASE_PREFIX.length, -'.dump'.length));
 }
 
+/** What the manifest records of each database (`details.databases[]`). */
 interface DatabaseDetails {
   name: string;
   owner: string;
   encoding: string;
+  /** `LC_COLLATE`; absent from manifests written before locales were recorded. */
+  collate?: string;
+  /** `LC_CTYPE`. */
+  ctype?: string;
+  /** `libc`, `icu` (PostgreSQL 15+) or `builtin` (17+). */
+  localeProvider?: 'libc' | 'icu' | 'builtin';
+  /** The ICU locale (`daticulocale`, `datlocale` from 17) or builtin locale; `null` with libc. */
+  locale?: string | null;
+  /** ICU tailoring rules (`daticurules`, PostgreSQL 16+). */
+  icuRules?: string | null;
+}
+
+const PROVIDERS: Record<string, DatabaseDetails['localeProvider']> = { c: 'libc', i: 'icu', b: 'builtin' };
+
+/** OIDs from here on belong to objects created after `initdb` (PostgreSQL's `FirstNormalObjectId`). */
+const FIRST_NORMAL_OBJECT_ID = 16_384;
+
+/** The start of every comment bk puts on the databases it creates while restoring. */
+const MARKER = 'bk: ';
+
+/** What the restore does with one database of the backup. */
+interface DatabasePlan {
+  /** The name in the backup. */
+  source: string;
+  /** The name on the target (after renames). */
+  target: string;
+  /** `create`: the target does not exist; `replace`: it does and is swapped out; `skip`: left alone. */
+  action: 'create' | 'replace' | 'skip';
+  /** Why an existing target is replaced although the conflict policy is not `overwrite`. */
+  pristine?: boolean;
+  recorded?: Partial<DatabaseDetails>;
+}
+
+/** What restore learns about the target server before it writes anything. */
+interface TargetServer {
+  /** `postgres`, or `template1` when the server has no `postgres` database. */
+  maintenance: string;
+  /** `server_version_num`, e.g. 150018. */
+  version: number;
+  existing: Set<string>;
+}
+
+/** A SQL string literal (standard_conforming_strings is on since PostgreSQL 9.1). */
+function literal(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** The longest prefix of `text` that fits `bytes` UTF-8 bytes without splitting a character. */
+function truncateBytes(text: string, bytes: number): string {
+  let result = '';
+  for (const character of text) {
+    if (Buffer.byteLength(result + character) > bytes) break;
+    result += character;
+  }
+  return result;
+}
+
+/** A fresh database name `bk_<role>_<8 hex>_<target, truncated to 63 bytes in all>`. */
+function scratchName(role: 'restoring' | 'replaced', target: string): string {
+  const prefix = `bk_${role}_${randomBytes(4).toString('hex')}_`;
+  return prefix + truncateBytes(target, 63 - prefix.length);
+}
+
+function pgCode(error: unknown): string | undefined {
+  for (let current = error; current; current = (current as Error).cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
 }
 
 /**
@@ -224,7 +303,13 @@ export class PostgresComponent implements Component {
     return env;
   }
 
-  async #query<T extends QueryResultRow>(database: string, sql: string, values?: unknown[]): Promise<T[]> {
+  /**
+   * A connected client on `database`.
+   *
+   * @throws {ComponentError} naming this component, the server and the database, with the
+   *   driver's error (e.g. `password authentication failed`) as its cause.
+   */
+  async #connect(database: string): Promise<PgClient> {
     const client = new Client({
       host: this.options.host,
       port: this.options.port,
@@ -233,20 +318,68 @@ export class PostgresComponent implements Component {
       database,
       connectionTimeoutMillis: 10_000,
     });
-    await client.connect();
+    // A server that goes away between queries must not crash the process.
+    client.on('error', () => {});
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw this.#failure(`cannot connect to database "${database}"`, error);
+    }
+    return client;
+  }
+
+  #failure(doing: string, error: unknown): BkError {
+    if (BkError.isInstance(error)) return error;
+    return new ComponentError(
+      this.name,
+      `${doing} on PostgreSQL ${this.options.host}:${this.options.port} as "${this.options.user}": ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+
+  /** Runs one statement on `database` in a connection of its own. @throws {ComponentError} */
+  async #query<T extends QueryResultRow>(database: string, sql: string, values?: unknown[]): Promise<T[]> {
+    const client = await this.#connect(database);
     try {
       return (await client.query<T>(sql, values)).rows;
+    } catch (error) {
+      throw this.#failure(
+        `${sql.trim().split(/\s+/).slice(0, 3).join(' ')} … failed in database "${database}"`,
+        error,
+      );
     } finally {
       await client.end().catch(() => {});
     }
   }
 
-  async #listDatabases(): Promise<DatabaseDetails[]> {
-    return this.#query<DatabaseDetails>(
-      'postgres',
-      `SELECT d.datname AS name, pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS encoding
+  async #listDatabases(database = 'postgres'): Promise<DatabaseDetails[]> {
+    const rows = await this.#query<{
+      name: string;
+      owner: string;
+      encoding: string;
+      row: Record<string, unknown>;
+    }>(
+      database,
+      `SELECT d.datname AS name, pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS encoding,
+              to_jsonb(d) AS row
          FROM pg_database d WHERE NOT d.datistemplate AND d.datallowconn ORDER BY d.datname`,
     );
+    // to_jsonb reads whichever locale columns this server version has: datlocprovider and
+    // daticulocale (15), daticurules (16), datlocale replacing daticulocale (17).
+    return rows.map(({ name, owner, encoding, row }) => {
+      const text = (key: string) => (typeof row[key] === 'string' ? (row[key] as string) : null);
+      return {
+        name,
+        owner,
+        encoding,
+        collate: text('datcollate') ?? '',
+        ctype: text('datctype') ?? '',
+        localeProvider: PROVIDERS[text('datlocprovider') ?? 'c'] ?? 'libc',
+        locale: text('datlocale') ?? text('daticulocale'),
+        icuRules: text('daticurules'),
+      };
+    });
   }
 
   /**
@@ -265,9 +398,7 @@ export class PostgresComponent implements Component {
       serverVersion = row!.server_version;
       all = await this.#listDatabases();
     } catch (error) {
-      throw new ComponentError(this.name, `cannot query the server: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw this.#failure('cannot query the server', error);
     }
     let clientVersion: string;
     try {
@@ -378,43 +509,104 @@ export class PostgresComponent implements Component {
 
   /**
    * Restores `globals.sql` with `psql` (errors such as `role "postgres" already exists` are
-   * tolerated: existing roles keep existing and get the backup's attributes), then every
-   * database into `restore.renames[db] ?? db`: created from `template0` with the original owner
-   * (when that role exists) and filled by `pg_restore --exit-on-error` from the entry's body.
+   * tolerated: existing roles keep existing and get the backup's attributes), then each
+   * database of the backup (only those in `databases` when it is set) into
+   * `restore.renames[db] ?? db`.
+   *
+   * A database is never restored in place: it is created under a scratch name
+   * (`bk_restoring_…`, from `template0` with its recorded encoding, `LC_COLLATE`, `LC_CTYPE`,
+   * locale provider and ICU locale, and its original owner when that role exists), filled by
+   * `pg_restore --exit-on-error`, and only then swapped in, in one transaction: an existing
+   * target is renamed aside (its sessions terminated) and the new database renamed into place;
+   * the old one is dropped afterwards. A restore that fails or is killed part-way leaves every
+   * database either as it was or fully restored. Statements run on `postgres`, or `template1`
+   * when `postgres` itself is swapped or missing — never on a database being replaced.
+   *
    * An existing target database: `fail` → `ConflictError` before anything changes; `skip` →
-   * left alone; `overwrite` → dropped (`WITH (FORCE)`) and recreated.
+   * left alone (a `warning` names it); `overwrite` → replaced. A target `postgres` database that
+   * holds nothing but what `initdb` put there (no object of its own) is no conflict: it is
+   * replaced under every policy, so restoring into a fresh server works by default.
+   *
+   * @throws {ConfigError} when `databases` names a database the backup does not hold.
+   * @throws {ConflictError} listing every existing target database, under `fail`.
+   * @throws {UnsupportedError} when the target cannot create a database with its recorded
+   *   encoding or locale (missing locale, no ICU, older server), before anything is written.
+   * @throws {ComponentError} when the server or a client tool fails; the database being
+   *   restored is left as it was.
    */
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
-    const recorded = (context.component.info.details?.databases ?? []) as Array<Partial<DatabaseDetails>>;
-    const owners = new Map(recorded.map((database) => [database.name, database.owner]));
-    const renames = this.options.restore?.renames ?? {};
-    const target = (database: string) => renames[database] ?? database;
-    const existing = new Set((await this.#listDatabases()).map((database) => database.name));
-    if (context.conflict === 'fail') {
-      for (const database of recorded) {
-        if (typeof database.name === 'string' && existing.has(target(database.name))) {
-          throw new ConflictError(
-            target(database.name),
-            `PostgreSQL database "${target(database.name)}" already exists and the conflict policy is "fail"; restore with "overwrite", "skip", or under another name ("restore.renames").`,
-          );
-        }
+    throwIfAborted(context.signal);
+    const where = `postgres component "${this.name}"`;
+    const recorded = (
+      (context.component.info.details?.databases ?? []) as Array<Partial<DatabaseDetails>>
+    ).filter((database) => typeof database.name === 'string');
+    const byName = new Map(recorded.map((database) => [database.name!, database]));
+    const selection = this.options.databases === undefined ? undefined : new Set(this.options.databases);
+    for (const name of selection ?? []) {
+      if (!byName.has(name)) {
+        throw new ConfigError(
+          `${where}: database ${JSON.stringify(name)} is not in backup ${context.backupName}, which holds ${[...byName.keys()].map((database) => JSON.stringify(database)).join(', ') || 'no databases'}; fix "databases".`,
+        );
       }
+    }
+    const renames = this.options.restore?.renames ?? {};
+    const server = await this.#inspectTarget(context);
+    const plans = new Map<string, DatabasePlan>();
+    for (const database of recorded) {
+      if (selection && !selection.has(database.name!)) continue;
+      plans.set(database.name!, await this.#plan(database.name!, renames, server, context, database));
+    }
+    const conflicts = [...plans.values()].filter(
+      (plan) => plan.action === 'replace' && !plan.pristine && context.conflict === 'fail',
+    );
+    if (conflicts.length > 0) {
+      const names = conflicts.map((plan) => `"${plan.target}"`).join(', ');
+      throw new ConflictError(
+        conflicts[0]!.target,
+        `${where}: PostgreSQL database${conflicts.length > 1 ? 's' : ''} ${names} already exist${conflicts.length > 1 ? '' : 's'} on the target and the conflict policy is "fail"; nothing was restored. Restore with "overwrite" or "skip", under other names ("restore.renames"), or leave them out ("databases").`,
+      );
+    }
+    await this.#checkLocales(
+      [...plans.values()].filter((plan) => plan.action !== 'skip'),
+      server,
+      where,
+    );
+    const skippedNames = [...plans.values()]
+      .filter((plan) => plan.action === 'skip')
+      .map((plan) => plan.target);
+    if (skippedNames.length > 0) {
+      context.progress({
+        type: 'warning',
+        component: this.name,
+        message: `conflict policy "skip": existing database${skippedNames.length > 1 ? 's' : ''} ${skippedNames.map((name) => `"${name}"`).join(', ')} left as ${skippedNames.length > 1 ? 'they are' : 'it is'}; ${skippedNames.length > 1 ? 'their' : 'its'} backed-up contents were not restored.`,
+      });
     }
     let count = 0;
     let bytes = 0;
     let skipped = 0;
     const restored: string[] = [];
     const globalsErrors: string[] = [];
+    const warnings: string[] = [];
     for await (const entry of entries) {
       throwIfAborted(context.signal);
       if (entry.type !== undefined && entry.type !== 'file') continue;
-      const body = counted(entry.body ?? emptyBody(), (n) => {
-        bytes += n;
-      });
       if (entry.path === GLOBALS_ENTRY) {
+        const body = counted(entry.body ?? emptyBody(), (n) => {
+          bytes += n;
+        });
         const stderr = await this.#feed(
           'psql',
-          ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=0', '-d', conninfo('postgres'), '-f', '-'],
+          [
+            '-X',
+            '-q',
+            '--no-password',
+            '-v',
+            'ON_ERROR_STOP=0',
+            '-d',
+            conninfo(server.maintenance),
+            '-f',
+            '-',
+          ],
           body,
           context.signal,
         );
@@ -428,49 +620,335 @@ export class PostgresComponent implements Component {
       }
       const database = databaseOf(entry.path);
       if (database === undefined) continue;
-      const name = target(database);
-      if (existing.has(name)) {
-        if (context.conflict === 'fail') {
-          throw new ConflictError(
-            name,
-            `PostgreSQL database "${name}" already exists and the conflict policy is "fail".`,
-          );
-        }
-        if (context.conflict === 'skip') {
-          skipped += 1;
-          continue;
-        }
-        await this.#admin(name, `DROP DATABASE ${ident(name)} WITH (FORCE)`);
+      if (selection && !selection.has(database)) continue;
+      const plan = plans.get(database) ?? (await this.#plan(database, renames, server, context));
+      if (plan.action === 'skip') {
+        skipped += 1;
+        continue;
       }
-      const owner = owners.get(database);
-      const ownerExists =
-        typeof owner === 'string' &&
-        (await this.#query('postgres', 'SELECT 1 FROM pg_roles WHERE rolname = $1', [owner])).length > 0;
-      await this.#admin(
-        name,
-        `CREATE DATABASE ${ident(name)} TEMPLATE template0 ENCODING 'UTF8'${ownerExists ? ` OWNER ${ident(owner!)}` : ''}`,
-      );
-      existing.add(name);
-      await this.#feed(
-        'pg_restore',
-        ['--no-password', '--exit-on-error', '-d', conninfo(name)],
-        body,
-        context.signal,
-      );
-      restored.push(name);
+      if (plan.action === 'replace' && !plan.pristine && context.conflict === 'fail') {
+        throw new ConflictError(
+          plan.target,
+          `${where}: PostgreSQL database "${plan.target}" already exists and the conflict policy is "fail".`,
+        );
+      }
+      const body = counted(entry.body ?? emptyBody(), (n) => {
+        bytes += n;
+      });
+      const warning = await this.#restoreDatabase(plan, body, server, context);
+      if (warning) {
+        warnings.push(warning);
+        context.progress({ type: 'warning', component: this.name, message: warning });
+      }
+      server.existing.add(plan.target);
+      restored.push(plan.target);
       count += 1;
     }
     return {
       entries: count,
       bytes,
       skipped,
-      details: { databases: restored, toleratedGlobalsErrors: globalsErrors },
+      details: {
+        databases: restored,
+        skippedDatabases: skippedNames,
+        toleratedGlobalsErrors: globalsErrors,
+        ...(warnings.length > 0 ? { warnings } : {}),
+      },
     };
   }
 
-  /** Runs a statement on a maintenance database other than `name`. */
-  async #admin(name: string, sql: string): Promise<void> {
-    await this.#query(name === 'postgres' ? 'template1' : 'postgres', sql);
+  /**
+   * The maintenance database, the server version and the databases that exist; warns about
+   * scratch databases left by an earlier restore that was killed.
+   */
+  async #inspectTarget(context: RestoreContext): Promise<TargetServer> {
+    let maintenance = 'postgres';
+    let rows: Array<{ version: string; names: string[]; leftovers: string[] | null }>;
+    const sql = `SELECT current_setting('server_version_num') AS version,
+                        array(SELECT datname::text FROM pg_database ORDER BY datname) AS names,
+                        array(SELECT d.datname || ': ' || s.description FROM pg_database d
+                                JOIN pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass
+                               WHERE s.description LIKE $1 ORDER BY d.datname) AS leftovers`;
+    try {
+      rows = await this.#query(maintenance, sql, [`${MARKER}%`]);
+    } catch (error) {
+      // A server whose `postgres` database is gone can still be restored through template1.
+      if (pgCode(error) !== '3D000') throw error;
+      maintenance = 'template1';
+      rows = await this.#query(maintenance, sql, [`${MARKER}%`]);
+    }
+    const [row] = rows;
+    const leftovers = row?.leftovers ?? [];
+    if (leftovers.length > 0) {
+      context.progress({
+        type: 'warning',
+        component: this.name,
+        message: `scratch databases left by an interrupted restore (drop them once no restore is running): ${leftovers.join('; ')}`,
+      });
+    }
+    return { maintenance, version: Number(row?.version ?? 0), existing: new Set(row?.names ?? []) };
+  }
+
+  async #plan(
+    source: string,
+    renames: Record<string, string>,
+    server: TargetServer,
+    context: RestoreContext,
+    recorded?: Partial<DatabaseDetails>,
+  ): Promise<DatabasePlan> {
+    const target = renames[source] ?? source;
+    if (target === 'template0' || target === 'template1') {
+      throw new ConfigError(
+        `postgres component "${this.name}": cannot restore database "${source}" over the template database "${target}"; restore it under another name ("restore.renames").`,
+      );
+    }
+    if (!server.existing.has(target)) return { source, target, action: 'create', recorded };
+    if (target === 'postgres' && (await this.#ownObjects(target)).length === 0) {
+      return { source, target, action: 'replace', pristine: true, recorded };
+    }
+    const action = context.conflict === 'skip' ? 'skip' : 'replace';
+    return { source, target, action, recorded };
+  }
+
+  /**
+   * The catalogs of `database` that hold objects created after `initdb` (OID ≥ 16384), with
+   * their counts, e.g. `["pg_class: 3"]`. Temporary schemas, which sessions leave behind, do
+   * not count. Empty for a database that holds nothing but the defaults.
+   */
+  async #ownObjects(database: string): Promise<string[]> {
+    const client = await this.#connect(database);
+    try {
+      const catalogs = await client.query<{ name: string }>(
+        `SELECT c.relname AS name FROM pg_class c
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'oid' AND NOT a.attisdropped
+          WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relkind = 'r' AND NOT c.relisshared
+          ORDER BY c.relname`,
+      );
+      const counts = catalogs.rows.map(
+        ({ name }) =>
+          `SELECT ${literal(name)} AS name, count(*) AS count FROM pg_catalog.${ident(name)} WHERE oid >= ${FIRST_NORMAL_OBJECT_ID}${
+            name === 'pg_namespace' ? ` AND nspname !~ '^pg_(toast_)?temp_'` : ''
+          }`,
+      );
+      counts.push(
+        `SELECT 'pg_subscription', count(*) FROM pg_catalog.pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      );
+      const result = await client.query<{ name: string; count: string }>(counts.join(' UNION ALL '));
+      return result.rows.filter((row) => Number(row.count) > 0).map((row) => `${row.name}: ${row.count}`);
+    } catch (error) {
+      throw this.#failure(`cannot inspect database "${database}"`, error);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  /**
+   * Refuses, before anything is written, databases whose recorded encoding or locale the
+   * target cannot provide. Locales are tried with `CREATE COLLATION` in a transaction that is
+   * rolled back, so the check leaves nothing behind.
+   */
+  async #checkLocales(plans: DatabasePlan[], server: TargetServer, where: string): Promise<void> {
+    const problems: string[] = [];
+    const client = await this.#connect(server.maintenance);
+    try {
+      const [icu] = (
+        await client.query<{ available: boolean }>(
+          server.version >= 100_000
+            ? `SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i') AS available`
+            : 'SELECT false AS available',
+        )
+      ).rows;
+      const tried = new Map<string, string | undefined>();
+      const attempt = async (options: string): Promise<string | undefined> => {
+        if (tried.has(options)) return tried.get(options);
+        let failure: string | undefined;
+        await client.query('BEGIN');
+        try {
+          await client.query(`CREATE COLLATION pg_temp.bk_locale_check (${options})`);
+        } catch (error) {
+          failure = (error as Error).message;
+        } finally {
+          await client.query('ROLLBACK');
+        }
+        tried.set(options, failure);
+        return failure;
+      };
+      for (const plan of plans) {
+        const recorded = plan.recorded;
+        if (!recorded?.collate || !recorded.encoding) continue;
+        const label = `database "${plan.source}" (encoding ${recorded.encoding}, LC_COLLATE "${recorded.collate}", LC_CTYPE "${recorded.ctype}", ${recorded.localeProvider ?? 'libc'}${recorded.locale ? ` locale "${recorded.locale}"` : ''})`;
+        const [encoding] = (
+          await client.query<{ id: number }>('SELECT pg_char_to_encoding($1) AS id', [recorded.encoding])
+        ).rows;
+        if ((encoding?.id ?? -1) < 0)
+          problems.push(`${label}: the server does not know encoding ${recorded.encoding}`);
+        for (const locale of new Set([recorded.collate, recorded.ctype ?? recorded.collate])) {
+          if (/^(C|POSIX)$/i.test(locale)) continue;
+          const failure = await attempt(`provider = libc, locale = ${literal(locale)}`);
+          if (failure) problems.push(`${label}: ${failure}`);
+        }
+        const provider = recorded.localeProvider ?? 'libc';
+        if (provider === 'icu') {
+          if (server.version < 150_000)
+            problems.push(`${label}: ICU as a database's locale provider needs PostgreSQL 15 or newer`);
+          else if (!icu?.available) problems.push(`${label}: the server was built without ICU`);
+          else if (recorded.icuRules && server.version < 160_000)
+            problems.push(`${label}: ICU rules need PostgreSQL 16 or newer`);
+          else {
+            const failure = await attempt(
+              `provider = icu, locale = ${literal(recorded.locale ?? 'und')}${recorded.icuRules ? `, rules = ${literal(recorded.icuRules)}` : ''}`,
+            );
+            if (failure) problems.push(`${label}: ${failure}`);
+          }
+        } else if (provider === 'builtin' && server.version < 170_000) {
+          problems.push(`${label}: the builtin locale provider needs PostgreSQL 17 or newer`);
+        }
+      }
+    } catch (error) {
+      throw this.#failure('cannot check the locales of the target server', error);
+    } finally {
+      await client.end().catch(() => {});
+    }
+    if (problems.length > 0) {
+      throw new UnsupportedError(
+        `${where}: the target server cannot create ${problems.length > 1 ? 'these databases' : 'this database'} as ${problems.length > 1 ? 'they were' : 'it was'} backed up, so nothing was restored: ${problems.join('; ')}. Install the missing locales on the target server (then restart it), restore to a server that has them, or leave the database out ("databases").`,
+      );
+    }
+  }
+
+  /** The clauses of `CREATE DATABASE` that give `recorded`'s encoding and locale on this server. */
+  #localeClauses(recorded: Partial<DatabaseDetails> | undefined, server: TargetServer): string {
+    // Manifests written before locales were recorded: UTF8 with the server's default locale.
+    if (!recorded?.collate || !recorded.encoding) return ` ENCODING 'UTF8'`;
+    let clauses = ` ENCODING ${literal(recorded.encoding)} LC_COLLATE ${literal(recorded.collate)} LC_CTYPE ${literal(recorded.ctype ?? recorded.collate)}`;
+    const provider = recorded.localeProvider ?? 'libc';
+    // From 15 on, name the provider: template0 of a server initialised with ICU would pass its own on.
+    if (server.version >= 150_000) clauses += ` LOCALE_PROVIDER ${provider}`;
+    if (provider === 'icu') {
+      clauses += ` ICU_LOCALE ${literal(recorded.locale ?? 'und')}`;
+      if (recorded.icuRules) clauses += ` ICU_RULES ${literal(recorded.icuRules)}`;
+    } else if (provider === 'builtin') {
+      clauses += ` BUILTIN_LOCALE ${literal(recorded.locale ?? 'C')}`;
+    }
+    return clauses;
+  }
+
+  /**
+   * Restores one database under a scratch name and swaps it in. Resolves with a warning when
+   * the replaced database could not be dropped afterwards; the target is restored either way.
+   */
+  async #restoreDatabase(
+    plan: DatabasePlan,
+    body: ByteStream,
+    server: TargetServer,
+    context: RestoreContext,
+  ): Promise<string | undefined> {
+    const scratch = scratchName('restoring', plan.target);
+    const owner = plan.recorded?.owner;
+    const ownerExists =
+      typeof owner === 'string' &&
+      (await this.#query(server.maintenance, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [owner])).length >
+        0;
+    await this.#query(
+      server.maintenance,
+      `CREATE DATABASE ${ident(scratch)} TEMPLATE template0${this.#localeClauses(plan.recorded, server)}${ownerExists ? ` OWNER ${ident(owner!)}` : ''}`,
+    );
+    try {
+      await this.#query(
+        server.maintenance,
+        `COMMENT ON DATABASE ${ident(scratch)} IS ${literal(`${MARKER}partial restore of database "${plan.target}" from backup ${context.backupName}, started ${new Date().toISOString()}`)}`,
+      );
+      await this.#feed(
+        'pg_restore',
+        ['--no-password', '--exit-on-error', '-d', conninfo(scratch)],
+        body,
+        context.signal,
+      );
+      throwIfAborted(context.signal);
+      return await this.#swapIn(scratch, plan, server, context);
+    } catch (error) {
+      // The scratch database goes; the target was not touched (or the swap committed).
+      await this.#dropDatabase(scratch, server).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Renames `scratch` to the target in one transaction, renaming an existing target aside
+   * first (after terminating its sessions); then drops the old database.
+   */
+  async #swapIn(
+    scratch: string,
+    plan: DatabasePlan,
+    server: TargetServer,
+    context: RestoreContext,
+  ): Promise<string | undefined> {
+    const where = `postgres component "${this.name}"`;
+    // Never through the database being replaced: renaming needs it free of sessions, ours too.
+    const via =
+      plan.target === 'postgres' || plan.target === server.maintenance ? 'template1' : server.maintenance;
+    let aside: string | undefined;
+    for (let attempt = 1; ; attempt += 1) {
+      const client = await this.#connect(via);
+      aside = undefined;
+      try {
+        await client.query('BEGIN');
+        const exists =
+          (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [plan.target])).rows.length > 0;
+        if (exists) {
+          if (plan.action !== 'replace' || (!plan.pristine && context.conflict !== 'overwrite')) {
+            throw new ConflictError(
+              plan.target,
+              `${where}: PostgreSQL database "${plan.target}" appeared on the target during the restore and the conflict policy is "${context.conflict}"; it was left as it is.`,
+            );
+          }
+          aside = scratchName('replaced', plan.target);
+          await client.query(
+            'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+            [plan.target],
+          );
+          await client.query(`ALTER DATABASE ${ident(plan.target)} RENAME TO ${ident(aside)}`);
+          await client.query(
+            `COMMENT ON DATABASE ${ident(aside)} IS ${literal(`${MARKER}database "${plan.target}" as it was before the restore of backup ${context.backupName}, replaced ${new Date().toISOString()}`)}`,
+          );
+        }
+        await client.query(`ALTER DATABASE ${ident(scratch)} RENAME TO ${ident(plan.target)}`);
+        await client.query(`COMMENT ON DATABASE ${ident(plan.target)} IS NULL`);
+        await client.query('COMMIT');
+        break;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        // 55006: a session connected between the terminate and the rename; try again.
+        if (pgCode(error) === '55006' && attempt < 5) {
+          await sleep(200 * attempt);
+          continue;
+        }
+        throw this.#failure(`cannot swap the restored database "${plan.target}" into place`, error);
+      } finally {
+        await client.end().catch(() => {});
+      }
+    }
+    if (aside === undefined) return undefined;
+    try {
+      await this.#dropDatabase(aside, server);
+      return undefined;
+    } catch (error) {
+      return `database "${plan.target}" is restored, but its previous contents, renamed "${aside}", could not be dropped: ${(error as Error).message}`;
+    }
+  }
+
+  /** Drops `name` (terminating its sessions) through a maintenance database. */
+  async #dropDatabase(name: string, server: TargetServer): Promise<void> {
+    if (server.version >= 130_000) {
+      await this.#query(server.maintenance, `DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
+      return;
+    }
+    await this.#query(
+      server.maintenance,
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1',
+      [name],
+    );
+    await this.#query(server.maintenance, `DROP DATABASE IF EXISTS ${ident(name)}`);
   }
 
   /** Feeds `body` to a client tool's stdin; resolves with its stderr, rejects on a non-zero exit. */
@@ -491,6 +969,9 @@ export class PostgresComponent implements Component {
     });
     const result = await exit;
     throwIfAborted(signal);
+    // The body's own failure (a damaged entry) says more than the tool's complaint about the
+    // input ending early.
+    if (BkError.isInstance(writeError)) throw writeError;
     if (result.code !== 0) {
       throw new ComponentError(
         this.name,
