@@ -12,9 +12,10 @@ import {
   type ManifestEntry,
   type SidecarManifest,
 } from './manifest.ts';
+import { formatMtime, mtimeDate, mtimeNanoseconds, parseMtime } from './mtime.ts';
 import { safeEntryPath } from './paths.ts';
 import { abortable, collect, rechunk } from './streams.ts';
-import { type TarRecord, type TarRecordInput, unpackTar } from './tar.ts';
+import { describeTypeflag, type TarRecord, type TarRecordInput, unpackTar } from './tar.ts';
 
 /** Default size of the chunks a stream of unknown length is stored as; the memory it costs. */
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -62,12 +63,17 @@ export async function* archiveRecords(
           `${source.name}: the component yielded an entry no restore could write: ${problem}.`,
         );
       }
+      const mtimeNs =
+        entry.mtime === undefined && entry.mtimeNs === undefined
+          ? undefined
+          : mtimeNanoseconds(entry.mtime ?? new Date(0), entry.mtimeNs);
       const base = {
         path,
         type,
         ...(entry.mode === undefined ? {} : { mode: entry.mode & 0o7777 }),
-        ...(entry.mtime === undefined ? {} : { mtime: entry.mtime.toISOString() }),
+        ...(mtimeNs === undefined ? {} : { mtime: formatMtime(mtimeNs) }),
       };
+      const times = mtimeNs === undefined ? {} : { mtime: mtimeDate(mtimeNs), mtimeNs };
       progress({
         type: 'entry-start',
         component: source.name,
@@ -84,7 +90,7 @@ export async function* archiveRecords(
             type,
             size: entry.size,
             mode: entry.mode,
-            mtime: entry.mtime,
+            ...times,
             body: stream,
           };
           manifestEntry = { ...base, size: result.size, sha256: result.sha256 };
@@ -96,7 +102,7 @@ export async function* archiveRecords(
               type,
               size: chunk.byteLength,
               mode: entry.mode,
-              mtime: entry.mtime,
+              ...times,
               body: chunk,
             };
             index += 1;
@@ -107,7 +113,7 @@ export async function* archiveRecords(
               type,
               size: 0,
               mode: entry.mode,
-              mtime: entry.mtime,
+              ...times,
               body: new Uint8Array(0),
             };
             index = 1;
@@ -121,12 +127,12 @@ export async function* archiveRecords(
           type,
           size: 0,
           mode: entry.mode,
-          mtime: entry.mtime,
+          ...times,
           linkTarget: entry.linkTarget,
         };
         manifestEntry = { ...base, size: 0, linkTarget: entry.linkTarget };
       } else {
-        yield { name: archivePath, type, size: 0, mode: entry.mode, mtime: entry.mtime };
+        yield { name: archivePath, type, size: 0, mode: entry.mode, ...times };
         manifestEntry = { ...base, size: 0 };
       }
       record.entries.push(manifestEntry);
@@ -251,14 +257,7 @@ export async function* readArchive(
         const nameOf = (index: number): string =>
           chunks === undefined ? archivePath : chunkName(archivePath, index);
         const first = await nextRecord(nameOf(0));
-        if (first.type !== record.type) {
-          throw new IntegrityError(
-            `Entry "${archivePath}" is a ${first.type} in the archive but a ${record.type} in the manifest.`,
-            {
-              entry: archivePath,
-            },
-          );
-        }
+        checkRecordHeader(record, first, archivePath);
         if (record.chunks === undefined && first.size !== record.size) {
           throw new IntegrityError(
             `Entry "${archivePath}" holds ${first.size} bytes but the manifest records ${record.size}.`,
@@ -285,7 +284,7 @@ export async function* readArchive(
           type: record.type,
           size: record.size,
           ...(record.mode === undefined ? {} : { mode: record.mode }),
-          ...(record.mtime === undefined ? {} : { mtime: new Date(record.mtime) }),
+          ...mtimeFields(record.mtime),
           ...(record.linkTarget === undefined ? {} : { linkTarget: record.linkTarget }),
           ...(body ? { body: body.stream } : {}),
         };
@@ -332,6 +331,53 @@ export async function* readArchive(
   }
 }
 
+/** An entry's `mtime` and `mtimeNs`, from a manifest mtime the manifest check has validated. */
+function mtimeFields(mtime: string | undefined): { mtime?: Date; mtimeNs?: bigint } {
+  const mtimeNs = mtime === undefined ? undefined : parseMtime(mtime);
+  return mtimeNs === undefined ? {} : { mtime: mtimeDate(mtimeNs), mtimeNs };
+}
+
+const TYPE_WORDS = { file: 'a file', directory: 'a directory', symlink: 'a symbolic link' } as const;
+const NS_PER_SECOND = 1_000_000_000n;
+
+function checkRecordType(type: ManifestEntry['type'], tar: TarRecord, archivePath: string): void {
+  if (tar.type === type) return;
+  throw new IntegrityError(
+    `Entry "${archivePath}" is ${describeTypeflag(tar.typeflag)} in the archive but ${TYPE_WORDS[type]} in the manifest; bk backs up only files, directories and symbolic links.`,
+    { entry: archivePath },
+  );
+}
+
+/**
+ * Checks what a tar header says against the manifest's record of the entry, wherever another
+ * reader of the archive (GNU tar, say) would take it from the header: the type, a link's target,
+ * the permission bits and the mtime (to the second, and exactly when a pax `mtime` is present).
+ * Restore writes what the manifest says; an archive whose headers say otherwise is damaged or
+ * crafted, and is refused rather than restored one way by bk and another by tar.
+ */
+function checkRecordHeader(record: ManifestEntry, tar: TarRecord, archivePath: string): void {
+  checkRecordType(record.type, tar, archivePath);
+  const differs = (what: string, inArchive: string, inManifest: string): never => {
+    throw new IntegrityError(
+      `Entry "${archivePath}" has ${what} ${inArchive} in its tar header but ${inManifest} in the manifest.`,
+      { entry: archivePath },
+    );
+  };
+  if (record.type === 'symlink' && (tar.linkTarget ?? '') !== record.linkTarget) {
+    differs('the link target', JSON.stringify(tar.linkTarget ?? ''), JSON.stringify(record.linkTarget));
+  }
+  if (record.mode !== undefined && (tar.mode & 0o7777) !== record.mode) {
+    differs('mode', `0o${(tar.mode & 0o7777).toString(8)}`, `0o${record.mode.toString(8)}`);
+  }
+  const mtimeNs = record.mtime === undefined ? undefined : parseMtime(record.mtime);
+  if (mtimeNs !== undefined) {
+    const wholeSeconds = mtimeNs - (((mtimeNs % NS_PER_SECOND) + NS_PER_SECOND) % NS_PER_SECOND);
+    if (tar.mtimeNs !== (tar.paxMtime ? mtimeNs : wholeSeconds)) {
+      differs('mtime', formatMtime(tar.mtimeNs), record.mtime!);
+    }
+  }
+}
+
 function verifiedBody(
   record: ManifestEntry,
   archivePath: string,
@@ -365,7 +411,13 @@ function verifiedBody(
         return result.value;
       }
       index += 1;
-      current = index < records ? (await nextRecord(nameOf(index))).body[Symbol.asyncIterator]() : undefined;
+      if (index < records) {
+        const chunk = await nextRecord(nameOf(index));
+        checkRecordType('file', chunk, archivePath);
+        current = chunk.body[Symbol.asyncIterator]();
+      } else {
+        current = undefined;
+      }
     }
     if (!ended) {
       ended = true;

@@ -21,6 +21,13 @@ export interface Entry {
   /** Unix permission bits, e.g. `0o644`. */
   mode?: number;
   mtime?: Date;
+  /**
+   * The mtime in nanoseconds since the epoch, when known more precisely than `mtime`'s
+   * milliseconds (a file system's `lstat(…, { bigint: true }).mtimeNs`). When set it is what the
+   * backup keeps, and `mtime` must be the same instant to the millisecond. Restore sets it on
+   * entries read back, to the precision the manifest kept.
+   */
+  mtimeNs?: bigint;
   /** For `symlink`: where the link points, as stored in the link itself. */
   linkTarget?: string;
   body?: ByteStream;

@@ -87,6 +87,7 @@ export {
   validateSidecar,
 } from './manifest.ts';
 export { MemoryStorage } from './memory-storage.ts';
+export { formatMtime, mtimeNanoseconds, parseMtime, utimesSeconds } from './mtime.ts';
 export {
   ARCHIVE_SUFFIX,
   archiveSuffix,

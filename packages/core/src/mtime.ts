@@ -22,7 +22,9 @@ function split(ns: bigint, unit: bigint): [bigint, bigint] {
 
 /** The nanoseconds of a `Date`, or of `mtimeNs` when it is given (it is the more precise). */
 export function mtimeNanoseconds(mtime: Date, mtimeNs?: bigint): bigint {
-  return mtimeNs ?? BigInt(mtime.getTime()) * NS_PER_MS;
+  if (mtimeNs !== undefined) return mtimeNs;
+  const ms = mtime.getTime();
+  return Number.isFinite(ms) ? BigInt(ms) * NS_PER_MS : 0n;
 }
 
 /** The `Date` of an instant in nanoseconds (truncated to the millisecond below). */

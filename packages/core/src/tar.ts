@@ -1,6 +1,7 @@
 import type { ByteStream, EntryType } from './contracts.ts';
 import { IntegrityError } from './errors.ts';
 import { type Sharing, shareHandedOver } from './handover.ts';
+import { formatPaxMtime, mtimeDate, mtimeNanoseconds, parsePaxMtime } from './mtime.ts';
 
 /** One record to write into a tar stream. Files need `size` up front: tar stores it first. */
 export interface TarRecordInput {
@@ -9,6 +10,8 @@ export interface TarRecordInput {
   size: number;
   mode?: number;
   mtime?: Date;
+  /** The mtime to the nanosecond, when known more precisely than `mtime` (which it overrides). */
+  mtimeNs?: bigint;
   linkTarget?: string;
   body?: ByteStream | Uint8Array;
 }
@@ -20,8 +23,29 @@ export interface TarRecord {
   size: number;
   mode: number;
   mtime: Date;
+  /** The mtime in nanoseconds: exact when a pax `mtime` gave it, else the header's whole seconds. */
+  mtimeNs: bigint;
+  /** Whether a pax `mtime` record gave the mtime (possibly with a fraction of a second). */
+  paxMtime: boolean;
+  /** The header's typeflag byte, which says what an `other` record is (see {@link describeTypeflag}). */
+  typeflag: number;
   linkTarget?: string;
   body: ByteStream;
+}
+
+const TYPEFLAG_WORDS: Record<number, string> = {
+  49: 'a hard link',
+  51: 'a character device',
+  52: 'a block device',
+  54: 'a FIFO',
+};
+
+/** What a tar record's typeflag stands for, in words: `a hard link`, `a FIFO`, … */
+export function describeTypeflag(typeflag: number): string {
+  if (typeflag === 0x30 || typeflag === 0 || typeflag === 0x37) return 'a file';
+  if (typeflag === 0x32) return 'a symbolic link';
+  if (typeflag === 0x35) return 'a directory';
+  return TYPEFLAG_WORDS[typeflag] ?? `a record of tar type "${String.fromCharCode(typeflag)}"`;
 }
 
 const BLOCK = 512;
@@ -108,12 +132,17 @@ function ustarBlock(fields: UstarFields): Buffer {
 /**
  * The header of one record: a ustar block, preceded by a pax extended header when the name
  * does not fit ustar's fields or is not ASCII, the link target is longer than 100 bytes or not
- * ASCII, or the size needs more than 11 octal digits (the size field is then base-256 too).
+ * ASCII, the size needs more than 11 octal digits (the size field is then base-256 too), or the
+ * mtime has a fraction of a second (pax `mtime`, to the nanosecond).
  */
 export function tarHeader(record: TarRecordInput): Buffer {
   const size = record.type === 'file' ? record.size : 0;
   const mode = record.mode ?? (record.type === 'directory' ? 0o755 : 0o644);
-  const mtime = record.mtime ?? new Date();
+  const mtimeNs =
+    record.mtime === undefined && record.mtimeNs === undefined
+      ? BigInt(Math.floor(Date.now() / 1000)) * 1_000_000_000n
+      : mtimeNanoseconds(record.mtime ?? new Date(0), record.mtimeNs);
+  const mtime = mtimeDate(mtimeNs);
   const linkname = record.type === 'symlink' ? (record.linkTarget ?? '') : '';
   const split = splitUstarName(record.name);
   const linkFits = isAscii(linkname) && linkname.length <= 100;
@@ -130,6 +159,8 @@ export function tarHeader(record: TarRecordInput): Buffer {
   if (!split) pax += paxRecord('path', record.name);
   if (!linkFits) pax += paxRecord('linkpath', linkname);
   if (size > MAX_OCTAL_11) pax += paxRecord('size', String(size));
+  // Sub-second mtimes travel in pax, so that GNU tar and bk alike restore them exactly.
+  if (mtimeNs % 1_000_000_000n !== 0n) pax += paxRecord('mtime', formatPaxMtime(mtimeNs));
   if (pax === '') return block;
   const records = Buffer.from(pax, 'utf8');
   const padding = paddingOf(records.byteLength);
@@ -402,7 +433,12 @@ export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
         size = /^\d+$/.test(fields.size) ? Number(fields.size) : Number.NaN;
         if (!Number.isSafeInteger(size)) throw damaged(at, 'its pax size is not a number');
       }
-      const mtimeSeconds = fields.mtime !== undefined ? Number(fields.mtime) : numberField(block, 136, 12);
+      const paxMtime = fields.mtime === undefined ? undefined : parsePaxMtime(fields.mtime);
+      if (fields.mtime !== undefined && paxMtime === undefined)
+        throw damaged(at, 'its pax mtime is not a number');
+      const headerSeconds = numberField(block, 136, 12);
+      const mtimeNs =
+        paxMtime ?? (Number.isSafeInteger(headerSeconds) ? BigInt(headerSeconds) * 1_000_000_000n : 0n);
       const mode = numberField(block, 100, 8);
       const type = recordType(typeflag, name);
       const dataSize = NO_DATA.has(typeflag) || type === 'directory' ? 0 : size;
@@ -424,7 +460,10 @@ export async function* unpackTar(source: ByteStream): AsyncIterable<TarRecord> {
         type,
         size: dataSize,
         mode: Number.isFinite(mode) ? mode : 0o644,
-        mtime: new Date(Number.isFinite(mtimeSeconds) ? mtimeSeconds * 1000 : 0),
+        mtime: mtimeDate(mtimeNs),
+        mtimeNs,
+        paxMtime: paxMtime !== undefined,
+        typeflag,
         ...(linkTarget ? { linkTarget } : {}),
         body,
       };

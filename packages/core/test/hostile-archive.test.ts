@@ -12,6 +12,7 @@ import {
   type ManifestEntry,
   MemoryStorage,
   packTar,
+  parseMtime,
   type Restorer,
   restore,
   type SidecarManifest,
@@ -29,7 +30,35 @@ interface Crafted {
   manifest: ManifestEntry;
   /** Default: the record bk itself would write for `manifest` (a file's body is `body`). */
   tar?: TarRecordInput[];
+  /** Raw tar bytes written instead of any record (headers bk's writer would never make). */
+  raw?: Uint8Array;
   body?: Uint8Array;
+}
+
+async function* fromList<T>(items: T[]): AsyncIterable<T> {
+  yield* items;
+}
+
+/**
+ * The tar bytes of `records` without the end-of-archive marker, so that more records can follow
+ * (packTar writes each stream's marker; a reader skips zero blocks, but the bytes stay exact).
+ */
+async function tarBytes(records: TarRecordInput[]): Promise<Uint8Array> {
+  const bytes = await collect(packTar(fromList(records)), 1024 * 1024);
+  return bytes.subarray(0, bytes.byteLength - 1024);
+}
+
+/** A ustar header block given another typeflag (and link name), its checksum recomputed. */
+function retyped(header: Uint8Array, typeflag: string, linkname = ''): Uint8Array {
+  const block = Buffer.from(header);
+  block[156] = typeflag.charCodeAt(0);
+  block.fill(0, 157, 257);
+  block.write(linkname, 157, 100, 'utf8');
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
+  return block;
 }
 
 function fileEntry(path: string, body: Uint8Array, extra: Partial<ManifestEntry> = {}): Crafted {
@@ -58,7 +87,7 @@ function defaultRecord(entry: Crafted): TarRecordInput {
     type: manifest.type,
     size: manifest.type === 'file' ? manifest.size : 0,
     mode: manifest.mode,
-    mtime: manifest.mtime === undefined ? undefined : new Date(manifest.mtime),
+    ...(manifest.mtime === undefined ? {} : { mtime: new Date(0), mtimeNs: parseMtime(manifest.mtime) }),
     linkTarget: manifest.linkTarget,
     body: entry.body,
   };
@@ -98,14 +127,17 @@ async function writeCrafted(
     ],
   };
   // The tar records are made before `patch`: it changes what the manifest says, not the archive.
-  const tars = entries.map((entry) => entry.tar ?? [defaultRecord(entry)]);
+  const tars = entries.map((entry) => entry.raw ?? entry.tar ?? [defaultRecord(entry)]);
   patch(manifest as unknown as Record<string, unknown>);
   const inner = serializeManifest(manifest);
-  const records = (async function* (): AsyncIterable<TarRecordInput> {
-    for (const records of tars) yield* records;
-    yield { name: 'manifest.json', type: 'file', size: inner.byteLength, body: inner };
+  const records = (async function* (): AsyncIterable<Uint8Array> {
+    for (const entry of tars) {
+      if (entry instanceof Uint8Array) yield entry;
+      else yield* packTar(fromList(entry.map((record) => ({ ...record }))));
+    }
+    yield* packTar(fromList([{ name: 'manifest.json', type: 'file', size: inner.byteLength, body: inner }]));
   })();
-  const archive = await collect(gzip(packTar(records)), 64 * 1024 * 1024);
+  const archive = await collect(gzip(records), 64 * 1024 * 1024);
   const key = `${NAME}.tar.gz`;
   const sidecar: SidecarManifest = {
     ...manifest,
@@ -335,3 +367,111 @@ function componentOf(manifest: Record<string, unknown>) {
 function entryOf(manifest: Record<string, unknown>): ManifestEntry {
   return componentOf(manifest).entries[0]!;
 }
+
+describe('verify compares tar headers with the manifest', () => {
+  const okTarget = 'ok.txt';
+  const cases: Array<[string, () => Promise<Crafted>, RegExp]> = [
+    [
+      'a link whose header points elsewhere (GNU tar would extract l -> /etc/passwd)',
+      async () => ({
+        ...linkEntry('l', okTarget),
+        tar: [{ ...defaultRecord(linkEntry('l', okTarget)), linkTarget: '/etc/passwd' }],
+      }),
+      /"files\/l" has the link target "\/etc\/passwd" in its tar header but "ok.txt" in the manifest/,
+    ],
+    [
+      'a link whose long pax linkpath points elsewhere',
+      async () => ({
+        ...linkEntry('l', okTarget),
+        tar: [{ ...defaultRecord(linkEntry('l', okTarget)), linkTarget: `/etc/${'x'.repeat(120)}` }],
+      }),
+      /link target "\/etc\/x+" in its tar header/,
+    ],
+    [
+      'a setuid mode in the header only',
+      async () => {
+        const entry = fileEntry('run.sh', text('#!/bin/sh\n'), { mode: 0o755 });
+        return { ...entry, tar: [{ ...defaultRecord(entry), mode: 0o4755 }] };
+      },
+      /"files\/run.sh" has mode 0o4755 in its tar header but 0o755 in the manifest/,
+    ],
+    [
+      'another second in the header',
+      async () => {
+        const entry = fileEntry('a.txt', text('a'));
+        return { ...entry, tar: [{ ...defaultRecord(entry), mtimeNs: 1_767_225_601_000_000_000n }] };
+      },
+      /has mtime 2026-01-01T00:00:01.000Z in its tar header but 2026-01-01T00:00:00.000Z/,
+    ],
+    [
+      'a pax mtime a nanosecond off',
+      async () => {
+        const entry = fileEntry('a.txt', text('a'), { mtime: '2026-01-01T00:00:00.999600000Z' });
+        return { ...entry, tar: [{ ...defaultRecord(entry), mtimeNs: 1_767_225_600_999_600_001n }] };
+      },
+      /has mtime 2026-01-01T00:00:00.999600001Z in its tar header but 2026-01-01T00:00:00.999600000Z/,
+    ],
+    [
+      'a hard link where the manifest has a file',
+      async () => {
+        const entry = fileEntry('h', new Uint8Array(0));
+        const bytes = await tarBytes([defaultRecord(entry)]);
+        return { ...entry, raw: retyped(bytes.subarray(0, 512), '1', 'files/other') };
+      },
+      /"files\/h" is a hard link in the archive but a file in the manifest/,
+    ],
+    [
+      'a FIFO where the manifest has a file',
+      async () => {
+        const entry = fileEntry('p', new Uint8Array(0));
+        const bytes = await tarBytes([defaultRecord(entry)]);
+        return { ...entry, raw: retyped(bytes.subarray(0, 512), '6') };
+      },
+      /"files\/p" is a FIFO in the archive but a file in the manifest/,
+    ],
+    [
+      'a character device where the manifest has a file',
+      async () => {
+        const entry = fileEntry('c', new Uint8Array(0));
+        const bytes = await tarBytes([defaultRecord(entry)]);
+        return { ...entry, raw: retyped(bytes.subarray(0, 512), '3') };
+      },
+      /"files\/c" is a character device in the archive/,
+    ],
+    [
+      'a directory where the manifest has a link',
+      async () => ({
+        ...linkEntry('d', okTarget),
+        tar: [{ name: 'files/d', type: 'directory', size: 0, mode: 0o777, mtimeNs: parseMtime(MTIME) }],
+      }),
+      /"files\/d" is a directory in the archive but a symbolic link in the manifest/,
+    ],
+  ];
+  for (const [title, build, message] of cases) {
+    it(`fails verify and restore on ${title}`, async () => {
+      const storage = await writeCrafted([fileEntry('first.txt', text('first')), await build()]);
+      await expectRefused(storage, 'BK_INTEGRITY', message);
+    });
+  }
+
+  it('fails on a chunk of a chunked entry that is not a file', async () => {
+    const body = text('abcdef');
+    const entry = fileEntry('s', body, { chunks: 2 });
+    const first = await tarBytes([
+      {
+        name: 'files/s/part-000000',
+        type: 'file',
+        size: 3,
+        mode: 0o644,
+        mtimeNs: parseMtime(MTIME),
+        body: body.subarray(0, 3),
+      },
+    ]);
+    const second = await tarBytes([
+      { name: 'files/s/part-000001', type: 'file', size: 0, mode: 0o644, body: new Uint8Array(0) },
+    ]);
+    const raw = new Uint8Array([...first, ...retyped(second.subarray(0, 512), '1', 'x')]);
+    const storage = await writeCrafted([{ ...entry, raw }]);
+    await expectRefused(storage, 'BK_INTEGRITY', /"files\/s" is a hard link in the archive but a file/);
+  });
+});

@@ -1,5 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
+import {
+  type BigIntStats,
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readSync,
+  type Stats,
+} from 'node:fs';
 import {
   type FileHandle,
   link,
@@ -35,6 +44,7 @@ import {
   handOver,
   IntegrityError,
   isRecord,
+  mtimeNanoseconds,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
@@ -42,6 +52,7 @@ import {
   safeEntryPath,
   throwIfAborted,
   UnsafePathError,
+  utimesSeconds,
 } from '@bk/core';
 import picomatch from 'picomatch';
 
@@ -116,7 +127,8 @@ interface DirectoryAttributes {
   path: string;
   absolute: string;
   mode: number | undefined;
-  mtime: Date | undefined;
+  /** Seconds, as `utimes` takes them (see {@link restoredMtime}). */
+  mtime: number | undefined;
 }
 
 const CONFIG_FIELDS = [
@@ -169,12 +181,21 @@ function isInside(path: string, ancestor: string): boolean {
   return ancestor === '' || path === ancestor || path.startsWith(`${ancestor}/`);
 }
 
-function describeSpecial(stats: Stats): string {
+function describeSpecial(stats: Stats | BigIntStats): string {
   if (stats.isSocket()) return 'a socket';
   if (stats.isFIFO()) return 'a FIFO';
   if (stats.isBlockDevice()) return 'a block device';
   if (stats.isCharacterDevice()) return 'a character device';
   return 'a special file';
+}
+
+/**
+ * An entry's mtime as the seconds `utimes` takes: to the microsecond, the most Node passes on
+ * (a `Date` would stop at the millisecond, and `.9996` s would come back as the next second).
+ */
+function restoredMtime(entry: Entry): number | undefined {
+  if (entry.mtime === undefined && entry.mtimeNs === undefined) return undefined;
+  return utimesSeconds(mtimeNanoseconds(entry.mtime ?? new Date(0), entry.mtimeNs));
 }
 
 /** Refuses a link without a target, or one the file system cannot hold; any other target is data. */
@@ -352,9 +373,9 @@ export class FilesComponent implements Component {
     const pending: Entry[] = [];
     for (const { configured, path } of this.paths) {
       const absolute = path === '' ? this.root : join(this.root, path);
-      let stats: Stats;
+      let stats: BigIntStats;
       try {
-        stats = await lstat(absolute);
+        stats = await lstat(absolute, { bigint: true });
       } catch (error) {
         const code = errorCode(error);
         if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -379,18 +400,20 @@ export class FilesComponent implements Component {
   private async *visit(
     path: string,
     absolute: string,
-    stats: Stats,
+    stats: BigIntStats,
     pending: Entry[],
     context: BackupContext,
   ): AsyncGenerator<Entry> {
     throwIfAborted(context.signal);
     if (this.isExcluded(path)) return;
-    const mode = stats.mode & 0o7777;
+    const mode = Number(stats.mode) & 0o7777;
+    // The mtime to the nanosecond, as the file system keeps it.
+    const times = { mtime: stats.mtime, mtimeNs: stats.mtimeNs };
     if (stats.isDirectory()) {
       // A directory that does not match `include` itself is held back and yielded only once
       // something under it is, so `include` does not leave a trail of empty directories.
       const depth = pending.length;
-      pending.push({ path, type: 'directory', mode, mtime: stats.mtime });
+      pending.push({ path, type: 'directory', mode, ...times });
       if (this.isIncluded(path)) yield* flush(pending);
       yield* this.children(path, absolute, pending, context);
       if (pending.length > depth) pending.length = depth;
@@ -402,9 +425,9 @@ export class FilesComponent implements Component {
       yield {
         path,
         type: 'file',
-        size: stats.size,
+        size: Number(stats.size),
         mode,
-        mtime: stats.mtime,
+        ...times,
         body: this.read(absolute, stats, context.signal),
       };
     } else if (stats.isSymbolicLink()) {
@@ -415,7 +438,7 @@ export class FilesComponent implements Component {
         throw this.failure(`cannot read the symbolic link "${absolute}"`, error);
       }
       yield* flush(pending);
-      yield { path, type: 'symlink', mode, mtime: stats.mtime, linkTarget };
+      yield { path, type: 'symlink', mode, ...times, linkTarget };
     } else {
       context.progress({
         type: 'warning',
@@ -455,11 +478,12 @@ export class FilesComponent implements Component {
     for (const name of names) {
       const childPath = path === '' ? name : `${path}/${name}`;
       const childAbsolute = join(absolute, name);
-      let stats: Stats;
+      let stats: BigIntStats;
       try {
         // Synchronous: a few µs on the main thread, against a round trip through libuv's thread
-        // pool per entry (~0.1 ms, behind the compression engines that share it).
-        stats = lstatSync(childAbsolute);
+        // pool per entry (~0.1 ms, behind the compression engines that share it). BigInt: the
+        // mtime to the nanosecond.
+        stats = lstatSync(childAbsolute, { bigint: true });
       } catch (error) {
         if (errorCode(error) !== 'ENOENT') throw this.failure(`cannot read "${childAbsolute}"`, error);
         context.progress({
@@ -474,7 +498,7 @@ export class FilesComponent implements Component {
   }
 
   /** A file's bytes, opened on first read and checked against the `lstat` the entry was built from. */
-  private async *read(absolute: string, stats: Stats, signal: AbortSignal): ByteStream {
+  private async *read(absolute: string, stats: BigIntStats, signal: AbortSignal): ByteStream {
     const changed = (what: string, cause?: unknown) =>
       new ComponentError(
         this.name,
@@ -489,7 +513,8 @@ export class FilesComponent implements Component {
     // O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since lstat fails here or
     // below instead of being followed or blocking.
     const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-    if (stats.size <= SYNC_READ_BYTES) {
+    const size = Number(stats.size);
+    if (size <= SYNC_READ_BYTES) {
       throwIfAborted(signal);
       const bytes = readSmallFile(absolute, flags, stats, changed, openFailed);
       if (bytes.byteLength > 0) yield bytes;
@@ -502,7 +527,7 @@ export class FilesComponent implements Component {
       throw openFailed(error);
     }
     try {
-      const opened = await handle.stat();
+      const opened = await handle.stat({ bigint: true });
       if (!opened.isFile() || opened.ino !== stats.ino || opened.dev !== stats.dev) {
         throw changed('was replaced');
       }
@@ -510,19 +535,19 @@ export class FilesComponent implements Component {
       for (;;) {
         throwIfAborted(signal);
         // Past the recorded size, read one byte more to notice a file that grew.
-        const length = position < stats.size ? Math.min(READ_CHUNK_SIZE, stats.size - position) : 1;
+        const length = position < size ? Math.min(READ_CHUNK_SIZE, size - position) : 1;
         // Not zero-filled: only the bytes read are ever exposed.
         const buffer = Buffer.allocUnsafeSlow(length);
         const { bytesRead } = await handle.read(buffer, 0, length, position);
         if (bytesRead === 0) break;
         position += bytesRead;
-        if (position > stats.size) throw changed('grew');
+        if (position > size) throw changed('grew');
         // A full read is handed over: the compressor frees it once copied into a block.
         yield bytesRead === length ? handOver(buffer) : buffer.subarray(0, bytesRead);
       }
-      if (position !== stats.size) throw changed('shrank');
-      const after = await handle.stat();
-      if (after.size !== stats.size || after.mtimeMs !== stats.mtimeMs) throw changed('was modified');
+      if (position !== size) throw changed('shrank');
+      const after = await handle.stat({ bigint: true });
+      if (after.size !== stats.size || after.mtimeNs !== stats.mtimeNs) throw changed('was modified');
     } finally {
       await handle.close();
     }
@@ -759,7 +784,7 @@ class RestoreRun {
     absolute: string,
     existing: Stats | undefined,
   ): Promise<void> {
-    const attributes: DirectoryAttributes = { path, absolute, mode: entry.mode, mtime: entry.mtime };
+    const attributes: DirectoryAttributes = { path, absolute, mode: entry.mode, mtime: restoredMtime(entry) };
     let stats = existing;
     if (!stats) {
       await this.makeParents(path);
@@ -824,7 +849,8 @@ class RestoreRun {
   /** Gives a written file its mode and mtime, and flushes it when `fsync` is on. */
   private async finishFile(handle: FileHandle, entry: Entry): Promise<void> {
     if (entry.mode !== undefined) await handle.chmod(entry.mode & 0o7777);
-    if (entry.mtime !== undefined) await handle.utimes(new Date(), entry.mtime);
+    const mtime = restoredMtime(entry);
+    if (mtime !== undefined) await handle.utimes(new Date(), mtime);
     if (this.fsync) await handle.sync();
   }
 
@@ -916,13 +942,15 @@ class RestoreRun {
         if (this.context.conflict === 'skip') return false;
         throw new ConflictError(path);
       }
-      if (entry.mtime !== undefined) await lutimes(absolute, new Date(), entry.mtime);
+      const mtime = restoredMtime(entry);
+      if (mtime !== undefined) await lutimes(absolute, new Date(), mtime);
       return true;
     }
     const temporary = temporaryName(absolute);
     try {
       await symlink(target, temporary);
-      if (entry.mtime !== undefined) await lutimes(temporary, new Date(), entry.mtime);
+      const mtime = restoredMtime(entry);
+      if (mtime !== undefined) await lutimes(temporary, new Date(), mtime);
       return await this.publish(temporary, absolute, path);
     } catch (error) {
       await unlink(temporary).catch(() => {});
@@ -1146,7 +1174,7 @@ export function fromConfig(config: Record<string, unknown>): FilesComponent {
 function readSmallFile(
   absolute: string,
   flags: number,
-  stats: Stats,
+  stats: BigIntStats,
   changed: (what: string) => Error,
   openFailed: (error: unknown) => Error,
 ): Buffer {
@@ -1157,21 +1185,22 @@ function readSmallFile(
     throw openFailed(error);
   }
   try {
-    const opened = fstatSync(fd);
+    const opened = fstatSync(fd, { bigint: true });
     if (!opened.isFile() || opened.ino !== stats.ino || opened.dev !== stats.dev)
       throw changed('was replaced');
+    const size = Number(stats.size);
     // One byte more than recorded, to notice a file that grew.
-    const buffer = Buffer.allocUnsafe(stats.size + 1);
+    const buffer = Buffer.allocUnsafe(size + 1);
     let position = 0;
     for (;;) {
       const bytesRead = readSync(fd, buffer, position, buffer.byteLength - position, position);
       if (bytesRead === 0) break;
       position += bytesRead;
-      if (position > stats.size) throw changed('grew');
+      if (position > size) throw changed('grew');
     }
-    if (position !== stats.size) throw changed('shrank');
-    const after = fstatSync(fd);
-    if (after.size !== stats.size || after.mtimeMs !== stats.mtimeMs) throw changed('was modified');
+    if (position !== size) throw changed('shrank');
+    const after = fstatSync(fd, { bigint: true });
+    if (after.size !== stats.size || after.mtimeNs !== stats.mtimeNs) throw changed('was modified');
     return buffer.subarray(0, position);
   } finally {
     closeSync(fd);

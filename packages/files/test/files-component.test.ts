@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   appendFile,
@@ -760,4 +760,48 @@ describe('fromConfig', () => {
       expect((error as Error).message).toContain(field);
     });
   }
+});
+
+describe('FilesComponent keeps mtimes to the nanosecond', () => {
+  const NS = 1_000_000_000n;
+  /** A time of .9996 s and a few nanoseconds: rounding to the millisecond moves it to the next second. */
+  const precise = 1_700_000_000n * NS + 999_600_123n;
+
+  it('stores the mtime lstat gives and restores it to the microsecond, in the same second', async () => {
+    const source = join(sandbox, 'source');
+    await mkdir(join(source, 'dir'), { recursive: true });
+    await writeFile(join(source, 'dir/file.txt'), 'data\n');
+    await symlink('file.txt', join(source, 'dir/link'));
+    // touch sets nanoseconds (Node's utimes stops at the microsecond).
+    const stamp = `@${precise / NS}.${(precise % NS).toString().padStart(9, '0')}`;
+    for (const path of ['dir/file.txt', 'dir/link', 'dir']) {
+      execFileSync('touch', ['-h', '-d', stamp, join(source, path)]);
+    }
+    const original = await lstat(join(source, 'dir/file.txt'), { bigint: true });
+    expect(original.mtimeNs).toBe(precise);
+    const storage = new MemoryStorage();
+    const { name, manifest } = await backup({ storage, components: [files({ root: source, paths: ['.'] })] });
+    const recorded = manifest.components[0]!.entries.find((entry) => entry.path === 'dir/file.txt')!;
+    expect(recorded.mtime).toBe('2023-11-14T22:13:20.999600123Z');
+
+    const target = join(sandbox, 'target');
+    await restore({ storage, name, restorers: [files({ root: source, paths: ['.'], restoreTo: target })] });
+    for (const path of ['dir/file.txt', 'dir/link', 'dir']) {
+      const restored = await lstat(join(target, path), { bigint: true });
+      expect(restored.mtimeNs / NS, path).toBe(precise / NS);
+      // Node's utimes passes microseconds on: the restored time is the original's microsecond.
+      expect(restored.mtimeNs, path).toBe(precise - (precise % 1000n));
+    }
+
+    // GNU tar reads the pax mtime and restores the nanoseconds too.
+    const archive = await collect(await storage.get(`${name}.tar.gz`), 64 * 1024 * 1024);
+    const extracted = join(sandbox, 'extracted');
+    await mkdir(extracted);
+    await writeFile(join(sandbox, 'archive.tar.gz'), archive);
+    execFileSync('tar', ['-xzf', join(sandbox, 'archive.tar.gz'), '-C', extracted]);
+    for (const path of ['dir/file.txt', 'dir/link', 'dir']) {
+      const byTar = await lstat(join(extracted, 'files', path), { bigint: true });
+      expect(byTar.mtimeNs, path).toBe(precise);
+    }
+  });
 });
