@@ -44,6 +44,11 @@ export type {
   StorageCapabilities,
 } from './contracts.ts';
 export {
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  type DeadlineFetchOptions,
+  fetchWithDeadline,
+} from './deadline-fetch.ts';
+export {
   AbortedError,
   AlreadyExistsError,
   BkError,

@@ -123,7 +123,17 @@ export interface S3StorageOptions {
   verifyEtags?: boolean;
   /** Attempts per request, with the SDK's exponential backoff and jitter; default 5. */
   maxAttempts?: number;
+  /**
+   * Milliseconds a request may go without a byte moving — connecting, waiting for the answer, or
+   * mid-way through an upload or a download — before the attempt fails (a retryable
+   * `StorageError` naming the endpoint, retried up to `maxAttempts`). Default 60,000; `0` waits
+   * for ever. Ignored with `client` (configure its `requestHandler` instead).
+   */
+  requestTimeout?: number;
 }
+
+/** The default of {@link S3StorageOptions.requestTimeout}. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 /**
  * The size of part `partNumber` (from 1) when the first parts have `firstPartSize` bytes:
@@ -209,6 +219,9 @@ export class S3Storage implements Storage {
   private readonly firstPartSize: number;
   private readonly concurrency: number;
   private readonly verifyEtags: boolean;
+  /** Where requests go, for error messages: the endpoint, or `AWS S3`. */
+  private readonly endpointName: string;
+  private readonly requestTimeout: number | undefined;
   private conditionalMode: ConditionalCreateMode;
   private probing: Promise<'if-none-match' | 'check'> | undefined;
 
@@ -243,7 +256,11 @@ export class S3Storage implements Storage {
       throw new ConfigError(
         `S3Storage option conditionalCreate must be "auto", "if-none-match" or "check", got "${this.conditionalMode}".`,
       );
-    this.client = options.client ?? S3Storage.#createClient(options, endpoint);
+    this.requestTimeout = options.client
+      ? undefined
+      : checkInteger('requestTimeout', options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS, 0, 2 ** 31 - 1);
+    this.endpointName = endpoint === undefined ? 'AWS S3' : new URL(endpoint).origin;
+    this.client = options.client ?? S3Storage.#createClient(options, endpoint, this.requestTimeout ?? 0);
     this.description = `s3://${bucket}/${this.prefix}`;
 
     this.capabilities = {
@@ -259,8 +276,16 @@ export class S3Storage implements Storage {
    * SDK would otherwise hash every part with sha256 for the signature on top of the MD5 that
    * `Content-MD5` carries, and the server checks that MD5 anyway.
    */
-  static #createClient(options: S3StorageOptions, endpoint: string | undefined): S3Client {
+  static #createClient(
+    options: S3StorageOptions,
+    endpoint: string | undefined,
+    requestTimeout: number,
+  ): S3Client {
     const client = new S3Client({
+      // `socketTimeout` is an inactivity deadline on the socket: it fires on a server that never
+      // answers and on a stream that stalls mid-way, but not on a long transfer that moves.
+      requestHandler:
+        requestTimeout > 0 ? { connectionTimeout: requestTimeout, socketTimeout: requestTimeout } : {},
       region: options.region,
       endpoint,
       forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
@@ -386,7 +411,7 @@ export class S3Storage implements Storage {
       | undefined;
     if (!stream) return (async function* () {})();
     const expected = response.ContentLength;
-    const description = this.description;
+    const { description, endpointName, requestTimeout } = this;
     return (async function* () {
       const onAbort = () => stream.destroy?.(toAbortedError(signal!));
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -400,10 +425,13 @@ export class S3Storage implements Storage {
         }
       } catch (error) {
         if (signal?.aborted) throw toAbortedError(signal);
-        throw new StorageError(`Reading "${key}" from ${description} failed mid-way.`, {
-          cause: error,
-          retryable: true,
-        });
+        const stalled = errorName(error) === 'TimeoutError';
+        throw new StorageError(
+          stalled
+            ? `Reading "${key}" from ${description} stalled: ${endpointName} sent nothing for ${requestTimeout} ms (requestTimeout).`
+            : `Reading "${key}" from ${description} failed mid-way.`,
+          { cause: error, retryable: true },
+        );
       } finally {
         signal?.removeEventListener('abort', onAbort);
         stream.destroy?.();
@@ -668,6 +696,12 @@ export class S3Storage implements Storage {
     mapping: { notFound?: boolean; alreadyExists?: string } = {},
   ): BkError {
     if (signal?.aborted) return toAbortedError(signal);
+    if (errorName(error) === 'TimeoutError' || errorName(error) === 'ETIMEDOUT')
+      return new StorageError(
+        `Could not ${action} in ${this.description}: ${this.endpointName} sent nothing for ${this.requestTimeout ?? '(the client’s)'} ms` +
+          `${this.requestTimeout === undefined ? '' : ' (requestTimeout)'}, after every retry. Check that the endpoint is an S3 server and reachable, or raise requestTimeout.`,
+        { cause: error, retryable: true },
+      );
     return toStorageError(`${action} in ${this.description}`, error, mapping);
   }
 

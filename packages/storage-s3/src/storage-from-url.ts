@@ -8,6 +8,7 @@ const QUERY_KEYS = new Set([
   'partSize',
   'concurrency',
   'conditionalCreate',
+  'requestTimeout',
 ]);
 
 function parseBoolean(name: string, value: string): boolean {
@@ -26,7 +27,8 @@ function parseInteger(name: string, value: string): number {
  * Opens an {@link S3Storage} for `s3://bucket/prefix`; the CLI calls this for `--target s3://…`.
  *
  * Query parameters: `endpoint`, `region`, `forcePathStyle` (`true`/`false`), `partSize` (bytes),
- * `concurrency`, `conditionalCreate` (`auto`/`if-none-match`/`check`). Environment, used when
+ * `concurrency`, `conditionalCreate` (`auto`/`if-none-match`/`check`), `requestTimeout` (ms without
+ * a byte moving before a request fails; default 60000). Environment, used when
  * the URL does not say: `S3_REGION_ENDPOINT` (endpoint), `S3_REGION` (region), and
  * `S3_ACCESS_KEY` with `S3_SECRET_KEY` (credentials). Without them the AWS default chain applies
  * (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, SSO, instance roles, `AWS_REGION`…). With an endpoint and
@@ -77,6 +79,8 @@ export function storageFromUrl(url: URL, env: NodeJS.ProcessEnv = process.env): 
   if (partSize !== undefined) options.partSize = parseInteger('partSize', partSize);
   const concurrency = query('concurrency');
   if (concurrency !== undefined) options.concurrency = parseInteger('concurrency', concurrency);
+  const requestTimeout = query('requestTimeout');
+  if (requestTimeout !== undefined) options.requestTimeout = parseInteger('requestTimeout', requestTimeout);
   const conditionalCreate = query('conditionalCreate');
   if (conditionalCreate !== undefined) options.conditionalCreate = conditionalCreate as ConditionalCreateMode;
   return new S3Storage(options);

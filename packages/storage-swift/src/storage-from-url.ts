@@ -62,7 +62,8 @@ function authFromEnv(env: NodeJS.ProcessEnv): SwiftAuth {
  *   `OS_USER_DOMAIN_NAME`, `OS_PROJECT_DOMAIN_NAME`, `OS_REGION_NAME`, `OS_INTERFACE`;
  * - a pre-issued token: `OS_STORAGE_URL` and `OS_AUTH_TOKEN`.
  *
- * Query options: `layout=flat|daily`, `segmentSize=64MiB`, `concurrency=4`, `createContainer=false`.
+ * Query options: `layout=flat|daily`, `segmentSize=64MiB`, `concurrency=4`, `createContainer=false`,
+ * `requestTimeout=60000` (ms without a byte moving before a request fails).
  *
  * @param url The target URL.
  * @param env Where to read credentials; default `process.env`.
@@ -91,9 +92,15 @@ export function storageFromUrl(url: URL, env: NodeJS.ProcessEnv = process.env): 
     } else if (name === 'segmentSize') options.segmentSize = parseSize(name, value);
     else if (name === 'concurrency') options.concurrency = parseSize(name, value);
     else if (name === 'createContainer') options.createContainer = value !== 'false' && value !== '0';
-    else
+    else if (name === 'requestTimeout') {
+      if (!/^\d+$/.test(value))
+        throw new ConfigError(
+          `Invalid requestTimeout "${value}" in the swift:// URL: use milliseconds, e.g. 60000.`,
+        );
+      options.requestTimeout = Number(value);
+    } else
       throw new ConfigError(
-        `Unknown option "${name}" in the swift:// URL; known: layout, segmentSize, concurrency, createContainer.`,
+        `Unknown option "${name}" in the swift:// URL; known: layout, segmentSize, concurrency, createContainer, requestTimeout.`,
       );
   }
   return new SwiftStorage(options);

@@ -10,6 +10,8 @@ import {
   ConfigError,
   checkRange,
   checkStorageKey,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  fetchWithDeadline,
   type GetOptions,
   type IncompleteUpload,
   NotFoundError,
@@ -89,6 +91,13 @@ export interface SwiftStorageOptions {
   createSettleMs?: number;
   /** The `fetch` to use; default the global one. Tests inject faults through it. */
   fetch?: typeof fetch;
+  /**
+   * Milliseconds a request (the login included) may go without a byte moving — waiting for the
+   * answer, sending a segment, or mid-way through a download — before the attempt fails with a
+   * retryable `StorageError` naming the endpoint (idempotent requests are retried). Default
+   * 60,000; `0` waits for ever.
+   */
+  requestTimeout?: number;
   /**
    * @internal Segments per sub-manifest once an upload needs more than this many segments
    * (2–1000, default 1000 = Swift's `max_manifest_segments`). Tests lower it to exercise nesting.
@@ -237,7 +246,14 @@ export class SwiftStorage implements Storage {
     this.concurrency = concurrency;
     this.createContainer = options.createContainer ?? true;
     this.createSettleMs = options.createSettleMs ?? 250;
-    this.client = new SwiftClient(options.auth, options.fetch ?? fetch, options.retries ?? DEFAULT_RETRIES);
+    const requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    if (!Number.isSafeInteger(requestTimeout) || requestTimeout < 0)
+      throw new ConfigError(`Invalid requestTimeout ${requestTimeout}: use milliseconds, 0 or more.`);
+    this.client = new SwiftClient(
+      options.auth,
+      fetchWithDeadline(options.fetch ?? fetch, { idleMs: requestTimeout }),
+      options.retries ?? DEFAULT_RETRIES,
+    );
     this.description =
       `swift://${encodeURIComponent(this.container)}/${prefix}` + (layout === 'daily' ? '?layout=daily' : '');
   }
@@ -1120,7 +1136,9 @@ async function* readBody(
         result = await reader.read();
       } catch (error) {
         if (check.signal?.aborted) throw toAbortedError(check.signal);
-        throw new StorageError(`Could not ${check.describe}: the connection broke after ${bytes} bytes.`, {
+        // A stalled stream fails with the deadline's error, which names the endpoint.
+        const why = BkError.isInstance(error) ? error.message : 'the connection broke';
+        throw new StorageError(`Could not ${check.describe}: ${why} (after ${bytes} bytes).`, {
           cause: error,
           retryable: true,
         });
