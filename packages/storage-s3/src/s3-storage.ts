@@ -816,13 +816,19 @@ export class S3Storage implements Storage {
     // Fail before uploading gigabytes to a name that is taken; checked again at completion.
     if (mode !== undefined) await this.checkAbsent(key, signal);
     let uploadId: string | undefined;
+    const createStarted = Date.now();
     try {
       const created = await this.client.send(
         new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, ContentType: contentType }),
         { abortSignal: signal },
       );
       uploadId = created.UploadId;
+      if ((created.$metadata.attempts ?? 1) > 1 && uploadId !== undefined)
+        await this.abortLostUploads(objectKey, { kept: uploadId, elapsedMs: Date.now() - createStarted });
     } catch (error) {
+      // Attempts whose answer was lost may have started uploads no one knows the id of.
+      if (((error as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1) > 1 || signal.aborted)
+        await this.abortLostUploads(objectKey, { since: createStarted });
       throw this.error(`start uploading "${key}"`, error, signal);
     }
     if (uploadId === undefined)
@@ -929,6 +935,51 @@ export class S3Storage implements Storage {
       await queue.return(undefined).catch(() => {});
       if (uploadId !== undefined) await this.abortUpload(objectKey, uploadId);
       throw error;
+    }
+  }
+
+  /**
+   * Aborts the multipart uploads of `objectKey` that this `put` started but never learnt the id
+   * of: when CreateMultipartUpload's answer is lost, the SDK retries and the first upload would
+   * stay open, holding its parts, until a lifecycle rule removes it. They are the uploads of this
+   * exact key, other than `kept`, initiated from `elapsedMs` before `kept` was (both times by the
+   * server's clock) — or, when no upload was created, within a minute of `since` by this host's
+   * clock. bk's name claim makes each archive key one run's, so no other writer's upload is in
+   * that window. Best effort: a server without ListMultipartUploads (s3rver) keeps them.
+   */
+  private async abortLostUploads(
+    objectKey: string,
+    window: { kept: string; elapsedMs: number } | { since: number },
+  ): Promise<void> {
+    const signal = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
+    try {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: objectKey }),
+        { abortSignal: signal },
+      );
+      const uploads = (page.Uploads ?? []).filter(
+        (upload) => upload.Key === objectKey && upload.UploadId !== undefined,
+      );
+      let from: number;
+      let to: number;
+      if ('kept' in window) {
+        const kept = uploads.find((upload) => upload.UploadId === window.kept)?.Initiated;
+        if (kept === undefined) return;
+        // Initiated has whole-second precision on several servers.
+        from = kept.getTime() - window.elapsedMs - 2_000;
+        to = kept.getTime() + 1_000;
+      } else {
+        from = window.since - 60_000;
+        to = Date.now() + 60_000;
+      }
+      for (const upload of uploads) {
+        if (upload.UploadId === ('kept' in window ? window.kept : undefined)) continue;
+        const initiated = upload.Initiated?.getTime();
+        if (initiated === undefined || initiated < from || initiated > to) continue;
+        await this.abortUpload(objectKey, upload.UploadId!);
+      }
+    } catch {
+      // Left for a lifecycle rule or bk prune.
     }
   }
 

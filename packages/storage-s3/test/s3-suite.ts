@@ -357,6 +357,45 @@ export function defineS3Suite(options: S3SuiteOptions): void {
       }
     }, 180_000);
 
+    it('a lost CreateMultipartUpload answer leaves no orphan upload (retried, and when every answer is lost)', async (test) => {
+      if (!options.listsUploads) {
+        test.skip('the server has no ListMultipartUploads');
+        return;
+      }
+      const isCreate = (request: { method: string; url: string }) =>
+        request.method === 'POST' && /[?&]uploads(=|&|$)/.test(request.url);
+      let dropped = 0;
+      const proxy = await startHttpProxy({
+        upstream: context.server.endpoint,
+        dropResponse: (request) => isCreate(request) && dropped++ < 1,
+      });
+      try {
+        const storage = context.storage({
+          client: clientFor({ ...context.server, endpoint: proxy.endpoint }),
+        });
+        const body = randomBody(12 * MIB);
+        await storage.put('lost-create.bin', body.body);
+        expect(proxy.requests.filter(isCreate).length).toBe(2);
+        expect(await sha256Of(await storage.get('lost-create.bin'))).toEqual({
+          sha256: body.sha256(),
+          size: 12 * MIB,
+        });
+        expect(await openUploads(context.client, context.bucket, storage.prefix)).toEqual([]);
+
+        // Every answer lost: the put fails, and none of the uploads it started stays open.
+        dropped = Number.NEGATIVE_INFINITY;
+        const client = clientFor({ ...context.server, endpoint: proxy.endpoint });
+        const failing = context.storage({ client, prefix: storage.prefix });
+        await expect(failing.put('all-lost.bin', randomBody(12 * MIB).body)).rejects.toSatisfy(
+          code('BK_STORAGE'),
+        );
+        expect(await failing.stat('all-lost.bin')).toBeUndefined();
+        expect(await openUploads(context.client, context.bucket, storage.prefix)).toEqual([]);
+      } finally {
+        await proxy.stop();
+      }
+    }, 120_000);
+
     options.extra?.(() => context);
   });
 }
