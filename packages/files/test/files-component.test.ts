@@ -663,6 +663,37 @@ describe('FilesComponent refuses hostile entries', () => {
     expect(await readdir(join(target, 'conf'))).toEqual([]);
   });
 
+  it('gives tiny files written straight into new directories their exact mode and mtime', async () => {
+    const target = join(sandbox, 'tiny-modes');
+    const mtime = new Date('2024-02-03T04:05:06.000Z');
+    const modes = [0o600, 0o644, 0o777, 0o2750, 0o400];
+    const report = await files({ root: target, paths: ['.'] }).restore(
+      entriesOf([
+        { path: 'conf', type: 'directory', mode: 0o755 },
+        ...modes.map(
+          (mode): Entry => ({
+            path: `conf/${mode.toString(8)}`,
+            type: 'file',
+            size: 0,
+            mode,
+            mtime,
+            body: text(''),
+          }),
+        ),
+        { path: 'conf/data', type: 'file', size: 5, mode: 0o640, mtime, body: text('hello') },
+      ]),
+      restoreContext(),
+    );
+    expect(report).toEqual({ entries: modes.length + 2, bytes: 5, skipped: 0 });
+    for (const mode of modes) {
+      const stats = await lstat(join(target, 'conf', mode.toString(8)));
+      expect(stats.mode & 0o7777).toBe(mode);
+      expect(stats.mtimeMs).toBe(mtime.getTime());
+    }
+    expect(await readFile(join(target, 'conf/data'), 'utf8')).toBe('hello');
+    expect((await lstat(join(target, 'conf/data'))).mtimeMs).toBe(mtime.getTime());
+  });
+
   it('hands over its full read buffers on backup and frees handed-over chunks once written on restore', async () => {
     const source = join(sandbox, 'source');
     await mkdir(source);
