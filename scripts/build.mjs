@@ -47,7 +47,9 @@ for (const folder of readdirSync(packagesDir)) {
   if (!existsSync(manifestPath)) continue;
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
   if (!manifest.scripts?.build) continue;
-  const dependencies = Object.keys({ ...manifest.dependencies, ...manifest.peerDependencies });
+  // Peers (the storage packages a component loads on demand) are left external by tsup: a
+  // rebuilt peer does not make its dependents stale.
+  const dependencies = Object.keys({ ...manifest.dependencies });
   packages.set(manifest.name, { name: manifest.name, dir, dependencies });
 }
 

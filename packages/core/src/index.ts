@@ -49,6 +49,18 @@ export {
   fetchWithDeadline,
 } from './deadline-fetch.ts';
 export {
+  type BackupTarget,
+  type BoundComponent,
+  bindComponent,
+  type ComponentBinding,
+  type EmbeddedBackupOptions,
+  type EmbeddedRestoreOptions,
+  type ImportPackage,
+  type OpenStorageOptions,
+  openStorage,
+  STORAGE_PACKAGES,
+} from './embed.ts';
+export {
   AbortedError,
   AlreadyExistsError,
   BkError,

@@ -1,1 +1,2 @@
+export { backup, restore } from './embed.ts';
 export { FilesComponent, type FilesOptions, files, fromConfig, READ_CHUNK_SIZE } from './files-component.ts';

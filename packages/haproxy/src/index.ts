@@ -1,3 +1,4 @@
+export { backup, restore } from './embed.ts';
 export {
   fromConfig,
   HaproxyComponent,

@@ -1,4 +1,5 @@
 export * from './archiver/index.ts';
+export { backup, restore } from './embed.ts';
 export { type InfluxWindow, incrementalSince, influxWindow, isIncremental } from './incremental.ts';
 export { fromConfig, InfluxComponent, type InfluxOptions, influx } from './influx-component.ts';
 export * from './json-dump/index.ts';

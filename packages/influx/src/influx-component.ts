@@ -37,10 +37,15 @@ import { databaseExists, restoreIntoExisting } from './restore-into-existing.ts'
 export interface InfluxOptions {
   /** The component's name, unique within one backup; default `influx`. */
   name?: string;
+  /**
+   * The RPC (snapshotter) address as `host:port` (`[::1]:8088` for IPv6), instead of `host` and
+   * `rpcPort`; the one-line `backup()` and `restore()` default it to `INFLUX_ADDR`.
+   */
+  addr?: string;
   /** Host of the RPC (snapshotter) port. It has no authentication: keep it on loopback or a private network. */
-  host: string;
+  host?: string;
   /** The RPC port: `bind-address` in influxdb.conf, default 8088. */
-  rpcPort: number;
+  rpcPort?: number;
   /**
    * The HTTP API, e.g. `http://127.0.0.1:8086`: reads the server version, and is required to
    * restore into an existing database and to restore incremental backups (points are copied
@@ -74,6 +79,7 @@ export interface InfluxOptions {
 const CONFIG_FIELDS = [
   'kind',
   'name',
+  'addr',
   'host',
   'rpcPort',
   'httpUrl',
@@ -135,7 +141,8 @@ function optionalName(value: unknown, field: string, where: string): string | un
 export class InfluxComponent implements Component {
   readonly kind = 'influx' as const;
   readonly name: string;
-  readonly options: Readonly<InfluxOptions>;
+  /** The options, with `addr` resolved into `host` and `rpcPort`. */
+  readonly options: Readonly<InfluxOptions & { host: string; rpcPort: number }>;
   /** The window `describe` recorded, used by the `backup` that follows it. */
   #window: { start: Date | null; end: Date } | undefined;
 
@@ -146,17 +153,29 @@ export class InfluxComponent implements Component {
    */
   constructor(options: InfluxOptions) {
     const where = 'influx component';
-    if (!isRecord(options)) throw new ConfigError(`${where}: the options must be an object.`);
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      throw new ConfigError(`${where}: the options must be an object.`);
     const name = options.name ?? 'influx';
     if (typeof name !== 'string')
       throw new ConfigError(`${where}: "name" must be a string, got ${JSON.stringify(name)}.`);
     // The archive keeps a component's entries under `<name>/`: one safe path segment.
     checkComponentName(name);
     const context = `influx component "${name}"`;
+    if (options.addr !== undefined && (options.host !== undefined || options.rpcPort !== undefined)) {
+      throw new ConfigError(`${context}: give "addr" or "host" and "rpcPort", not both.`);
+    }
+    let rpc: { host: string; port: number };
     try {
-      resolveRpcTarget({ host: options.host, rpcPort: options.rpcPort });
+      rpc =
+        options.addr !== undefined
+          ? resolveRpcTarget({ rpcAddress: options.addr })
+          : resolveRpcTarget({ host: options.host, rpcPort: options.rpcPort });
     } catch (error) {
-      throw new ConfigError(`${context}: ${(error as Error).message}`, { cause: error });
+      const message =
+        options.addr !== undefined
+          ? `"addr" must be host:port, got ${JSON.stringify(options.addr)}.`
+          : (error as Error).message.replace('(or "rpcAddress")', '(or "addr")');
+      throw new ConfigError(`${context}: ${message}`, { cause: error });
     }
     if (options.httpUrl !== undefined) {
       let url: URL | undefined;
@@ -207,7 +226,7 @@ export class InfluxComponent implements Component {
       }
     }
     this.name = name;
-    this.options = { ...options, name };
+    this.options = { ...options, name, host: rpc.host, rpcPort: rpc.port };
   }
 
   /**

@@ -1,3 +1,4 @@
+export { backup, restore } from './embed.ts';
 export {
   DEFAULT_KUBEADM_PATHS,
   fromConfig,

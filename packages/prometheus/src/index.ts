@@ -6,6 +6,7 @@ export {
   SILENCES_ENTRY,
 } from './alertmanager-component.ts';
 export { CONFIG_PREFIX } from './config-files.ts';
+export { backup, restore } from './embed.ts';
 export { fromConfig, type PrometheusService } from './from-config.ts';
 export {
   PROMETHEUS_CONFIG_FIELDS,

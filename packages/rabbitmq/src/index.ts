@@ -7,6 +7,7 @@ export {
   sortDefinitions,
   withoutExisting,
 } from './definitions.ts';
+export { backup, restore } from './embed.ts';
 export { ManagementApi } from './management-api.ts';
 export {
   DEFINITIONS_ENTRY,

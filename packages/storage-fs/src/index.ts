@@ -37,3 +37,12 @@ export function fsStorageFromUrl(url: string | URL): FsStorage {
   }
   return new FsStorage({ root });
 }
+
+/**
+ * Same as {@link fsStorageFromUrl}, under the name every storage package exports, so that
+ * `openStorage` (and each component package's `backup(target)`) opens `file:` targets like any
+ * other scheme. `env` is not read: a directory needs no credentials.
+ */
+export function storageFromUrl(url: URL, _env?: NodeJS.ProcessEnv): FsStorage {
+  return fsStorageFromUrl(url);
+}
