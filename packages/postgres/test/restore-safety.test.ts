@@ -653,4 +653,22 @@ describe('@bk/postgres restores without damaging the target (real PostgreSQL 15)
     }).catch((error: unknown) => error);
     expect(String((backingUp as Error).message)).toMatch(/postgres: .*password authentication failed/);
   });
+
+  it('reads PGPASSWORD from the environment when the config has no password, for queries and tools', async () => {
+    const guarded = servers.find((server) => server.password === 'pw-fresh')!;
+    const saved = process.env.PGPASSWORD;
+    process.env.PGPASSWORD = 'pw-fresh';
+    try {
+      const result = await backup({
+        storage: new MemoryStorage(),
+        components: [
+          postgres({ host: guarded.host, port: guarded.port, user: 'postgres', databases: ['crm'] }),
+        ],
+      });
+      expect(result.manifest.components[0]?.stats.entries).toBe(2);
+    } finally {
+      if (saved === undefined) delete process.env.PGPASSWORD;
+      else process.env.PGPASSWORD = saved;
+    }
+  });
 });
