@@ -22,6 +22,15 @@ export function toTargetUrl(value: string, baseDirectory: string, where: string)
   try {
     return new URL(value);
   } catch (error) {
-    throw new ConfigError(`${where} "${redactUrl(value)}" is not a valid URL.`, { cause: error });
+    throw new ConfigError(`${where} "${redactUrl(value)}" ${whyNotAUrl(value)}`, { cause: error });
   }
+}
+
+/** Why `value`, which has a scheme, is not a URL, in words that say what to write instead. */
+function whyNotAUrl(value: string): string {
+  // WHATWG URLs refuse credentials in file: URLs; say so rather than "not a valid URL".
+  if (/^file:\/\/[^/]*@/i.test(value)) {
+    return 'carries a user name or password, which a file: URL cannot hold: a file: target is a local directory, written as file:///absolute/path.';
+  }
+  return 'is not a valid URL.';
 }

@@ -1,4 +1,4 @@
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   collect,
@@ -144,4 +144,66 @@ describe('hostile archives (end to end)', () => {
       expect(inside.filter((path) => path.endsWith('x'))).toEqual([]);
     });
   }
+});
+
+describe('clear messages and exit codes (end to end)', () => {
+  async function restoreWith(target: string, to: string) {
+    return runBk(['restore', '--to', to, '--target', `file://${target}`]);
+  }
+
+  it('names a file listed under another file, exit 4', async () => {
+    const target = await tempDir('nested-target');
+    await writeHostileBackup(target, 'files', [
+      { path: 'f', type: 'file' },
+      { path: 'f/g', type: 'file' },
+    ]);
+    const restored = await restoreWith(target, join(await tempDir('nested-to'), 'restore'));
+    expect(restored.code, restored.stderr).toBe(4);
+    expect(restored.stderr).toContain('"f/g" lies under "f", which is a file, not a directory');
+  });
+
+  it('restores an absolute link exactly and refuses nothing', async () => {
+    const target = await tempDir('abs-link-target');
+    await writeHostileBackup(target, 'files', [
+      { path: 'etc/localtime', type: 'symlink', linkTarget: '/usr/share/zoneinfo/UTC' },
+      { path: 'etc/hostname', type: 'file' },
+    ]);
+    const to = join(await tempDir('abs-link-to'), 'restore');
+    const restored = await restoreWith(target, to);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await readlink(join(to, 'etc/localtime'))).toBe('/usr/share/zoneinfo/UTC');
+  });
+
+  it('says --to is a file, exit 2', async () => {
+    const target = await tempDir('to-file-target');
+    await writeHostileBackup(target, 'files', [{ path: 'x', type: 'file' }]);
+    const file = join(await tempDir('to-file'), 'a-file');
+    await writeFile(file, 'x');
+    const restored = await restoreWith(target, file);
+    expect(restored.code, restored.stderr).toBe(2);
+    expect(restored.stderr).toContain(`the restore target "${file}" is a file, not a directory`);
+  });
+
+  it("refuses an archive.key that is not this backup's archive, exit 4", async () => {
+    const target = await tempDir('key-target');
+    await writeHostileBackup(target, 'files', [{ path: 'x', type: 'file' }]);
+    const sidecarPath = join(target, `${NAME}.manifest.json`);
+    for (const key of ['../elsewhere.tar.gz', 'backup_20250101_000000.tar.gz']) {
+      const sidecar = JSON.parse(await readFile(sidecarPath, 'utf8'));
+      sidecar.archive.key = key;
+      await writeFile(sidecarPath, JSON.stringify(sidecar));
+      for (const command of [['verify'], ['restore', '--to', join(await tempDir('key-to'), 'r')]]) {
+        const run = await runBk([...command, '--target', `file://${target}`]);
+        expect(run.code, run.stderr).toBe(4);
+        expect(run.stderr).toContain(`archive.key "${key}"`);
+      }
+    }
+  });
+
+  it('says a file: URL cannot carry a user or password, exit 2, printing neither', async () => {
+    const run = await runBk(['ls', '--target', 'file://user:secret@localhost/var/backups']);
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toContain('carries a user name or password, which a file: URL cannot hold');
+    expect(run.stderr).not.toContain('secret');
+  });
 });

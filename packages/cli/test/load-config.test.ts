@@ -41,6 +41,13 @@ describe('toTargetUrl', () => {
     const message = configError(() => toTargetUrl('s3://key:secret@[x', '/', 'target')).message;
     expect(message).not.toContain('secret');
   });
+
+  it('says a file: URL cannot carry a user or password, without printing them', () => {
+    const error = configError(() => toTargetUrl('file://user:pass@localhost/var/backups', '/', '--target'));
+    expect(error.message).toBe(
+      '--target "file://localhost/var/backups" carries a user name or password, which a file: URL cannot hold: a file: target is a local directory, written as file:///absolute/path.',
+    );
+  });
 });
 
 describe('parseConfig', () => {

@@ -2,7 +2,8 @@ import type { ComponentInfo, EntryType } from './contracts.ts';
 import { EntryTree } from './entry-tree.ts';
 import { ManifestError, ManifestVersionError } from './errors.ts';
 import { parseMtime } from './mtime.ts';
-import { checkComponentName, safeEntryPath } from './paths.ts';
+import { archiveSuffix } from './naming.ts';
+import { checkComponentName, checkStorageKey, safeEntryPath } from './paths.ts';
 
 /** Identifies a bk manifest. */
 export const MANIFEST_FORMAT = 'bk-backup';
@@ -236,11 +237,25 @@ export function validateManifest(value: unknown): Manifest {
   return manifest as unknown as Manifest;
 }
 
+/**
+ * The archive's key must be a storage key naming this backup's archive (`[prefix/]<name>.tar.gz`
+ * or `.tar.zst`): a sidecar pointing anywhere else is a broken manifest, not a bad argument.
+ */
+function checkArchiveKey(key: string, manifest: Manifest): void {
+  try {
+    checkStorageKey(key);
+  } catch (error) {
+    fail('archive.key', `"${key}" is not a storage key: ${(error as Error).message}`);
+  }
+  const file = `${manifest.name}${archiveSuffix(manifest.compression)}`;
+  if (key !== file && !key.endsWith(`/${file}`)) fail('archive.key', `"${key}" does not name "${file}"`);
+}
+
 /** Validates a sidecar manifest: a manifest plus the archive's key, size and sha256. */
 export function validateSidecar(value: unknown): SidecarManifest {
   const manifest = validateManifest(value);
   const archive = expectObject((value as Record<string, unknown>).archive, 'archive');
-  expectString(archive.key, 'archive.key');
+  checkArchiveKey(expectString(archive.key, 'archive.key'), manifest);
   const archiveSize = expectSize(archive.size, 'archive.size');
   expectSha256(archive.sha256, 'archive.sha256');
   checkArchiveCanHold(manifest, archiveSize);

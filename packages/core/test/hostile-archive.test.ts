@@ -475,3 +475,20 @@ describe('verify compares tar headers with the manifest', () => {
     await expectRefused(storage, 'BK_INTEGRITY', /"files\/s" is a hard link in the archive but a file/);
   });
 });
+
+describe('the sidecar archive key', () => {
+  for (const key of ['../x.tar.gz', '/abs.tar.gz', 'backup_20250101_000000.tar.gz', `${NAME}.tar.zst`]) {
+    it(`refuses "${key}" as a ManifestError, not a bad argument`, async () => {
+      const storage = await writeCrafted([fileEntry('a.txt', text('a'))]);
+      const sidecarKey = `${NAME}.manifest.json`;
+      const sidecar = JSON.parse(new TextDecoder().decode(await collect(await storage.get(sidecarKey))));
+      sidecar.archive.key = key;
+      await storage.put(sidecarKey, new TextEncoder().encode(JSON.stringify(sidecar)));
+      await expectRefused(
+        storage,
+        'BK_MANIFEST',
+        new RegExp(`archive\\.key "${key.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+      );
+    });
+  }
+});

@@ -164,6 +164,24 @@ const TEMPORARY_NAME = /^\..*\.bk-restore-([0-9a-f]{8})-(\d+)-[0-9a-f]{16}\.tmp$
 /** A restore temporary file of a live process on another host (or a reused pid) is stale after this. */
 const TEMPORARY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
+/** What a file-system error means for a backup or restore, and what to do; its code kept. */
+const FS_ERRORS: Record<string, string> = {
+  ENOSPC: 'the file system is full; free space on it and run the restore again',
+  EDQUOT: 'the disk quota is exhausted; free space or raise the quota and run again',
+  ENAMETOOLONG:
+    'the name is longer than the file system allows (255 bytes per name and 4096 per path on Linux); restore into a shorter path',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+};
+
+/** A file-system error in words: the meaning of a known code, else the system's own message. */
+function describeFsError(error: unknown): string {
+  const code = errorCode(error);
+  const meaning = code === undefined ? undefined : FS_ERRORS[code];
+  return meaning === undefined ? (error as Error).message : `${meaning} (${code})`;
+}
+
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -584,6 +602,13 @@ export class FilesComponent implements Component {
     try {
       await mkdir(this.restoreTo, { recursive: true });
     } catch (error) {
+      const code = errorCode(error);
+      if (code === 'EEXIST' || code === 'ENOTDIR') {
+        throw new ConfigError(
+          `files component "${this.name}": the restore target "${this.restoreTo}" is ${code === 'EEXIST' ? 'a file' : 'under a file'}, not a directory; restore into a directory (--to <dir> or "restoreTo").`,
+          { cause: error },
+        );
+      }
       throw this.failure(`cannot create the restore target "${this.restoreTo}"`, error);
     }
     const base = await realpath(this.restoreTo);
@@ -601,7 +626,7 @@ export class FilesComponent implements Component {
   }
 
   private failure(message: string, cause: unknown): ComponentError {
-    return new ComponentError(this.name, `${message}: ${(cause as Error).message}`, { cause });
+    return new ComponentError(this.name, `${message}: ${describeFsError(cause)}`, { cause });
   }
 }
 
@@ -744,6 +769,22 @@ class RestoreRun {
 
   /** Creates one entry in the target, honouring the conflict policy. */
   private async place(
+    entry: Entry,
+    path: string,
+    type: 'file' | 'directory' | 'symlink',
+    absolute: string,
+    checkedBody?: Uint8Array,
+  ): Promise<void> {
+    try {
+      await this.placeEntry(entry, path, type, absolute, checkedBody);
+    } catch (error) {
+      // Whatever the file system said (a full disk, a name too long), name the entry it was about.
+      if (BkError.isInstance(error)) throw error;
+      throw this.failure(`cannot restore "${path}" (${absolute})`, error);
+    }
+  }
+
+  private async placeEntry(
     entry: Entry,
     path: string,
     type: 'file' | 'directory' | 'symlink',
@@ -1085,7 +1126,7 @@ class RestoreRun {
   }
 
   private failure(message: string, cause: unknown): ComponentError {
-    return new ComponentError(this.component, `${message}: ${(cause as Error).message}`, { cause });
+    return new ComponentError(this.component, `${message}: ${describeFsError(cause)}`, { cause });
   }
 }
 

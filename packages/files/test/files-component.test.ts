@@ -836,3 +836,82 @@ describe('FilesComponent keeps mtimes to the nanosecond', () => {
     }
   });
 });
+
+describe('FilesComponent names what the file system refused', () => {
+  it('a restore target that is a file: a ConfigError naming it', async () => {
+    const file = join(sandbox, 'not-a-directory');
+    await writeFile(file, 'x');
+    for (const restoreTo of [file, join(file, 'below')]) {
+      const component = files({ root: sandbox, paths: ['.'], restoreTo });
+      const error = await caught(component.restore(entriesOf([]), restoreContext()));
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toContain(`the restore target "${restoreTo}" is`);
+      expect((error as Error).message).toContain('not a directory');
+    }
+  });
+
+  it('a name longer than the file system allows: a ComponentError naming the entry', async () => {
+    const target = join(sandbox, 'target');
+    const long = `dir/${'n'.repeat(300)}`;
+    for (const entry of [
+      { path: long, type: 'file' as const, size: 3, mode: 0o644, body: text('abc') },
+      { path: `${long}/deeper`, type: 'directory' as const, mode: 0o755 },
+      { path: long, type: 'symlink' as const, linkTarget: '/etc' },
+    ]) {
+      const error = await caught(
+        files({ root: target, paths: ['.'] }).restore(entriesOf([entry]), restoreContext('overwrite')),
+      );
+      expect(error).toBeInstanceOf(ComponentError);
+      expect((error as Error).message).toContain(entry.path.split('/deeper')[0]!);
+      expect((error as Error).message).toContain('longer than the file system allows');
+      expect((error as Error).message).toContain('(ENAMETOOLONG)');
+    }
+  });
+
+  it('a full disk: a ComponentError naming the file, and no temporary file left', async (test) => {
+    const mountPoint = join(sandbox, 'small');
+    await mkdir(mountPoint);
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mountPoint]);
+    if (mounted.status !== 0) {
+      test.skip(`cannot mount a tmpfs here: ${mounted.stderr.toString().trim()}`);
+      return;
+    }
+    try {
+      const big = new Uint8Array(3 * 1024 * 1024).fill(1);
+      for (const size of [big.byteLength, 1024 * 1024]) {
+        const entries = [
+          {
+            path: 'a/fill.bin',
+            type: 'file' as const,
+            size: 1536 * 1024,
+            mode: 0o644,
+            body: fromList([big.subarray(0, 1536 * 1024)]),
+          },
+          {
+            path: 'a/big.bin',
+            type: 'file' as const,
+            size,
+            mode: 0o644,
+            body: fromList([big.subarray(0, size)]),
+          },
+        ];
+        const error = await caught(
+          files({ root: mountPoint, paths: ['.'] }).restore(entriesOf(entries), restoreContext('overwrite')),
+        );
+        expect(error).toBeInstanceOf(ComponentError);
+        expect((error as Error).message).toMatch(/a\/\.?(big|fill)\.bin/);
+        expect((error as Error).message).toContain(
+          'the file system is full; free space on it and run the restore again (ENOSPC)',
+        );
+        expect((await readdir(join(mountPoint, 'a'))).filter((name) => name.includes('.bk-'))).toEqual([]);
+        await removeTree(join(mountPoint, 'a'));
+      }
+    } finally {
+      spawnSync('umount', [mountPoint]);
+    }
+  });
+});
+
+async function* fromList(chunks: Uint8Array[]): AsyncIterable<Uint8Array> {
+  yield* chunks;
+}
