@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import type { CliIo } from './cli-io.ts';
 import { CommandContext, type GlobalOptions } from './command-context.ts';
 import { defineBackupCommand } from './commands/backup-command.ts';
+import { defineExtractCommand } from './commands/extract-command.ts';
 import { defineInspectCommand } from './commands/inspect-command.ts';
 import { defineListCommand } from './commands/list-command.ts';
 import { definePruneCommand } from './commands/prune-command.ts';
@@ -46,6 +47,7 @@ function createProgram(io: CliIo, secrets: Set<string>): Command {
   defineListCommand(program, contextOf);
   defineInspectCommand(program, contextOf);
   defineVerifyCommand(program, contextOf);
+  defineExtractCommand(program, contextOf);
   definePruneCommand(program, contextOf);
   return program;
 }
