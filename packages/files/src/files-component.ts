@@ -25,6 +25,7 @@ import {
   readlink,
   realpath,
   rename,
+  rmdir,
   symlink,
   unlink,
 } from 'node:fs/promises';
@@ -581,7 +582,8 @@ export class FilesComponent implements Component {
    * Writes `entries` into `restoreTo` (created if missing), honouring `context.conflict`:
    * `fail` throws {@link ConflictError} before writing anything for an entry whose destination
    * exists; `skip` leaves existing entries and counts them in `skipped`; `overwrite` replaces
-   * files and links atomically but never replaces a directory with a file or the reverse.
+   * files and links atomically, a file or link in the way of a directory, and an empty directory
+   * in the way of a file or link; a directory that holds anything is never deleted.
    * Existing directories are merged into; their mode and mtime are changed only under `overwrite`.
    * Directory modes and mtimes are applied after all entries, deepest first.
    *
@@ -807,6 +809,7 @@ class RestoreRun {
       } else if (existing && this.keepExisting(path, type, existing)) {
         this.skipped += 1;
       } else {
+        if (existing?.isDirectory()) await this.removeEmptyDirectory(path, absolute, type);
         if (!fresh) await this.makeParents(path, parentsExist);
         if (type === 'file') {
           const bytes =
@@ -854,13 +857,14 @@ class RestoreRun {
   }
 
   /**
-   * Decides what to do with a file or link whose destination exists: `true` to keep it.
-   * Throws {@link ConflictError} under `fail`, or under `overwrite` when a directory is in the way.
+   * Decides what to do with a file or link whose destination exists: `true` to keep it, `false`
+   * to replace it (`overwrite`; a directory in the way must then be empty, see
+   * {@link removeEmptyDirectory}). Throws {@link ConflictError} under `fail`.
    */
   private keepExisting(path: string, type: 'file' | 'symlink', existing: Stats): boolean {
     const policy: ConflictPolicy = this.context.conflict;
     if (policy === 'skip') return true;
-    if (policy === 'overwrite' && !existing.isDirectory()) return false;
+    if (policy === 'overwrite') return false;
     if (existing.isDirectory()) {
       throw new ConflictError(
         path,
@@ -868,6 +872,35 @@ class RestoreRun {
       );
     }
     throw new ConflictError(path);
+  }
+
+  /**
+   * Under `overwrite`, removes an empty directory where a file or link is restored, as `tar -x`
+   * does; one that holds anything is a {@link ConflictError}: bk never deletes what a directory
+   * holds. Small files this restore is still writing under it are waited for first, so none of
+   * them can land in what replaces the directory.
+   */
+  private async removeEmptyDirectory(
+    path: string,
+    absolute: string,
+    type: 'file' | 'symlink',
+  ): Promise<void> {
+    const notEmpty = () =>
+      new ConflictError(
+        path,
+        `"${path}" is a directory that is not empty in the restore target but a ${type === 'file' ? 'file' : 'symbolic link'} in the backup; bk never deletes what a directory holds: remove it to restore this entry.`,
+      );
+    if (this.created.has(path)) throw notEmpty();
+    for (const [written, write] of this.writingPaths) {
+      if (written !== path && isInside(written, path)) await write;
+    }
+    try {
+      await rmdir(absolute);
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') throw notEmpty();
+      if (code !== 'ENOENT') throw this.failure(`cannot remove the empty directory "${absolute}"`, error);
+    }
   }
 
   private async restoreDirectory(
@@ -880,6 +913,23 @@ class RestoreRun {
     let stats = existing;
     if (!stats) {
       await this.makeParents(path);
+      try {
+        await mkdir(absolute);
+        this.created.add(path);
+      } catch (error) {
+        if (errorCode(error) !== 'EEXIST') throw this.failure(`cannot create "${absolute}"`, error);
+        stats = await lstat(absolute);
+      }
+    }
+    if (stats && !stats.isDirectory() && this.context.conflict === 'overwrite') {
+      // A file or link in the way is replaced, as under `overwrite` it would be by a file; a
+      // link is removed, never followed. A link put back meanwhile fails mkdir and is refused.
+      try {
+        await unlink(absolute);
+      } catch (error) {
+        if (errorCode(error) !== 'ENOENT') throw this.failure(`cannot remove "${absolute}"`, error);
+      }
+      stats = undefined;
       try {
         await mkdir(absolute);
         this.created.add(path);

@@ -397,9 +397,10 @@ describe('FilesComponent conflict policies', () => {
     expect(await snapshotTree(target)).toEqual(await snapshotTree(source));
   });
 
-  it('overwrite: refuses to replace a directory with a file', async () => {
+  it('overwrite: refuses to replace a directory that is not empty with a file', async () => {
     const { storage, name, source, target } = await prepare();
     await mkdir(join(target, 'secret.key'));
+    await writeFile(join(target, 'secret.key/kept'), 'kept\n');
     const component = files({ root: source, paths: ['.'], restoreTo: target });
     const error = await caught(restore({ storage, name, restorers: [component], conflict: 'overwrite' }));
     expect(error).toBeInstanceOf(ConflictError);
@@ -485,6 +486,34 @@ describe('FilesComponent restores symbolic links as links', () => {
     expect(await snapshotTree(target)).toEqual(await snapshotTree(source));
     expect(await readdir(outside)).toEqual(['sentinel.txt']);
     expect(await readFile(join(outside, 'sentinel.txt'), 'utf8')).toBe('sentinel\n');
+  });
+
+  it('overwrite: replaces an empty directory with a link and a link or file with a directory, following none', async () => {
+    const { storage, name, source } = await backedUp();
+    const target = join(sandbox, 'target');
+    const outside = join(sandbox, 'outside');
+    await mkdir(join(outside, 'ssl'), { recursive: true });
+    await mkdir(join(target, 'etc/localtime'), { recursive: true });
+    await mkdir(join(target, 'data/escape'), { recursive: true });
+    // The backup has directories etc/ssl and etc/ssl/certs: a link and a file are in their way.
+    await symlink(join(outside, 'ssl'), join(target, 'etc/ssl'));
+    await writeFile(join(target, 'data/etc-dir'), 'file in the way of a link\n');
+    const component = files({ root: source, paths: ['.'], restoreTo: target });
+    await restore({ storage, name, restorers: [component], conflict: 'overwrite' });
+    expect(await snapshotTree(target)).toEqual(await snapshotTree(source));
+    expect(await readdir(join(outside, 'ssl'))).toEqual([]);
+  });
+
+  it('overwrite: a directory that is not empty where a link is restored is a ConflictError naming it', async () => {
+    const { storage, name, source } = await backedUp();
+    const target = join(sandbox, 'target');
+    await mkdir(join(target, 'etc/localtime'), { recursive: true });
+    await writeFile(join(target, 'etc/localtime/kept'), 'kept\n');
+    const component = files({ root: source, paths: ['.'], restoreTo: target });
+    const error = await caught(restore({ storage, name, restorers: [component], conflict: 'overwrite' }));
+    expect(error).toBeInstanceOf(ConflictError);
+    expect((error as Error).message).toContain('"etc/localtime" is a directory that is not empty');
+    expect(await readFile(join(target, 'etc/localtime/kept'), 'utf8')).toBe('kept\n');
   });
 
   it('skip: keeps what is in the way and restores the other links', async () => {
