@@ -1168,6 +1168,8 @@ class RestoreRun {
       try {
         if (directory.mode !== undefined) await handle.chmod(directory.mode & 0o7777);
         if (directory.mtime !== undefined) await handle.utimes(new Date(), directory.mtime);
+      } catch (error) {
+        throw this.failure(`cannot set the mode and mtime of "${directory.absolute}"`, error);
       } finally {
         await handle.close();
       }
