@@ -20,6 +20,91 @@ export interface DeadlineFetchOptions {
   toError?: (message: string) => BkError;
 }
 
+/**
+ * A progress deadline for one request: `signal` aborts once `idleMs` pass without `touch()`, or
+ * when `parent` aborts. Adapters whose client takes an `AbortSignal` pass `signal`, call `touch()`
+ * whenever bytes move (an upload's progress, a download's chunk), and `done()` when the request
+ * ends; `expired` then says whether the deadline (not the caller) cut it, and `error` is what to
+ * throw. `idleMs` 0 never expires.
+ *
+ * @example
+ * const deadline = new ProgressDeadline(60_000, signal, (message) => new StorageError(message, { retryable: true }), endpoint);
+ * try { await blob.getProperties({ abortSignal: deadline.signal }); }
+ * catch (error) { if (deadline.expired) throw deadline.error; throw error; }
+ * finally { deadline.done(); }
+ */
+export class ProgressDeadline {
+  readonly signal: AbortSignal;
+  readonly #controller = new AbortController();
+  readonly #parent: AbortSignal | undefined;
+  readonly #onAbort: () => void;
+  readonly #timer: NodeJS.Timeout | undefined;
+  #error: BkError | undefined;
+  #paused = false;
+
+  /**
+   * @param idleMs Milliseconds without progress before `signal` aborts; 0: never.
+   * @param parent The caller's signal; its abort is passed on unchanged.
+   * @param toError Makes the error from a message naming `endpoint`.
+   * @param endpoint What the request talks to, for the message, e.g. `http://10.0.0.5:9000`.
+   */
+  constructor(
+    idleMs: number,
+    parent: AbortSignal | undefined,
+    toError: (message: string) => BkError,
+    endpoint: string,
+  ) {
+    this.signal = this.#controller.signal;
+    this.#parent = parent;
+    this.#onAbort = () => this.#controller.abort(parent?.reason);
+    if (parent?.aborted) this.#controller.abort(parent.reason);
+    else parent?.addEventListener('abort', this.#onAbort, { once: true });
+    if (idleMs > 0) {
+      this.#timer = setTimeout(() => {
+        if (this.#paused) return;
+        this.#error = toError(
+          `${endpoint} sent nothing for ${idleMs} ms (requestTimeout): it accepted the connection but stopped answering. ` +
+            'Check that the endpoint is right and the server is healthy, or raise requestTimeout.',
+        );
+        this.#controller.abort(this.#error);
+      }, idleMs);
+      // The socket keeps a process alive while a request is open; the timer need not.
+      this.#timer.unref();
+    }
+  }
+
+  /** Whether the deadline fired (rather than the caller aborting). */
+  get expired(): boolean {
+    return this.#error !== undefined;
+  }
+
+  /** The error the deadline fired with, once `expired`. */
+  get error(): BkError | undefined {
+    return this.#error;
+  }
+
+  /** Bytes moved: the deadline starts again (also after `pause`). */
+  touch(): void {
+    if (this.#error) return;
+    this.#paused = false;
+    this.#timer?.refresh();
+  }
+
+  /**
+   * The caller holds the data and the request waits on it (a consumer between two chunks): no
+   * deadline until the next `touch`.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** The request ended: no more deadline, no listener left on the caller's signal. */
+  done(): void {
+    clearTimeout(this.#timer);
+    this.#parent?.removeEventListener('abort', this.#onAbort);
+  }
+}
+
 /** The origin a request goes to, for messages (never the path or query: they may hold secrets). */
 function originOf(input: Parameters<typeof fetch>[0]): string {
   try {
@@ -80,32 +165,16 @@ export function fetchWithDeadline(fetcher: typeof fetch, options: DeadlineFetchO
   return async (input: Parameters<typeof fetch>[0], init: RequestInit = {}): Promise<Response> => {
     const parent = init.signal ?? undefined;
     parent?.throwIfAborted();
-    const controller = new AbortController();
-    const onAbort = () => controller.abort(parent!.reason);
-    parent?.addEventListener('abort', onAbort, { once: true });
-    const endpoint = originOf(input);
-    const timer = setTimeout(() => {
-      controller.abort(
-        toError(
-          `${endpoint} sent nothing for ${idleMs} ms (requestTimeout): it accepted the connection but stopped answering. ` +
-            'Check that the endpoint is right and the server is healthy, or raise requestTimeout.',
-        ),
-      );
-    }, idleMs);
-    // The socket keeps a process alive while a request is open; the timer need not.
-    timer.unref();
-    const touch = () => timer.refresh();
-    const done = () => {
-      clearTimeout(timer);
-      parent?.removeEventListener('abort', onAbort);
-    };
+    const deadline = new ProgressDeadline(idleMs, parent, toError, originOf(input));
+    const touch = () => deadline.touch();
+    const done = () => deadline.done();
     const body = init.body instanceof ReadableStream ? touchingUpload(init.body, touch) : init.body;
     let response: Response;
     try {
-      response = await fetcher(input, { ...init, body, signal: controller.signal });
+      response = await fetcher(input, { ...init, body, signal: deadline.signal });
     } catch (error) {
       done();
-      if (controller.signal.aborted && !parent?.aborted) throw controller.signal.reason;
+      if (deadline.expired) throw deadline.error;
       throw error;
     }
     touch();
@@ -113,14 +182,34 @@ export function fetchWithDeadline(fetcher: typeof fetch, options: DeadlineFetchO
       done();
       return response;
     }
-    const watched = response.body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, stream) {
+    // Pulled by the consumer: the deadline runs only while a read waits on the server, never
+    // while the consumer holds a chunk.
+    deadline.pause();
+    const reader = response.body.getReader();
+    const watched = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
           touch();
-          stream.enqueue(chunk);
+          try {
+            const next = await reader.read();
+            if (next.done) {
+              done();
+              controller.close();
+              return;
+            }
+            deadline.pause();
+            controller.enqueue(next.value);
+          } catch (error) {
+            done();
+            throw deadline.expired ? deadline.error : error;
+          }
         },
-        flush: done,
-      }),
+        cancel(reason) {
+          done();
+          return reader.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
     );
     return new Response(watched, {
       status: response.status,

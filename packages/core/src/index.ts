@@ -47,6 +47,7 @@ export {
   DEFAULT_REQUEST_TIMEOUT_MS,
   type DeadlineFetchOptions,
   fetchWithDeadline,
+  ProgressDeadline,
 } from './deadline-fetch.ts';
 export {
   type BackupTarget,

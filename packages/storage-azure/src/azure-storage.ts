@@ -19,10 +19,12 @@ import {
   ConfigError,
   checkRange,
   checkStorageKey,
+  DEFAULT_REQUEST_TIMEOUT_MS,
   type GetOptions,
   IntegrityError,
   NotFoundError,
   type ObjectInfo,
+  ProgressDeadline,
   type PutOptions,
   type Storage,
   type StorageCapabilities,
@@ -97,6 +99,13 @@ export interface AzureStorageOptions {
   concurrency?: number;
   /** Create the container on the first `put` when it does not exist; default `false`. */
   createContainer?: boolean;
+  /**
+   * Milliseconds a request may go without a byte moving — waiting for the answer, staging a
+   * block, or between two chunks of a download — before it fails with a retryable
+   * `StorageError` naming the endpoint. The deadline spans the SDK's own retries of that
+   * request. Default 60,000; `0` waits for ever.
+   */
+  requestTimeout?: number;
   /**
    * The SDK's retry policy for clients this class creates. Default: exponential, 5 tries, 1 s
    * doubling to at most 60 s. The SDK retries 500 and 503 (Azure's throttling answer) and
@@ -224,6 +233,9 @@ export class AzureStorage implements Storage {
   private readonly concurrency: number;
   private readonly createContainer: boolean;
   private containerReady: Promise<void> | undefined;
+  private readonly requestTimeout: number;
+  /** The account's origin, for messages. */
+  private readonly endpoint: string;
 
   /**
    * @param options The container, an optional prefix, how to connect, and upload tuning.
@@ -290,6 +302,10 @@ export class AzureStorage implements Storage {
     this.blockSize = positiveInteger('blockSize', options.blockSize ?? 8 * MIB, MAX_BLOCK_BYTES);
     this.concurrency = positiveInteger('concurrency', options.concurrency ?? 4, 64);
     this.createContainer = options.createContainer ?? false;
+    this.requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    if (!Number.isSafeInteger(this.requestTimeout) || this.requestTimeout < 0)
+      throw new ConfigError(`Invalid requestTimeout ${this.requestTimeout}: use milliseconds, 0 or more.`);
+    this.endpoint = new URL(this.containerClient.url).origin;
     this.description = `az://${container}${this.prefix === '' ? '' : `/${this.prefix}`}`;
   }
 
@@ -373,14 +389,17 @@ export class AzureStorage implements Storage {
 
   private async putSingle(upload: Upload, data: Buffer): Promise<ObjectInfo> {
     const md5 = createHash('md5').update(data).digest();
-    const etag = await this.publish(upload, (abortSignal) =>
-      upload.blob.upload(data, data.byteLength, {
-        transactionalContentMD5: md5,
-        blobHTTPHeaders: { blobContentMD5: md5, blobContentType: upload.contentType },
-        metadata: { [UPLOAD_METADATA]: upload.id },
-        conditions: upload.ifNoneMatch ? { ifNoneMatch: '*' } : undefined,
-        abortSignal,
-      }),
+    const etag = await this.publish(upload, (signal) =>
+      this.timed(signal, (abortSignal, touch) =>
+        upload.blob.upload(data, data.byteLength, {
+          transactionalContentMD5: md5,
+          blobHTTPHeaders: { blobContentMD5: md5, blobContentType: upload.contentType },
+          metadata: { [UPLOAD_METADATA]: upload.id },
+          conditions: upload.ifNoneMatch ? { ifNoneMatch: '*' } : undefined,
+          abortSignal,
+          onProgress: touch,
+        }),
+      ),
     );
     return { key: upload.key, size: data.byteLength, etag, lastModified: new Date() };
   }
@@ -430,10 +449,13 @@ export class AzureStorage implements Storage {
         for (let next = await source.next(); !next.done && !failure; next = await source.next()) {
           const { id, data } = next.value;
           sent += 1;
-          await blob.stageBlock(id, data, data.byteLength, {
-            transactionalContentMD5: createHash('md5').update(data).digest(),
-            abortSignal: upload.requestSignal,
-          });
+          await this.timed(upload.requestSignal, (abortSignal, touch) =>
+            blob.stageBlock(id, data, data.byteLength, {
+              transactionalContentMD5: createHash('md5').update(data).digest(),
+              abortSignal,
+              onProgress: touch,
+            }),
+          );
           recycle(data);
         }
       } catch (error) {
@@ -450,13 +472,15 @@ export class AzureStorage implements Storage {
     const md5 = wholeMd5.digest();
     let etag: string;
     try {
-      etag = await this.publish(upload, (abortSignal) =>
-        blob.commitBlockList(ids, {
-          blobHTTPHeaders: { blobContentMD5: md5, blobContentType: upload.contentType },
-          metadata: { [UPLOAD_METADATA]: upload.id },
-          conditions: upload.ifNoneMatch ? { ifNoneMatch: '*' } : undefined,
-          abortSignal,
-        }),
+      etag = await this.publish(upload, (signal) =>
+        this.timed(signal, (abortSignal) =>
+          blob.commitBlockList(ids, {
+            blobHTTPHeaders: { blobContentMD5: md5, blobContentType: upload.contentType },
+            metadata: { [UPLOAD_METADATA]: upload.id },
+            conditions: upload.ifNoneMatch ? { ifNoneMatch: '*' } : undefined,
+            abortSignal,
+          }),
+        ),
       );
     } catch (error) {
       await this.discardStaged(upload);
@@ -490,12 +514,9 @@ export class AzureStorage implements Storage {
         : await this.ownEtag(upload, AbortSignal.timeout(CLEANUP_TIMEOUT_MS)).catch(() => null);
     if (upload.signal.aborted) {
       if (typeof own === 'string')
-        await upload.blob
-          .deleteIfExists({
-            conditions: { ifMatch: own },
-            abortSignal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS),
-          })
-          .catch(() => {});
+        await this.timed(AbortSignal.timeout(CLEANUP_TIMEOUT_MS), (abortSignal) =>
+          upload.blob.deleteIfExists({ conditions: { ifMatch: own }, abortSignal }),
+        ).catch(() => {});
       throw failure?.error ?? upload.signal.reason;
     }
     const { error } = failure!;
@@ -515,7 +536,9 @@ export class AzureStorage implements Storage {
    */
   private async ownEtag(upload: Upload, signal = upload.signal): Promise<string | undefined | null> {
     try {
-      const properties = await upload.blob.getProperties({ abortSignal: signal });
+      const properties = await this.timed(signal, (abortSignal) =>
+        upload.blob.getProperties({ abortSignal }),
+      );
       return properties.metadata?.[UPLOAD_METADATA] === upload.id ? properties.etag : undefined;
     } catch (error) {
       if (isNotFound(error)) return null;
@@ -535,11 +558,12 @@ export class AzureStorage implements Storage {
   private async discardStaged(upload: Upload): Promise<void> {
     const abortSignal = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
     try {
-      const { etag } = await upload.blob.commitBlockList([], {
-        conditions: { ifNoneMatch: '*' },
-        abortSignal,
-      });
-      await upload.blob.delete({ conditions: { ifMatch: etag }, abortSignal });
+      const { etag } = await this.timed(abortSignal, (signal) =>
+        upload.blob.commitBlockList([], { conditions: { ifNoneMatch: '*' }, abortSignal: signal }),
+      );
+      await this.timed(abortSignal, (signal) =>
+        upload.blob.delete({ conditions: { ifMatch: etag }, abortSignal: signal }),
+      );
     } catch {
       // A committed blob is there (409/412), or Azure is unreachable: Azure collects the blocks.
     }
@@ -553,14 +577,18 @@ export class AzureStorage implements Storage {
     const abortSignal = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
     let properties: Awaited<ReturnType<BlockBlobClient['getProperties']>>;
     try {
-      properties = await upload.blob.getProperties({ conditions: { ifMatch: etag }, abortSignal });
+      properties = await this.timed(abortSignal, (signal) =>
+        upload.blob.getProperties({ conditions: { ifMatch: etag }, abortSignal: signal }),
+      );
     } catch (error) {
       if (isConflict(error) || isNotFound(error)) return;
       throw error;
     }
     const storedMd5 = properties.contentMD5 === undefined ? undefined : Buffer.from(properties.contentMD5);
     if (properties.contentLength === size && storedMd5?.equals(md5)) return;
-    await upload.blob.deleteIfExists({ conditions: { ifMatch: etag }, abortSignal }).catch(() => {});
+    await this.timed(abortSignal, (signal) =>
+      upload.blob.deleteIfExists({ conditions: { ifMatch: etag }, abortSignal: signal }),
+    ).catch(() => {});
     throw new IntegrityError(
       `Azure committed "${upload.key}" as ${properties.contentLength} bytes with MD5 ${storedMd5?.toString('base64')}, but ${size} bytes with MD5 ${md5.toString('base64')} were sent; the blob was deleted.`,
     );
@@ -592,19 +620,26 @@ export class AzureStorage implements Storage {
       return empty;
     }
     let response: Awaited<ReturnType<typeof blob.download>>;
+    // Runs until the body is read: every chunk restarts it.
+    const deadline = this.deadline(signal);
     try {
       response = await blob.download(start, end === undefined ? undefined : end - start, {
-        abortSignal: signal,
+        abortSignal: deadline.signal,
         maxRetryRequests: 5,
       });
     } catch (error) {
+      deadline.done();
       // 416: the range starts at or past the end of an object that exists.
       if (failureOf(error).statusCode === 416) return empty;
       if (signal?.aborted) throw toAbortedError(signal);
+      if (deadline.expired) throw deadline.error;
       throw this.toBkError(error, 'read', key);
     }
     const stream = response.readableStreamBody as Readable | undefined;
-    if (stream === undefined) return empty;
+    if (stream === undefined) {
+      deadline.done();
+      return empty;
+    }
     const fullRead = start === 0 && end === undefined;
     const storedMd5 = response.contentMD5 ?? response.blobContentMD5;
     return this.checkedBody(
@@ -613,6 +648,7 @@ export class AzureStorage implements Storage {
       response.contentLength ?? 0,
       fullRead ? storedMd5 : undefined,
       signal,
+      deadline,
     );
   }
 
@@ -622,23 +658,32 @@ export class AzureStorage implements Storage {
     length: number,
     md5: Uint8Array | undefined,
     signal: AbortSignal | undefined,
+    deadline: ProgressDeadline,
   ): ByteStream {
     const hash = md5 === undefined ? undefined : createHash('md5');
     let received = 0;
     const onAbort = () => stream.destroy(toAbortedError(signal!));
     signal?.addEventListener('abort', onAbort, { once: true });
+    const onStall = () => stream.destroy(deadline.error);
+    deadline.signal.addEventListener('abort', onStall, { once: true });
     try {
       for await (const chunk of stream) {
+        // Time spent by the consumer between chunks is not the server's.
+        deadline.pause();
         const bytes = chunk as Buffer;
         hash?.update(bytes);
         received += bytes.byteLength;
         yield bytes;
+        deadline.touch();
       }
     } catch (error) {
       if (signal?.aborted) throw toAbortedError(signal);
+      if (deadline.expired) throw deadline.error;
       throw this.toBkError(error, 'read', key);
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      deadline.signal.removeEventListener('abort', onStall);
+      deadline.done();
       stream.destroy();
     }
     if (received !== length)
@@ -669,9 +714,8 @@ export class AzureStorage implements Storage {
     checkKey(key);
     throwIfAborted(signal);
     try {
-      const properties = await this.containerClient
-        .getBlobClient(this.blobName(key))
-        .getProperties({ abortSignal: signal });
+      const blob = this.containerClient.getBlobClient(this.blobName(key));
+      const properties = await this.timed(signal, (abortSignal) => blob.getProperties({ abortSignal }));
       return {
         key,
         size: properties.contentLength ?? 0,
@@ -700,11 +744,14 @@ export class AzureStorage implements Storage {
     const { signal } = options;
     throwIfAborted(signal);
     const root = this.prefix === '' ? '' : `${this.prefix}/`;
+    // One deadline for the listing: it runs only while a page is being fetched.
+    const deadline = this.deadline(signal);
     const pages = this.containerClient
-      .listBlobsFlat({ prefix: root + prefix, abortSignal: signal })
+      .listBlobsFlat({ prefix: root + prefix, abortSignal: deadline.signal })
       .byPage({ maxPageSize: 5_000 });
     try {
       for await (const page of pages) {
+        deadline.pause();
         for (const item of page.segment.blobItems)
           yield {
             key: item.name.slice(root.length),
@@ -712,10 +759,14 @@ export class AzureStorage implements Storage {
             lastModified: item.properties.lastModified,
             etag: item.properties.etag,
           };
+        deadline.touch();
       }
     } catch (error) {
       if (signal?.aborted) throw toAbortedError(signal);
+      if (deadline.expired) throw deadline.error;
       throw this.toBkError(error, 'list', prefix);
+    } finally {
+      deadline.done();
     }
   }
 
@@ -753,12 +804,43 @@ export class AzureStorage implements Storage {
     checkKey(key);
     throwIfAborted(signal);
     try {
-      await this.containerClient
-        .getBlobClient(this.blobName(key))
-        .deleteIfExists({ deleteSnapshots: 'include', abortSignal: signal });
+      const blob = this.containerClient.getBlobClient(this.blobName(key));
+      await this.timed(signal, (abortSignal) =>
+        blob.deleteIfExists({ deleteSnapshots: 'include', abortSignal }),
+      );
     } catch (error) {
       if (signal?.aborted) throw toAbortedError(signal);
       throw this.toBkError(error, 'delete', key);
+    }
+  }
+
+  /** A progress deadline of `requestTimeout` for one request (see `ProgressDeadline`). */
+  private deadline(signal: AbortSignal | undefined): ProgressDeadline {
+    return new ProgressDeadline(
+      this.requestTimeout,
+      signal,
+      (message) => new StorageError(`${this.description}: ${message}`, { retryable: true }),
+      this.endpoint,
+    );
+  }
+
+  /**
+   * Runs one SDK call under a progress deadline: `touch` is its progress callback. When the
+   * deadline fires, the call's error is the deadline's (a retryable `StorageError` naming the
+   * endpoint), which `toBkError` passes on unchanged.
+   */
+  private async timed<T>(
+    signal: AbortSignal | undefined,
+    run: (abortSignal: AbortSignal, touch: () => void) => Promise<T>,
+  ): Promise<T> {
+    const deadline = this.deadline(signal);
+    try {
+      return await run(deadline.signal, () => deadline.touch());
+    } catch (error) {
+      if (deadline.expired) throw deadline.error;
+      throw error;
+    } finally {
+      deadline.done();
     }
   }
 
@@ -780,8 +862,9 @@ export class AzureStorage implements Storage {
 
   private async ensureContainer(signal: AbortSignal): Promise<void> {
     if (!this.createContainer) return;
-    this.containerReady ??= this.containerClient
-      .createIfNotExists({ abortSignal: signal })
+    this.containerReady ??= this.timed(signal, (abortSignal) =>
+      this.containerClient.createIfNotExists({ abortSignal }),
+    )
       .then(() => {})
       .catch((error: unknown) => {
         this.containerReady = undefined;

@@ -10,10 +10,11 @@ import { AzureStorage } from './azure-storage.ts';
  * - `AZURE_STORAGE_ACCOUNT` and `AZURE_STORAGE_KEY`, with `AZURE_STORAGE_BLOB_ENDPOINT` for
  *   anything but `https://<account>.blob.core.windows.net` (Azurite, sovereign clouds).
  *
- * @param url `az://container` or `az://container/some/prefix`.
+ * @param url `az://container` or `az://container/some/prefix`, optionally with `?requestTimeout=`
+ *   (milliseconds without a byte moving before a request fails; default 60000).
  * @param env Where to read the variables; default `process.env`.
- * @throws {ConfigError} When the URL is not `az://container[/prefix]` (a port, user, query or
- *   fragment is refused rather than ignored), or when the environment lacks credentials; the
+ * @throws {ConfigError} When the URL is not `az://container[/prefix]` (a port, user, unknown
+ *   query parameter or fragment is refused rather than ignored), or when the environment lacks credentials; the
  *   message names the variables, never their values.
  * @example
  * // AZURE_STORAGE_CONNECTION_STRING=… bk backup --target az://backups/nightly
@@ -28,8 +29,14 @@ export function storageFromUrl(url: URL, env: NodeJS.ProcessEnv = process.env): 
     throw fail(
       'it carries credentials; set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY instead',
     );
-  if (url.port !== '' || url.search !== '' || url.hash !== '')
-    throw fail('it has a port, a query or a fragment');
+  if (url.port !== '' || url.hash !== '') throw fail('it has a port or a fragment');
+  let requestTimeout: number | undefined;
+  for (const [name, value] of url.searchParams) {
+    if (name !== 'requestTimeout')
+      throw fail(`it has an unknown query parameter "${name}" (known: requestTimeout)`);
+    if (!/^\d+$/.test(value)) throw fail(`its requestTimeout "${value}" is not a number of milliseconds`);
+    requestTimeout = Number(value);
+  }
   const container = url.hostname;
   if (container === '') throw fail('it names no container');
   let prefix: string;
@@ -38,7 +45,7 @@ export function storageFromUrl(url: URL, env: NodeJS.ProcessEnv = process.env): 
   } catch {
     throw fail('its path is not valid percent-encoding');
   }
-  const common = { container, prefix };
+  const common = { container, prefix, ...(requestTimeout === undefined ? {} : { requestTimeout }) };
   const connectionString = env.AZURE_STORAGE_CONNECTION_STRING;
   if (connectionString) return new AzureStorage({ ...common, connectionString });
   const account = env.AZURE_STORAGE_ACCOUNT;

@@ -7,9 +7,12 @@ import {
   ConfigError,
   checkRange,
   checkStorageKey,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  fetchWithDeadline,
   type GetOptions,
   NotFoundError,
   type ObjectInfo,
+  ProgressDeadline,
   type PutOptions,
   type Storage,
   type StorageCapabilities,
@@ -78,12 +81,28 @@ export interface GcsStorageOptions {
   resumable?: 'auto' | boolean;
   /** The checksum compared with the stored object's; default `md5`. See {@link GcsChecksum}. */
   checksum?: GcsChecksum;
+  /**
+   * Milliseconds a request may go without a byte moving — waiting for an answer, sending a
+   * resumable chunk, or between two chunks of a download — before it fails with a retryable
+   * `StorageError` naming the endpoint. A one-request upload (at most `chunkSize`) must finish
+   * within it. Default 60,000; `0` waits for ever. Also the default client's `timeout`.
+   */
+  requestTimeout?: number;
 }
 
 /** GCS bucket names: 3–222 characters of lower-case letters, digits, `-`, `_` and `.`. */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
 /** GCS object names are at most 1024 bytes of UTF-8. */
 const MAX_NAME_BYTES = 1024;
+
+/** The origin of the client's API endpoint, for messages. */
+function originOf(endpoint: string | undefined): string {
+  try {
+    return new URL(endpoint ?? '').origin;
+  } catch {
+    return endpoint ?? 'GCS';
+  }
+}
 
 /** Resolves `promise`, or rejects with the signal's reason as soon as `signal` aborts. */
 async function withSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
@@ -167,6 +186,11 @@ export class GcsStorage implements Storage {
   private readonly bucket: Bucket;
   private readonly resumable: 'auto' | boolean;
   private readonly checksum: GcsChecksum;
+  private readonly requestTimeout: number;
+  /** The API's origin, for messages. */
+  private readonly endpoint: string;
+  /** The `fetch` resumable chunks go through, with the progress deadline. */
+  private readonly chunkFetch: typeof fetch;
   private readonly chunkRetry: ChunkRetryPolicy;
 
   /**
@@ -201,13 +225,19 @@ export class GcsStorage implements Storage {
     this.chunkSize = chunkSize;
     this.resumable = resumable;
     this.checksum = checksum;
+    this.requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    if (!Number.isSafeInteger(this.requestTimeout) || this.requestTimeout < 0)
+      throw new ConfigError(`Invalid requestTimeout ${this.requestTimeout}: use milliseconds, 0 or more.`);
     this.client =
       options.storage ??
       new GoogleStorage({
         ...(options.projectId ? { projectId: options.projectId } : {}),
         ...(options.apiEndpoint ? { apiEndpoint: options.apiEndpoint } : {}),
         retryOptions: DEFAULT_RETRY_OPTIONS,
+        ...(this.requestTimeout > 0 ? { timeout: this.requestTimeout } : {}),
       });
+    this.chunkFetch = fetchWithDeadline(fetch, { idleMs: this.requestTimeout });
+    this.endpoint = originOf(this.client.apiEndpoint);
     this.bucket = this.client.bucket(bucket);
     this.chunkRetry = chunkRetryPolicy(this.client);
     this.description = `gs://${bucket}/${this.prefix}`;
@@ -293,13 +323,15 @@ export class GcsStorage implements Storage {
     const file = this.bucket.file(name);
     try {
       // Metadata carries the checksum, so GCS refuses the object if the bytes differ.
-      await file.save(bytes, {
-        resumable: false,
-        validation: false,
-        contentType,
-        metadata: { contentType, ...digest.metadata() },
-        ...(ifNoneMatch ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
-      });
+      await this.timed(undefined, () =>
+        file.save(bytes, {
+          resumable: false,
+          validation: false,
+          contentType,
+          metadata: { contentType, ...digest.metadata() },
+          ...(ifNoneMatch ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
+        }),
+      );
     } catch (error) {
       throw toBkError(error, `store ${this.where(name)}`, key);
     }
@@ -318,14 +350,16 @@ export class GcsStorage implements Storage {
   ): Promise<{ object: UploadedObject; total: number }> {
     let uri: string;
     try {
-      [uri] = await this.bucket.file(name).createResumableUpload({
-        metadata: { contentType },
-        ...(ifNoneMatch ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
-      });
+      [uri] = await this.timed(signal, () =>
+        this.bucket.file(name).createResumableUpload({
+          metadata: { contentType },
+          ...(ifNoneMatch ? { preconditionOpts: { ifGenerationMatch: 0 } } : {}),
+        }),
+      );
     } catch (error) {
       throw toBkError(error, `start uploading ${this.where(name)}`, key);
     }
-    const session = new ResumableSession(uri, key, this.where(name), this.chunkRetry);
+    const session = new ResumableSession(uri, key, this.where(name), this.chunkRetry, this.chunkFetch);
     let offset = 0;
     let chunk: Buffer | undefined = firstChunk.pop()!;
     try {
@@ -407,6 +441,14 @@ export class GcsStorage implements Storage {
     });
     // Without a listener an error before anyone reads would crash the process; reading still reports it.
     stream.on('error', () => {});
+    // Runs only while a read waits on GCS: every chunk restarts it, the consumer's time pauses it.
+    const deadline = this.deadline(signal);
+    const onStall = () => stream.destroy(deadline.error);
+    deadline.signal.addEventListener('abort', onStall, { once: true });
+    stream.once('close', () => {
+      deadline.signal.removeEventListener('abort', onStall);
+      deadline.done();
+    });
     if (signal) {
       const onAbort = () => stream.destroy(toAbortedError(signal));
       signal.addEventListener('abort', onAbort, { once: true });
@@ -421,15 +463,22 @@ export class GcsStorage implements Storage {
     } catch (error) {
       // 416: the range starts at or past the end of an object that exists.
       if (httpStatus(error) === 416) return (async function* () {})();
-      throw fail(error);
+      throw deadline.expired ? deadline.error : fail(error);
     }
+    deadline.pause();
     return (async function* () {
       try {
         if (first.done) return;
         yield first.value;
-        for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+        for (;;) {
+          deadline.touch();
+          const next = await iterator.next();
+          if (next.done) break;
+          deadline.pause();
+          yield next.value;
+        }
       } catch (error) {
-        throw fail(error);
+        throw deadline.expired ? deadline.error : fail(error);
       } finally {
         stream.destroy();
       }
@@ -449,7 +498,7 @@ export class GcsStorage implements Storage {
     const name = this.objectName(key);
     throwIfAborted(options.signal);
     try {
-      const [metadata] = await withSignal(this.bucket.file(name).getMetadata(), options.signal);
+      const [metadata] = await this.timed(options.signal, () => this.bucket.file(name).getMetadata());
       return toInfo(key, metadata);
     } catch (error) {
       if (httpStatus(error) === 404) return undefined;
@@ -474,14 +523,13 @@ export class GcsStorage implements Storage {
       let files: File[];
       let next: unknown;
       try {
-        [files, next] = await withSignal(
+        [files, next] = await this.timed(signal, () =>
           this.bucket.getFiles({
             prefix: this.prefix + prefix,
             autoPaginate: false,
             maxResults: 1000,
             ...(pageToken === undefined ? {} : { pageToken }),
           }),
-          signal,
         );
       } catch (error) {
         throw toBkError(error, `list ${this.description}${prefix}`, prefix);
@@ -523,7 +571,7 @@ export class GcsStorage implements Storage {
     const name = this.objectName(key);
     throwIfAborted(options.signal);
     try {
-      await withSignal(this.bucket.file(name).delete({ ignoreNotFound: true }), options.signal);
+      await this.timed(options.signal, () => this.bucket.file(name).delete({ ignoreNotFound: true }));
     } catch (error) {
       if (httpStatus(error) === 404) return;
       throw toBkError(error, `delete ${this.where(name)}`, key);
@@ -546,6 +594,34 @@ export class GcsStorage implements Storage {
   }
 
   /** The object name of `key`, after checking the key. */
+  /** A progress deadline of `requestTimeout` for one request (see `ProgressDeadline`). */
+  private deadline(signal: AbortSignal | undefined): ProgressDeadline {
+    return new ProgressDeadline(
+      this.requestTimeout,
+      signal,
+      (message) => new StorageError(`${this.description}: ${message}`, { retryable: true }),
+      this.endpoint,
+    );
+  }
+
+  /**
+   * Runs a client-library call, which takes no signal, against the caller's signal and a
+   * deadline of `requestTimeout`: whichever comes first rejects (the call itself settles later,
+   * bounded by the client's own `timeout`, and nobody waits for it).
+   */
+  private async timed<T>(signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
+    const deadline = this.deadline(signal);
+    try {
+      return await withSignal(call(), deadline.signal);
+    } catch (error) {
+      if (deadline.expired) throw deadline.error;
+      if (signal?.aborted) throw toAbortedError(signal);
+      throw error;
+    } finally {
+      deadline.done();
+    }
+  }
+
   private objectName(key: string): string {
     this.checkKey(key);
     const name = this.prefix + key;

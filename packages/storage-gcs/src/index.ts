@@ -11,7 +11,7 @@ export {
 export type { GcsChecksum } from './object-digest.ts';
 
 /** Query parameters `storageFromUrl` reads; any other is refused, so a typo never goes unnoticed. */
-const QUERY_PARAMETERS = new Set(['chunkSize', 'resumable', 'checksum']);
+const QUERY_PARAMETERS = new Set(['chunkSize', 'resumable', 'checksum', 'requestTimeout']);
 
 /**
  * Creates a {@link GcsStorage} from `gs://bucket/prefix`, the form the `bk` command's
@@ -19,7 +19,8 @@ const QUERY_PARAMETERS = new Set(['chunkSize', 'resumable', 'checksum']);
  * (`GOOGLE_APPLICATION_CREDENTIALS`, `gcloud auth application-default login`, or the metadata
  * server); `STORAGE_EMULATOR_HOST` points the client at an emulator. Query parameters:
  * `chunkSize` (bytes, a multiple of 256 KiB, or with a `KiB`/`MiB` suffix), `resumable`
- * (`auto`, `true`, `false`) and `checksum` (`md5`, `crc32c`).
+ * (`auto`, `true`, `false`), `checksum` (`md5`, `crc32c`) and `requestTimeout` (milliseconds
+ * without a byte moving before a request fails; default 60000).
  *
  * @throws {ConfigError} When the URL is not `gs://bucket[/prefix]`, carries credentials or a
  *   fragment, or has an unknown or invalid query parameter.
@@ -55,6 +56,12 @@ export function storageFromUrl(url: URL): GcsStorage {
     if (checksum !== 'md5' && checksum !== 'crc32c')
       throw fail(`checksum must be md5 or crc32c, not "${checksum}"`);
     options.checksum = checksum;
+  }
+  const requestTimeout = url.searchParams.get('requestTimeout');
+  if (requestTimeout !== null) {
+    if (!/^\d+$/.test(requestTimeout))
+      throw fail(`requestTimeout must be a number of milliseconds, not "${requestTimeout}"`);
+    options.requestTimeout = Number(requestTimeout);
   }
   return new GcsStorage(options);
 }

@@ -44,8 +44,18 @@ export class ResumableSession {
    * @param uri The session URI from the initiating `POST ...?uploadType=resumable`.
    * @param key The bk key, for `AlreadyExistsError`.
    * @param where `gs://bucket/name`, for messages.
+   * @param fetcher The `fetch` chunks go through (with a progress deadline).
    */
-  constructor(uri: string, key: string, where: string, retry: ChunkRetryPolicy) {
+  private readonly fetcher: typeof fetch;
+
+  constructor(
+    uri: string,
+    key: string,
+    where: string,
+    retry: ChunkRetryPolicy,
+    fetcher: typeof fetch = fetch,
+  ) {
+    this.fetcher = fetcher;
     this.uri = uri;
     this.key = key;
     this.where = where;
@@ -85,7 +95,7 @@ export class ResumableSession {
   /** Best effort: `DELETE` on the session URI (GCS answers 499), so nothing of it remains. */
   async cancel(): Promise<void> {
     try {
-      const response = await fetch(this.uri, {
+      const response = await this.fetcher(this.uri, {
         method: 'DELETE',
         headers: { 'content-length': '0' },
         signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS),
@@ -117,7 +127,7 @@ export class ResumableSession {
             part.byteLength === 0 ? `bytes */${total ?? '*'}` : `bytes ${from}-${end - 1}/${total ?? '*'}`;
           const headers: Record<string, string> = { 'content-range': range };
           if (hashHeader !== undefined) headers['x-goog-hash'] = hashHeader;
-          const response = await fetch(this.uri, {
+          const response = await this.fetcher(this.uri, {
             method: 'PUT',
             headers,
             body: part,
@@ -161,7 +171,7 @@ export class ResumableSession {
     total: number | undefined,
     signal: AbortSignal | undefined,
   ): Promise<{ done: true; object: UploadedObject } | { done: false; persisted: number }> {
-    const response = await fetch(this.uri, {
+    const response = await this.fetcher(this.uri, {
       method: 'PUT',
       headers: { 'content-range': `bytes */${total ?? '*'}`, 'content-length': '0' },
       redirect: 'manual',
