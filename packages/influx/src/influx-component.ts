@@ -8,7 +8,9 @@ import {
   checkComponentConfig,
   checkComponentName,
   checkNestedConfig,
+  DEFAULT_REQUEST_TIMEOUT_MS,
   type Entry,
+  fetchWithDeadline,
   isRecord,
   type OperationContext,
   type RestoreContext,
@@ -254,7 +256,10 @@ export class InfluxComponent implements Component {
       const url = new URL('/ping', this.options.httpUrl);
       let response: Response;
       try {
-        response = await fetch(url, { signal: context.signal });
+        // Never waits for ever on a server that accepts the connection and does not answer.
+        response = await fetchWithDeadline(fetch, { idleMs: DEFAULT_REQUEST_TIMEOUT_MS })(url, {
+          signal: context.signal,
+        });
       } catch (error) {
         if (context.signal.aborted) throw toAbortedError(context.signal);
         const cause =

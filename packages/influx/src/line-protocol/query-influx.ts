@@ -1,4 +1,11 @@
-import { BkError, IntegrityError, throwIfAborted, toAbortedError } from '@bk/core';
+import {
+  BkError,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  fetchWithDeadline,
+  IntegrityError,
+  throwIfAborted,
+  toAbortedError,
+} from '@bk/core';
 import { InfluxQueryError } from './influx-query-error.ts';
 import { splitLines } from './split-lines.ts';
 
@@ -8,6 +15,21 @@ export interface InfluxConnection {
   httpUrl: string;
   username?: string;
   password?: string;
+  /**
+   * Milliseconds a query may go without a byte from InfluxDB (no answer yet, or a streamed result
+   * that stops) before it fails with a retryable error naming the server; default 60,000, `0`
+   * waits for ever. The time the caller spends between two series does not count.
+   */
+  requestTimeoutMs?: number;
+}
+
+/** `fetch` with the progress deadline of `requestTimeoutMs` (see `fetchWithDeadline`). */
+function influxFetch(options: InfluxConnection, query: string): typeof fetch {
+  return fetchWithDeadline(fetch, {
+    idleMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    toError: (message) =>
+      new InfluxQueryError(`InfluxDB did not answer ${query}: ${message}`, { query, retryable: true }),
+  });
 }
 
 /**
@@ -121,7 +143,10 @@ export async function* queryInflux(options: QueryInfluxOptions): AsyncIterable<I
   if (options.database !== undefined) params.db = options.database;
   let response: Response;
   try {
-    response = await fetch(endpoint(options, 'query', params), { headers: authHeaders(options), signal });
+    response = await influxFetch(options, query)(endpoint(options, 'query', params), {
+      headers: authHeaders(options),
+      signal,
+    });
     await checkResponse(response, query);
   } catch (error) {
     throw fetchFailure(error, query, signal);
@@ -176,7 +201,7 @@ export async function executeInflux(
   const params: Record<string, string> = { q: query };
   if (options.database !== undefined) params.db = options.database;
   try {
-    const response = await fetch(endpoint(options, 'query', {}), {
+    const response = await influxFetch(options, query)(endpoint(options, 'query', {}), {
       method: 'POST',
       headers: { ...authHeaders(options), 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams(params).toString(),
