@@ -116,10 +116,6 @@ async function killAndPrune(store: Store): Promise<PruneJson> {
     if (await killAtRandom(restoreArgs, store, ...window(restoreMs))) killed += 1;
   expect(killed, 'no run was still going when it was killed').toBeGreaterThan(0);
 
-  console.log(
-    'DEBUG restore temps',
-    (await filesUnder(restoreTo)).filter((path) => path.includes('.bk-restore-')).length,
-  );
   await runJson(restoreArgs, store);
   const restored = await filesUnder(restoreTo);
   expect(restored.filter((path) => path.includes('.bk-restore-'))).toEqual([]);
@@ -128,16 +124,6 @@ async function killAndPrune(store: Store): Promise<PruneJson> {
   const pruneArgs = ['prune', '--target', store.url, '--keep-last', '1', '--leftover-age', '0s'];
   const dry = await runJson<PruneJson>([...pruneArgs, '--dry-run'], store);
   const pruned = await runJson<PruneJson>(pruneArgs, store);
-  console.log(
-    'DEBUG',
-    store.url.slice(0, 12),
-    killed,
-    JSON.stringify({
-      orphans: dry.orphans.length,
-      incomplete: dry.incomplete.map((item) => item.kind),
-      notes: dry.notes.length,
-    }),
-  );
   expect(pruned.kept).toHaveLength(1);
   for (const item of dry.incomplete)
     expect(pruned.incomplete.map((removed) => removed.location)).toContain(item.location);
