@@ -78,7 +78,7 @@ describe('DrArchiver layout and rotation (memory storage, fake clock)', () => {
   it('stores instance/db/rp/YYYYMMDD/<uuid v4>.gz with the influx -import header, flushed on close', async () => {
     const storage = new MemoryStorage();
     const clock = new FakeClock(T0);
-    const archiver = new DrArchiver({ storage, instance: 'prod/influx-1', clock });
+    const archiver = new DrArchiver({ spool: false, storage, instance: 'prod/influx-1', clock });
     await archiver.write('metrics', 'autogen', 'cpu,host=a value=1 1795305540000000000');
     await archiver.write('metrics', 'autogen', ['cpu,host=b value=2 1795305541000000000', '']);
     await archiver.write('other', 'week', new TextEncoder().encode('mem free=3i\r\nmem free=4i\n\n'));
@@ -111,7 +111,7 @@ describe('DrArchiver layout and rotation (memory storage, fake clock)', () => {
   it('names files by arrival day (UTC) by default, by the point timestamp with dayOf: timestamp', async () => {
     const storage = new MemoryStorage();
     const clock = new FakeClock(T0);
-    const archiver = new DrArchiver({ storage, instance: 'i', clock, idFactory: () => 'x' });
+    const archiver = new DrArchiver({ spool: false, storage, instance: 'i', clock, idFactory: () => 'x' });
     await archiver.write('db', 'rp', 'cpu value=1 0');
     clock.advance(60_000); // 2026-11-22T00:00:00Z; the first file ages out now
     await archiver.write('db', 'rp', 'cpu value=2 0');
@@ -121,6 +121,7 @@ describe('DrArchiver layout and rotation (memory storage, fake clock)', () => {
     const byTime = new MemoryStorage();
     let id = 0;
     const stamped = new DrArchiver({
+      spool: false,
       storage: byTime,
       instance: 'i',
       clock: new FakeClock(T0),
@@ -146,6 +147,7 @@ describe('DrArchiver layout and rotation (memory storage, fake clock)', () => {
     const clock = new FakeClock(T0 - 3_600_000);
     const events: string[] = [];
     const archiver = new DrArchiver({
+      spool: false,
       storage,
       instance: 'i',
       clock,
@@ -184,10 +186,10 @@ describe('DrArchiver layout and rotation (memory storage, fake clock)', () => {
 
   it('refuses unsafe names and lines, keeping nothing of a refused call', async () => {
     const storage = new MemoryStorage();
-    expect(() => new DrArchiver({ storage, instance: '' })).toThrow(ConfigError);
-    expect(() => new DrArchiver({ storage, instance: 'a//b' })).toThrow(ConfigError);
-    expect(() => new DrArchiver({ storage, instance: '../x' })).toThrow(ConfigError);
-    const archiver = new DrArchiver({ storage, instance: 'i', clock: new FakeClock(T0) });
+    expect(() => new DrArchiver({ spool: false, storage, instance: '' })).toThrow(ConfigError);
+    expect(() => new DrArchiver({ spool: false, storage, instance: 'a//b' })).toThrow(ConfigError);
+    expect(() => new DrArchiver({ spool: false, storage, instance: '../x' })).toThrow(ConfigError);
+    const archiver = new DrArchiver({ spool: false, storage, instance: 'i', clock: new FakeClock(T0) });
     for (const [db, rp] of [
       ['', 'rp'],
       ['db', ''],
@@ -229,6 +231,7 @@ describe('DrArchiver while the storage is down', () => {
     const storage = new FaultyStorage(inner, { failOn: (method) => method === 'put' && down });
     const retries: number[] = [];
     const archiver = new DrArchiver({
+      spool: false,
       storage,
       instance: 'i',
       maxFileBytes: 4_000,
@@ -286,21 +289,8 @@ describe('DrArchiver while the storage is down', () => {
     expect(listed.files.length).toBe(stats.filesUploaded);
   });
 
-  it('treats "already exists" on a retry as stored and takes a new name on a first-attempt collision', async () => {
-    const inner = new MemoryStorage();
-    await inner.put('i/db/rp/20261121/taken.gz', new Uint8Array([1]));
-    const names = ['taken', 'fresh'];
-    const archiver = new DrArchiver({
-      storage: inner,
-      instance: 'i',
-      clock: new FakeClock(T0),
-      idFactory: () => names.shift() ?? 'later',
-    });
-    await archiver.write('db', 'rp', 'm v=1 1');
-    await archiver.close();
-    expect(await keys(inner)).toEqual(['i/db/rp/20261121/fresh.gz', 'i/db/rp/20261121/taken.gz']);
-
-    // A put that stored the object but reported a failure: the retry's AlreadyExists means done.
+  it('stores with plain puts (no conditional create), so a retry after a lost answer rewrites the same object', async () => {
+    // A put that stored the object but reported a failure: the retry stores the same bytes again.
     const memory = new MemoryStorage();
     let calls = 0;
     const flaky: Storage = Object.create(memory) as Storage;
@@ -310,7 +300,13 @@ describe('DrArchiver while the storage is down', () => {
       if (calls === 1) throw new Error('connection reset after upload');
       return info;
     };
-    const again = new DrArchiver({ storage: flaky, instance: 'i', retryBaseMs: 1, idFactory: () => 'once' });
+    const again = new DrArchiver({
+      spool: false,
+      storage: flaky,
+      instance: 'i',
+      retryBaseMs: 1,
+      idFactory: () => 'once',
+    });
     await again.write('db', 'rp', 'm v=1 1');
     await again.close();
     expect(calls).toBe(2);

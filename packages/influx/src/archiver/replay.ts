@@ -33,6 +33,13 @@ export interface ReplayOptions extends InfluxConnection {
    * and no two lines share a series and timestamp (InfluxDB keeps one of them). Default false.
    */
   verify?: boolean;
+  /**
+   * The number of lines your writers had acknowledged by the archiver (e.g. the sum of their
+   * `stats().linesAccepted`, or their own count), for the replayed range. Implies `verify`, and
+   * `ok` also requires the lines read from the archive and the points counted in the target to
+   * equal it: the archive's own counts cannot show an object that never arrived.
+   */
+  expectedLines?: number;
   /** Lines per `POST /write`. Default 5 000. */
   batchSize?: number;
   /** Called after each file. */
@@ -66,9 +73,13 @@ export interface ReplayResult {
   lines: number;
   /** Keys under the prefix that are not archiver files (ignored). */
   skipped: string[];
-  /** With `verify`: true when every count matched. */
+  /** With `verify`: true when every count matched (and `expectedLines`, when given). */
   ok?: boolean;
   differences?: ReplayDifference[];
+  /** With `verify`: points counted in the target across the replayed measurements. */
+  points?: number;
+  /** With `expectedLines`: the count passed, for the report. */
+  expectedLines?: number;
 }
 
 interface ArchivedFile {
@@ -151,6 +162,10 @@ export async function listArchivedFiles(
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
   throwIfAborted(options.signal);
   if (options.targetDatabase !== undefined) checkSegment('target database', options.targetDatabase);
+  const { expectedLines } = options;
+  if (expectedLines !== undefined && (!Number.isSafeInteger(expectedLines) || expectedLines < 0))
+    throw new ConfigError('replay: `expectedLines` must be a whole number ≥ 0.');
+  const verify = options.verify === true || expectedLines !== undefined;
   const { files, skipped } = await listArchivedFiles(options);
   const expected = new Map<
     string,
@@ -172,7 +187,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
       signal: options.signal,
     };
     let lines: number;
-    if (options.verify) {
+    if (verify) {
       // Files are bounded by the archiver's maxFileBytes: read once, count, then import.
       const bytes = await collect(await options.storage.get(file.key, { signal: options.signal }), 2 ** 32);
       for await (const line of splitLines(gunzip(fromBytes(bytes)))) {
@@ -199,14 +214,21 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     result.lines += lines;
     options.onFile?.({ ...file, lines });
   }
-  if (options.verify) {
+  if (verify) {
     const differences: ReplayDifference[] = [];
+    let total = 0;
     for (const entry of expected.values()) {
       const points = await countPoints(options, entry.database, entry.retentionPolicy, entry.measurement);
+      total += points;
       if (points !== entry.lines) differences.push({ ...entry, points });
     }
     result.ok = differences.length === 0;
     result.differences = differences;
+    result.points = total;
+    if (expectedLines !== undefined) {
+      result.expectedLines = expectedLines;
+      result.ok = result.ok && result.lines === expectedLines && total === expectedLines;
+    }
   }
   return result;
 }
