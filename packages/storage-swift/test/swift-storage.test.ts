@@ -170,6 +170,39 @@ describe('SwiftStorage large objects', () => {
     expect((await sha256Of(await target.get('again.bin'))).sha256).toBe(second.sha256());
     expect((await segmentsLeft(target)).length).toBe(3);
   });
+
+  it('cleanupIncomplete deletes the segments of dead and replaced uploads, never those in use or of other tools', async () => {
+    const target = storage({ segmentSize: MiB });
+    const kept = seededBody(3 * MiB, 'kept');
+    await target.put('kept.bin', kept.body);
+    const inUse = await segmentsLeft(target);
+    // What killed runs leave: an overwrite that died before deleting the old object's segments,
+    // and a put that died before its manifest. And a segment `swift upload --use-slo` wrote.
+    const raw = new SwiftStorage({ container: `${target.container}_segments`, auth: v1() });
+    const leftovers = [
+      'kept.bin/lz1abcde-0123456789ab/00000000',
+      'dead/one.bin/lz1abcdf-0123456789ac/00000000',
+      'dead/one.bin/lz1abcdf-0123456789ac/00000001',
+    ];
+    const foreign = 'other.bin/slo/1700000000.000000/3145728/1048576/00000000';
+    for (const key of [...leftovers, foreign]) await raw.put(key, randomBytes(1000));
+
+    expect((await target.cleanupIncomplete({ olderThanMs: 3_600_000 })).removed).toEqual([]);
+    const listed = await target.cleanupIncomplete({ olderThanMs: 0, dryRun: true });
+    expect(listed.removed.map(({ kind, key, size }) => ({ kind, key, size }))).toEqual([
+      { kind: 'segments', key: 'dead/one.bin', size: 2000 },
+      { kind: 'segments', key: 'kept.bin', size: 1000 },
+    ]);
+    expect(listed.removed[1]?.location).toBe(
+      `swift://${target.container}_segments/kept.bin/lz1abcde-0123456789ab/`,
+    );
+    expect((await segmentsLeft(target)).length).toBe(inUse.length + 4);
+    const removed = await target.cleanupIncomplete({ olderThanMs: 0 });
+    expect(removed.removed.map((item) => item.location)).toEqual(listed.removed.map((item) => item.location));
+    expect(await segmentsLeft(target)).toEqual([...inUse, foreign].sort());
+    expect((await sha256Of(await target.get('kept.bin'))).sha256).toBe(kept.sha256());
+    expect((await target.cleanupIncomplete({ olderThanMs: 0, dryRun: true })).removed).toEqual([]);
+  });
 });
 
 /** The raw manifest of an SLO (`?multipart-manifest=get`), read with a fresh TempAuth token. */
