@@ -110,11 +110,18 @@ function validateEntry(value: unknown, where: string): ManifestEntry {
   if (normal !== path) fail(`${where}.path`, 'must be a safe, normalised relative path');
   expectSize(entry.size, `${where}.size`);
   if (type === 'file') expectSha256(entry.sha256, `${where}.sha256`);
-  if (type === 'symlink') expectString(entry.linkTarget, `${where}.linkTarget`);
+  if (type === 'symlink') expectLinkTarget(entry.linkTarget, `${where}.linkTarget`);
   expectOptional(entry.mode, `${where}.mode`, expectMode);
   expectOptional(entry.mtime, `${where}.mtime`, expectMtime);
   expectOptional(entry.chunks, `${where}.chunks`, expectChunks);
   return entry as unknown as ManifestEntry;
+}
+
+/** A link's target: any path a file system can hold (absolute, `..`, dangling), so not empty nor with a NUL. */
+function expectLinkTarget(value: unknown, where: string): string {
+  const target = expectString(value, where);
+  if (target === '' || target.includes('\0')) fail(where, 'must be a non-empty path without NUL bytes');
+  return target;
 }
 
 /** Permission bits, as bk stores them: an integer from 0 to 0o7777. */

@@ -348,6 +348,16 @@ describe('strict entry fields', () => {
     });
   }
 
+  for (const linkTarget of ['', 'a\0b']) {
+    it(`refuses the link target ${JSON.stringify(linkTarget)} with a ManifestError naming the field`, async () => {
+      const entry = linkEntry('l', 'ok.txt');
+      const storage = await writeCrafted([
+        { ...entry, manifest: { ...entry.manifest, linkTarget }, tar: [defaultRecord(entry)] },
+      ]);
+      await expectRefused(storage, 'BK_MANIFEST', /entries\[0\]\.linkTarget must be a non-empty path/);
+    });
+  }
+
   it('accepts nanosecond mtimes and the millisecond ones earlier backups wrote', async () => {
     for (const mtime of [
       '2026-01-01T00:00:00.999600001Z',
