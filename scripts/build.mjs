@@ -9,12 +9,12 @@
 // Plain JavaScript on purpose: it runs before anything is installed or built, on the Node the
 // set-up found.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const force = process.argv.includes('--force');
+let force = process.argv.includes('--force');
 const sharedInputs = ['tsup.base.ts', 'tsconfig.base.json'].map((file) => join(root, file));
 
 /** Newest and oldest mtime (ms) of the files under `path`; a missing path gives undefined. */
@@ -82,9 +82,22 @@ function isStale(name) {
   return result;
 }
 
+const startedAt = new Date();
+/**
+ * Marks the tree as built as of when this script started (a file saved during the build stays
+ * newer than the stamp): scripts/setup.sh skips this script while nothing is newer.
+ */
+function stamp() {
+  const path = join(root, 'node_modules', '.bk-build-stamp');
+  if (!existsSync(dirname(path))) return;
+  writeFileSync(path, `${startedAt.toISOString()}\n`);
+  utimesSync(path, startedAt, startedAt);
+}
+
 const toBuild = [...packages.keys()].filter(isStale).sort();
 if (toBuild.length === 0) {
   process.stderr.write('build: every package is up to date\n');
+  stamp();
   process.exit(0);
 }
 process.stderr.write(`build: ${toBuild.join(' ')}\n`);
@@ -93,4 +106,13 @@ const result = spawnSync('pnpm', ['-r', ...filters, 'run', 'build'], {
   cwd: root,
   stdio: 'inherit',
 });
-process.exit(result.status ?? 1);
+if (result.status !== 0) process.exit(result.status ?? 1);
+// Stamp only a tree that is built: checked again, not taken from the exit status alone.
+stale.clear();
+force = false;
+const still = [...packages.keys()].filter(isStale);
+if (still.length > 0) {
+  process.stderr.write(`build: still out of date after building: ${still.join(' ')}\n`);
+  process.exit(1);
+}
+stamp();

@@ -38,6 +38,14 @@ export COREPACK_ENABLE_STRICT=0
 if [ ! -d node_modules/.pnpm ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ]; then
   pnpm install --frozen-lockfile --reporter=append-only >&2
 fi
-if [ -z "${BK_SETUP_NO_BUILD:-}" ]; then
+# scripts/build.mjs touches the stamp after each build it completes; when nothing the packages are
+# built from is newer than that, even starting Node to compare dist/ with src/ is skipped (find
+# takes milliseconds, a Node process a few hundred on a busy machine).
+build_stamp=node_modules/.bk-build-stamp
+changed_since_build() {
+  [ ! -f "$build_stamp" ] && return 0
+  [ -n "$(find packages tsup.base.ts tsconfig.base.json scripts/build.mjs \( -name node_modules -o -name dist -o -name build -o -name test \) -prune -o -newer "$build_stamp" -print -quit)" ]
+}
+if [ -z "${BK_SETUP_NO_BUILD:-}" ] && changed_since_build; then
   node scripts/build.mjs >&2
 fi
