@@ -71,6 +71,10 @@ export function safeEntryPath(path: string): string {
  * allowed: `m/..` is refused because `m` may itself be a link, and the operating system resolves
  * `..` after following it. With every link in a tree obeying this rule, no chain of links leaves
  * the tree.
+ *
+ * @deprecated bk no longer refuses a link by where it points: a link is restored as it was
+ * (`/etc/localtime -> /usr/share/zoneinfo/UTC` must come back) and safety rests on never
+ * writing through one. Kept for callers that want the lexical test.
  */
 export function linkStaysInside(linkPath: string, target: string): boolean {
   if (
