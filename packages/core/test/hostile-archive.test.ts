@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
   BkError,
@@ -501,4 +502,21 @@ describe('the sidecar archive key', () => {
       );
     });
   }
+});
+
+describe('what GNU tar sees', () => {
+  it('an archive GNU tar lists as l -> /etc/passwd fails verify when the manifest says ok.txt', async () => {
+    const entry = linkEntry('l', 'ok.txt');
+    const storage = await writeCrafted([
+      { ...entry, tar: [{ ...defaultRecord(entry), linkTarget: '/etc/passwd' }] },
+    ]);
+    const archive = await collect(await storage.get(`${NAME}.tar.gz`));
+    const listing = spawnSync('tar', ['-tvzf', '-'], { input: archive }).stdout.toString();
+    expect(listing).toContain('files/l -> /etc/passwd');
+    await expectRefused(
+      storage,
+      'BK_INTEGRITY',
+      /link target "\/etc\/passwd" in its tar header but "ok.txt"/,
+    );
+  });
 });
