@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -15,7 +17,7 @@ import {
   type TarRecordInput,
 } from '@bk/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, removeTempDirs, runBk, tempDir } from './bk-process.ts';
+import { assertBuilt, removeTempDirs, runBk, runBkJson, tempDir } from './bk-process.ts';
 
 const NAME = 'backup_20260101_000000';
 const PAYLOAD = new TextEncoder().encode('escaped!\n');
@@ -205,5 +207,37 @@ describe('clear messages and exit codes (end to end)', () => {
     expect(run.code, run.stderr).toBe(2);
     expect(run.stderr).toContain('carries a user name or password, which a file: URL cannot hold');
     expect(run.stderr).not.toContain('secret');
+  });
+});
+
+describe('restore onto a full disk (end to end)', () => {
+  it('exits 1 with BK_COMPONENT naming the entry and ENOSPC, or skips when no tmpfs can be mounted', async (test) => {
+    const data = await tempDir('full-data');
+    await writeFile(join(data, 'big.bin'), randomBytes(3 * 1024 * 1024));
+    const target = await tempDir('full-target');
+    const made = await runBk(['backup', '--target', `file://${target}`, '--path', data]);
+    expect(made.code, made.stderr).toBe(0);
+    const small = await tempDir('full-disk');
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+    if (mounted.status !== 0) {
+      test.skip(`cannot mount a tmpfs here: ${mounted.stderr.toString().trim()}`);
+      return;
+    }
+    try {
+      const restored = await runBkJson<{ error: { code: string; message: string } }>([
+        'restore',
+        '--to',
+        small,
+        '--target',
+        `file://${target}`,
+      ]);
+      expect(restored.code).toBe(1);
+      expect(restored.json.error.code).toBe('BK_COMPONENT');
+      expect(restored.json.error.message).toContain('big.bin');
+      expect(restored.json.error.message).toContain('the file system is full');
+      expect(restored.json.error.message).toContain('ENOSPC');
+    } finally {
+      spawnSync('umount', [small]);
+    }
   });
 });
