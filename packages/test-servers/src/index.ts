@@ -8,6 +8,7 @@ export {
   startGcsDouble,
 } from './gcs-double.ts';
 export { startGcsEmulator } from './gcs-emulator.ts';
+export { type GrafanaDouble, startGrafanaDouble } from './grafana-double.ts';
 export * from './haproxy.ts';
 export {
   type HttpProxy,

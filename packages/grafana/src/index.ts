@@ -1,0 +1,20 @@
+export {
+  type ContactPointSecrets,
+  canonicalJson,
+  type DatasourceSecrets,
+  type FolderRecord,
+  REDACTED,
+} from './documents.ts';
+export { backup, restore } from './embed.ts';
+export { GrafanaApi, type GrafanaAuth } from './grafana-api.ts';
+export {
+  ALERTING_ENTRIES,
+  CONFIG_FIELDS,
+  DASHBOARDS_PREFIX,
+  DATASOURCES_ENTRY,
+  FOLDERS_ENTRY,
+  fromConfig,
+  GrafanaComponent,
+  type GrafanaOptions,
+  grafana,
+} from './grafana-component.ts';
