@@ -289,8 +289,22 @@ describe('DrArchiver while the storage is down', () => {
     expect(listed.files.length).toBe(stats.filesUploaded);
   });
 
-  it('stores with plain puts (no conditional create), so a retry after a lost answer rewrites the same object', async () => {
-    // A put that stored the object but reported a failure: the retry stores the same bytes again.
+  it('treats "already exists" on a retry as stored and takes a new name on a first-attempt collision', async () => {
+    const inner = new MemoryStorage();
+    await inner.put('i/db/rp/20261121/taken.gz', new Uint8Array([1]));
+    const names = ['taken', 'fresh'];
+    const archiver = new DrArchiver({
+      spool: false,
+      storage: inner,
+      instance: 'i',
+      clock: new FakeClock(T0),
+      idFactory: () => names.shift() ?? 'later',
+    });
+    await archiver.write('db', 'rp', 'm v=1 1');
+    await archiver.close();
+    expect(await keys(inner)).toEqual(['i/db/rp/20261121/fresh.gz', 'i/db/rp/20261121/taken.gz']);
+
+    // A put that stored the object but reported a failure: the retry's AlreadyExists means done.
     const memory = new MemoryStorage();
     let calls = 0;
     const flaky: Storage = Object.create(memory) as Storage;

@@ -270,7 +270,7 @@ export class GcsStorage implements Storage {
       const name = this.objectName(key);
       throwIfAborted(signal);
       // Fail fast, before the body is read: a taken name costs no bytes.
-      if (ifNoneMatch && (await this.stat(key, { signal }))) throw new AlreadyExistsError(key);
+      if (ifNoneMatch && (await this.existsIfReadable(key, signal))) throw new AlreadyExistsError(key);
       const digest = new ObjectDigest(this.checksum);
       let first: Buffer | undefined = await reader.read(this.chunkSize);
       digest.update(first);
@@ -494,6 +494,21 @@ export class GcsStorage implements Storage {
    * @example
    * const info = await storage.stat('nightly/backup_20261121_101500.tar.gz');
    */
+  /**
+   * Whether `key` exists, for the fail-fast check before a create-if-absent upload. Credentials
+   * that may create but not read (`storage.objects.create` only) get 403 here: the upload's
+   * `ifGenerationMatch=0` still refuses an existing object, so the check is skipped.
+   */
+  private async existsIfReadable(key: string, signal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      return (await this.stat(key, { signal })) !== undefined;
+    } catch (error) {
+      const status = httpStatus((error as { cause?: unknown }).cause);
+      if (status === 401 || status === 403) return false;
+      throw error;
+    }
+  }
+
   async stat(key: string, options: { signal?: AbortSignal } = {}): Promise<ObjectInfo | undefined> {
     const name = this.objectName(key);
     throwIfAborted(options.signal);

@@ -305,7 +305,9 @@ export class SwiftStorage implements Storage {
           { method: 'PUT', path: encodePath(container), idempotent: true, signal },
           describe,
         );
-        if (!response.ok) throw await statusError(describe, response);
+        // 403: a user that may write objects but not create containers (a write ACL); the
+        // container exists or the object PUT says so.
+        if (!response.ok && response.status !== 403) throw await statusError(describe, response);
         await response.body?.cancel();
       })();
       this.ensured.set(container, pending);
@@ -316,12 +318,32 @@ export class SwiftStorage implements Storage {
 
   /** `HEAD` of an object: its response when it exists, `undefined` on 404. */
   private async head(location: Location, signal: AbortSignal | undefined): Promise<Response | undefined> {
+    const response = await this.headOrDenied(location, signal);
+    if (response === 'denied')
+      throw new StorageError(
+        `Could not stat "${location.key}" in ${this.description}: HTTP 403 (access denied); check the credentials and the container's read ACL.`,
+      );
+    return response;
+  }
+
+  /**
+   * `HEAD` of an object, or `'denied'` (403) when the credentials may not read it: a user whose
+   * container ACL grants writes only, for whom `put` works without the checks that need a read.
+   */
+  private async headOrDenied(
+    location: Location,
+    signal: AbortSignal | undefined,
+  ): Promise<Response | undefined | 'denied'> {
     const describe = `stat "${location.key}" in ${this.description}`;
     const response = await this.send(
       { method: 'HEAD', path: encodePath(location.container, location.object), idempotent: true, signal },
       describe,
     );
     if (response.status === 404) return undefined;
+    if (response.status === 403) {
+      await response.body?.cancel();
+      return 'denied';
+    }
     if (!response.ok) throw await statusError(describe, response);
     return response;
   }
@@ -348,8 +370,11 @@ export class SwiftStorage implements Storage {
       const location = this.locate(key);
       throwIfAborted(options.signal);
       const segmentSize = this.segmentSizeFor(options.sizeHint);
-      // Fail fast, before the body is read: a taken name costs no bytes.
-      const previous = await this.head(location, signal);
+      // Fail fast, before the body is read: a taken name costs no bytes. Write-only
+      // credentials cannot look: `If-None-Match: *` on the PUT still refuses a taken name, and
+      // the segments of an SLO this put replaces (unreadable too) are left for `cleanupIncomplete`.
+      const found = await this.headOrDenied(location, signal);
+      const previous = found === 'denied' ? undefined : found;
       if (previous && ifNoneMatch) throw new AlreadyExistsError(key);
       const oldSegments =
         previous?.headers.get('x-static-large-object')?.toLowerCase() === 'true'
@@ -485,7 +510,9 @@ export class SwiftStorage implements Storage {
   ): Promise<void> {
     if (this.createSettleMs > 0)
       await sleep(this.createSettleMs, undefined, { signal }).catch(() => throwIfAborted(signal));
-    const current = await this.head(location, signal);
+    const current = await this.headOrDenied(location, signal);
+    // Write-only credentials: the 201 of a PUT with `If-None-Match: *` is all there is to go by.
+    if (current === 'denied') return;
     const owner = current?.headers.get(UPLOAD_HEADER.toLowerCase());
     if (owner !== undefined && owner !== null && owner !== uploadId)
       throw new AlreadyExistsError(location.key);

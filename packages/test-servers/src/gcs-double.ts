@@ -73,6 +73,12 @@ export interface GcsDouble {
   chunkFault: ((session: DoubleSession, chunkNumber: number) => ChunkFault | undefined) | undefined;
   /** Changes the md5Hash the next finalised upload reports, as a corrupting server would. */
   corruptNextObject: boolean;
+  /**
+   * Answers as to credentials that may only create objects (`storage.objects.create`): reads,
+   * lists, deletes and the replacement of an existing object get 403; uploads of new objects
+   * (with or without `ifGenerationMatch=0`) succeed.
+   */
+  writeOnly: boolean;
   stop: () => Promise<void>;
 }
 
@@ -179,6 +185,7 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
         .sort(),
     chunkFault: undefined,
     corruptNextObject: false,
+    writeOnly: false,
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -207,7 +214,7 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
     crc32c: string | undefined,
     contentType: string,
     ifGenerationMatch: string | undefined | null,
-  ): Promise<StoredObject | undefined> {
+  ): Promise<StoredObject | undefined | 'forbidden'> {
     generation += 1;
     const object: StoredObject = {
       bucket,
@@ -225,6 +232,10 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
     if (preconditionFails(bucket, name, ifGenerationMatch)) {
       await rm(object.path, { force: true });
       return undefined;
+    }
+    if (double.writeOnly && objects.has(objectKey(bucket, name))) {
+      await rm(object.path, { force: true });
+      return 'forbidden';
     }
     double.corruptNextObject = false;
     const previous = objects.get(objectKey(bucket, name));
@@ -369,6 +380,10 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
       session.contentType,
       session.ifGenerationMatch,
     );
+    if (object === 'forbidden') {
+      session.state = 'cancelled';
+      return sendError(response, 403, 'The caller does not have storage.objects.delete access.');
+    }
     if (!object) {
       session.state = 'cancelled';
       return sendError(response, 412, 'Precondition Failed');
@@ -420,6 +435,8 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
       (metadata.contentType as string | undefined) ?? 'application/octet-stream',
       query.get('ifGenerationMatch'),
     );
+    if (object === 'forbidden')
+      return sendError(response, 403, 'The caller does not have storage.objects.delete access.');
     if (!object) return sendError(response, 412, 'Precondition Failed');
     send(response, 200, resource(object, url));
   }
@@ -498,6 +515,8 @@ export async function startGcsDouble(options: GcsDoubleOptions = {}): Promise<Gc
     }
     const objectPath = /^\/b\/([^/]+)\/o(?:\/(.+))?$/.exec(path);
     await readBody(request);
+    if (double.writeOnly)
+      return sendError(response, 403, 'The caller does not have storage.objects.get access.');
     if (!objectPath) return sendError(response, 404, 'Not Found');
     const bucket = decodeURIComponent(objectPath[1] as string);
     if (objectPath[2] === undefined) {

@@ -18,6 +18,12 @@ export interface SwiftServer {
   storageUrl: string;
   /** The same account over the S3 API (path-style addressing). */
   s3: { endpoint: string; region: 'us-east-1'; accessKeyId: 'test:tester'; secretAccessKey: 'testing' };
+  /**
+   * A second user of the account, without `.admin`: it may do only what container ACLs grant
+   * (`X-Container-Write: test:writer` alone lets it create objects but not read them), over
+   * Swift and over the S3 API (access key `test:writer`).
+   */
+  limitedUser: { user: 'test:writer'; key: 'writing' };
   /** The temp dir holding configs, rings, data and logs (`log/<server>.log`). */
   dir: string;
   /** PIDs of memcached and the four Swift servers, for tests that check they are gone after `stop()`. */
@@ -105,6 +111,7 @@ allow_account_management = true
 use = egg:swift#tempauth
 user_admin_admin = admin .admin .reseller_admin
 user_test_tester = testing .admin
+user_test_writer = writing
 storage_url_scheme = default
 [filter:s3api]
 use = egg:swift#s3api
@@ -242,6 +249,7 @@ async function startOnce(dir: string, timeoutMs: number): Promise<SwiftServer> {
     key: 'testing',
     storageUrl: `${proxyUrl}/v1/AUTH_test`,
     s3: { endpoint: proxyUrl, region: 'us-east-1', accessKeyId: 'test:tester', secretAccessKey: 'testing' },
+    limitedUser: { user: 'test:writer', key: 'writing' },
     dir,
     pids: started.map((server) => server.pid),
     stop: async () => {

@@ -3,7 +3,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, stat, unlink, writeFil
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
-import { BkError, ConfigError, type Storage, StorageError, toAbortedError } from '@bk/core';
+import { BkError, ConfigError, type PutOptions, type Storage, StorageError, toAbortedError } from '@bk/core';
 import type { LineProtocolPrecision } from '../line-protocol/import-line-protocol.ts';
 import { checkSegment, timestampMillisOf, utcDay } from './line-scan.ts';
 import { decodeSegment, encodeRecord, type SpoolRecord } from './spool-file.ts';
@@ -569,27 +569,34 @@ export class DrArchiver {
     if (this.failure) return;
     file.attempts += 1;
     try {
-      // A plain put: the key is a fresh UUID, so there is nothing to guard against, and a
-      // conditional create would need read permission on several stores.
-      await this.storage.put(file.key, body, { sizeHint: body.byteLength, contentType: 'application/gzip' });
+      await this.storage.put(file.key, body, this.putOptions(body));
     } catch (error) {
-      if (isPermanent(error)) {
+      if (isAlreadyExists(error)) {
+        if (file.attempts === 1) {
+          // Another file holds this name (an id collision): take a new one, at once.
+          file.key = `${file.keyBase}${this.idFactory()}.gz`;
+          this.ready.unshift(file);
+          return;
+        }
+        // An earlier attempt of ours landed although it reported a failure: the file is stored.
+      } else if (isPermanent(error)) {
         this.ready.unshift(file);
         this.fail(this.permanentFailure(file.key, error));
         return;
+      } else {
+        this.counters.retries += 1;
+        this.lastError = error instanceof Error ? error.message : String(error);
+        const cap = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(file.attempts - 1, 30));
+        const delayMs = Math.round(cap / 2 + (Math.random() * cap) / 2);
+        this.emit({ type: 'retry', key: file.key, attempt: file.attempts, delayMs, error });
+        const timer = this.clock.setTimeout(() => {
+          this.retryTimers.delete(timer);
+          this.ready.push(file);
+          this.pump();
+        }, delayMs);
+        this.retryTimers.add(timer);
+        return;
       }
-      this.counters.retries += 1;
-      this.lastError = error instanceof Error ? error.message : String(error);
-      const cap = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(file.attempts - 1, 30));
-      const delayMs = Math.round(cap / 2 + (Math.random() * cap) / 2);
-      this.emit({ type: 'retry', key: file.key, attempt: file.attempts, delayMs, error });
-      const timer = this.clock.setTimeout(() => {
-        this.retryTimers.delete(timer);
-        this.ready.push(file);
-        this.pump();
-      }, delayMs);
-      this.retryTimers.add(timer);
-      return;
     }
     this.pending.delete(file);
     this.buffered -= file.accounted;
@@ -606,6 +613,20 @@ export class DrArchiver {
     });
     file.resolve();
     this.wake();
+  }
+
+  /**
+   * Create-if-absent where the store does it in the same request (fs, Azure, GCS, Swift, S3 in
+   * `if-none-match` mode): needed where write-only credentials may create but not replace (a GCS
+   * role without `storage.objects.delete`, an Azure SAS without `w`). Elsewhere a plain put: the
+   * names are fresh, and a repeat stores the same bytes.
+   */
+  private putOptions(body: Uint8Array): PutOptions {
+    return {
+      sizeHint: body.byteLength,
+      contentType: 'application/gzip',
+      ...(this.storage.capabilities?.conditionalCreate === true ? { ifNoneMatch: true } : {}),
+    };
   }
 
   // ---- Spool mode -------------------------------------------------------------------------
@@ -862,8 +883,16 @@ export class DrArchiver {
     for (let attempt = 1; ; attempt += 1) {
       if (this.failure) throw this.failure;
       try {
-        await this.storage.put(key, body, { sizeHint: body.byteLength, contentType: 'application/gzip' });
+        await this.storage.put(key, body, this.putOptions(body));
       } catch (error) {
+        // The name is the segment's: an object under it is this segment, stored by an earlier
+        // attempt or an earlier run that died before it deleted the segment.
+        if (isAlreadyExists(error)) {
+          this.counters.filesUploaded += 1;
+          this.counters.linesUploaded += lines;
+          this.emit({ type: 'uploaded', key, lines, bytes: body.byteLength, attempts: attempt });
+          return;
+        }
         if (isPermanent(error)) {
           const failure = this.permanentFailure(key, error);
           this.fail(failure);
@@ -915,6 +944,10 @@ export class DrArchiver {
  * a file system) or a configuration error. Everything else (5xx, throttling, resets, injected
  * faults) is retried.
  */
+function isAlreadyExists(error: unknown): boolean {
+  return BkError.isInstance(error) && error.code === 'BK_ALREADY_EXISTS';
+}
+
 function isPermanent(error: unknown): boolean {
   let current: unknown = error;
   for (let depth = 0; depth < 6 && typeof current === 'object' && current !== null; depth += 1) {
