@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { decryptAge, parseAgeIdentity } from './age.ts';
 import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
 import { EntryTree } from './entry-tree.ts';
@@ -189,6 +190,11 @@ export interface ReadArchiveOptions {
    * incompressible data.
    */
   archiveDigest?: boolean;
+  /**
+   * Secret keys (`AGE-SECRET-KEY-1…`) for an encrypted archive (the manifest's `encryption`);
+   * the archive is decrypted between the storage bytes and the decompressor.
+   */
+  identities?: readonly string[];
 }
 
 function withEntry(error: unknown, archivePath: string): unknown {
@@ -221,9 +227,15 @@ export async function* readArchive(
     }
   })();
   const archiveDigest = options.archiveDigest === false ? undefined : digest(counted);
-  const records = unpackTar(decompress(archiveDigest?.stream ?? counted, sidecar.compression))[
-    Symbol.asyncIterator
-  ]();
+  const stored = archiveDigest?.stream ?? counted;
+  const compressed = sidecar.encryption
+    ? decryptAge(stored, {
+        identities: (options.identities ?? []).map(parseAgeIdentity),
+        expectedRecipients: sidecar.encryption.recipients,
+        what: `the archive of backup "${sidecar.name}"`,
+      })
+    : stored;
+  const records = unpackTar(decompress(compressed, sidecar.compression))[Symbol.asyncIterator]();
   let currentPath = MANIFEST_ENTRY;
 
   async function nextRecord(expected: string): Promise<TarRecord> {

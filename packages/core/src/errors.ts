@@ -13,7 +13,8 @@ export type BkErrorCode =
   | 'BK_CONFLICT'
   | 'BK_STORAGE'
   | 'BK_COMPONENT'
-  | 'BK_UNSUPPORTED';
+  | 'BK_UNSUPPORTED'
+  | 'BK_DECRYPTION';
 
 export interface BkErrorOptions {
   cause?: unknown;
@@ -164,6 +165,32 @@ export class UnsupportedError extends BkError {
   constructor(message: string, options: BkErrorOptions = {}) {
     super('BK_UNSUPPORTED', message, options);
     this.name = 'UnsupportedError';
+  }
+}
+
+/**
+ * An encrypted backup cannot be opened: no identity was given, or none of those given is one of
+ * the recipients it was encrypted to. `expected` lists those recipients (public keys) when the
+ * manifest records them. Thrown before anything is read past the header or written.
+ */
+export class DecryptionError extends BkError {
+  readonly expected: readonly string[];
+  readonly tried: readonly string[];
+  constructor(
+    what: string,
+    expected: readonly string[],
+    tried: readonly string[],
+    options: BkErrorOptions = {},
+  ) {
+    const to = expected.length > 0 ? ` It is encrypted to ${expected.join(', ')}.` : '';
+    const given =
+      tried.length === 0
+        ? ' No identity was given: pass the secret key of one of its recipients (--identity FILE or BK_AGE_IDENTITY).'
+        : ` None of the identities given (${tried.join(', ')}) is one of them: pass the secret key of a recipient it was encrypted to.`;
+    super('BK_DECRYPTION', `Cannot decrypt ${what}.${to}${given}`, options);
+    this.name = 'DecryptionError';
+    this.expected = expected;
+    this.tried = tried;
   }
 }
 

@@ -1,4 +1,20 @@
 export {
+  AGE_CHUNK_SIZE,
+  type AgeDecryptOptions,
+  type AgeEncryptOptions,
+  type AgeIdentity,
+  checkAgeRecipients,
+  decryptAge,
+  decryptAgeBytes,
+  encryptAge,
+  encryptAgeBytes,
+  formatAgeIdentityFile,
+  generateAgeIdentity,
+  parseAgeIdentities,
+  parseAgeIdentity,
+  parseAgeRecipients,
+} from './age.ts';
+export {
   type ArchivedEntry,
   chunkName,
   DEFAULT_CHUNK_SIZE,
@@ -70,6 +86,7 @@ export {
   ComponentError,
   ConfigError,
   ConflictError,
+  DecryptionError,
   IntegrityError,
   ManifestError,
   ManifestVersionError,
@@ -97,6 +114,7 @@ export {
   MANIFEST_VERSION,
   type Manifest,
   type ManifestComponent,
+  type ManifestEncryption,
   type ManifestEntry,
   parseManifest,
   type SidecarManifest,
@@ -107,6 +125,7 @@ export {
 export { MemoryStorage } from './memory-storage.ts';
 export { formatMtime, mtimeNanoseconds, parseMtime, utimesSeconds } from './mtime.ts';
 export {
+  AGE_SUFFIX,
   ARCHIVE_SUFFIX,
   archiveSuffix,
   type BackupName,
@@ -143,6 +162,7 @@ export {
 } from './runners/prune.ts';
 export { type RestoreOptions, type RestoreResult, restore } from './runners/restore.ts';
 export { type VerifyOptions, type VerifyResult, verify } from './runners/verify.ts';
+export { openSidecar, type SealedSidecar, sealedSummary, sealSidecar } from './sealed-sidecar.ts';
 export { abortable, collect, countBytes, fromBytes, rechunk, toByteStream } from './streams.ts';
 export { packTar, type TarRecord, type TarRecordInput, unpackTar } from './tar.ts';
 export { BK_VERSION } from './version.ts';

@@ -51,11 +51,22 @@ export interface Manifest {
   bk: { version: string };
   /** `gzip` (`.tar.gz`) or `zstd` (`.tar.zst`); absent in manifests older than zstd support. */
   compression: 'gzip' | 'zstd';
-  encryption: null;
+  /**
+   * `null`, or how the archive and the sidecar are encrypted: the age format, to these
+   * recipients (X25519 public keys). A restore names them when the key given is not one of theirs.
+   */
+  encryption: ManifestEncryption | null;
   /** The backup this one builds on, for incremental chains. */
   parent: string | null;
   labels: Record<string, string>;
   components: ManifestComponent[];
+}
+
+/** How an encrypted backup is encrypted. */
+export interface ManifestEncryption {
+  format: 'age';
+  /** The `age1…` public keys the backup is encrypted to. */
+  recipients: string[];
 }
 
 /** The sidecar manifest beside the archive: the manifest plus the archive's own size and hash. */
@@ -210,7 +221,7 @@ export function validateManifest(value: unknown): Manifest {
   expectString(expectObject(manifest.bk, 'bk').version, 'bk.version');
   if (manifest.compression !== 'gzip' && manifest.compression !== 'zstd')
     fail('compression', 'must be "gzip" or "zstd"');
-  if (manifest.encryption !== null) fail('encryption', 'must be null');
+  if (manifest.encryption !== null) validateEncryption(manifest.encryption);
   if (manifest.parent !== null) expectString(manifest.parent, 'parent');
   for (const [key, label] of Object.entries(expectObject(manifest.labels, 'labels')))
     expectString(label, `labels.${key}`);
@@ -244,6 +255,18 @@ export function validateManifest(value: unknown): Manifest {
   return manifest as unknown as Manifest;
 }
 
+function validateEncryption(value: unknown): ManifestEncryption {
+  const encryption = expectObject(value, 'encryption');
+  if (encryption.format !== 'age') fail('encryption.format', 'must be "age"');
+  if (!Array.isArray(encryption.recipients) || encryption.recipients.length === 0)
+    fail('encryption.recipients', 'must be a non-empty array');
+  encryption.recipients.forEach((recipient: unknown, index: number) => {
+    if (typeof recipient !== 'string' || !/^age1[02-9ac-hj-np-z]+$/.test(recipient))
+      fail(`encryption.recipients[${index}]`, 'must be an age1… public key');
+  });
+  return encryption as unknown as ManifestEncryption;
+}
+
 /**
  * The archive's key must be a storage key naming this backup's archive (`[prefix/]<name>.tar.gz`
  * or `.tar.zst`): a sidecar pointing anywhere else is a broken manifest, not a bad argument.
@@ -254,7 +277,7 @@ function checkArchiveKey(key: string, manifest: Manifest): void {
   } catch (error) {
     fail('archive.key', `"${key}" is not a storage key: ${(error as Error).message}`);
   }
-  const file = `${manifest.name}${archiveSuffix(manifest.compression)}`;
+  const file = `${manifest.name}${archiveSuffix(manifest.compression, manifest.encryption !== null)}`;
   if (key !== file && !key.endsWith(`/${file}`)) fail('archive.key', `"${key}" does not name "${file}"`);
 }
 

@@ -12,9 +12,12 @@ export const ARCHIVE_SUFFIX = '.tar.gz';
 /** The file name suffix of a zstd archive. */
 export const ZSTD_ARCHIVE_SUFFIX = '.tar.zst';
 
-/** The archive suffix for a compression format. */
-export function archiveSuffix(compression: 'gzip' | 'zstd'): string {
-  return compression === 'zstd' ? ZSTD_ARCHIVE_SUFFIX : ARCHIVE_SUFFIX;
+/** Appended to the archive's suffix when it is encrypted: `.tar.gz.age`, an age file. */
+export const AGE_SUFFIX = '.age';
+
+/** The archive suffix for a compression format, with `.age` when the archive is encrypted. */
+export function archiveSuffix(compression: 'gzip' | 'zstd', encrypted = false): string {
+  return (compression === 'zstd' ? ZSTD_ARCHIVE_SUFFIX : ARCHIVE_SUFFIX) + (encrypted ? AGE_SUFFIX : '');
 }
 /** The sidecar manifest, written after the archive: its presence marks a backup complete. */
 export const SIDECAR_SUFFIX = '.manifest.json';

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { checkAgeRecipients, encryptAge } from '../age.ts';
 import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../archive.ts';
 import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
 import type { OperationContext, Source, Storage } from '../contracts.ts';
@@ -33,6 +34,7 @@ import {
 } from '../naming.ts';
 import { checkComponentName } from '../paths.ts';
 import { ignoreProgress, type ProgressListener } from '../progress.ts';
+import { sealSidecar } from '../sealed-sidecar.ts';
 import { collect, countBytes } from '../streams.ts';
 import { packTar } from '../tar.ts';
 import { BK_VERSION } from '../version.ts';
@@ -56,6 +58,13 @@ export interface BackupOptions {
    * in order); default: one more than the available cores, at most 4. `0` compresses in one stream.
    */
   compressionWorkers?: number;
+  /**
+   * Encrypt the archive and the sidecar manifest in the age format to these recipients (`age1…`
+   * X25519 public keys; any one of their secret keys opens the backup, with bk or with
+   * `age -d`). The archive is stored as `<name>.tar.gz.age`; the sidecar shows only the name,
+   * times, sizes and recipients in clear. Default: not encrypted.
+   */
+  encryption?: { recipients: string[] };
   /** Chunk size for entries of unknown length; each costs this much memory. Default 8 MiB. */
   chunkSize?: number;
   /** The clock; the backup is named after its start in UTC. */
@@ -114,6 +123,8 @@ async function nameTaken(
   return Boolean(
     (await storage.stat(joinKey(prefix, name + ARCHIVE_SUFFIX), { signal })) ??
       (await storage.stat(joinKey(prefix, name + ZSTD_ARCHIVE_SUFFIX), { signal })) ??
+      (await storage.stat(joinKey(prefix, name + archiveSuffix('gzip', true)), { signal })) ??
+      (await storage.stat(joinKey(prefix, name + archiveSuffix('zstd', true)), { signal })) ??
       (await storage.stat(joinKey(prefix, name + SIDECAR_SUFFIX), { signal })),
   );
 }
@@ -272,6 +283,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     ...(options.compressionWorkers === undefined ? {} : { workers: options.compressionWorkers }),
   });
   const compression = compressOptions.format;
+  const recipients = options.encryption ? checkAgeRecipients(options.encryption.recipients) : undefined;
+  if (recipients?.length === 0)
+    throw new ConfigError('Encryption needs at least one recipient (an age1… public key).');
   if (selected.length === 0) throw new ConfigError('Nothing to back up: no components are configured.');
   const abort = new AbortController();
   const onAbort = () => abort.abort(signal?.reason);
@@ -293,7 +307,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       capabilities.conditionalCreate,
       abort.signal,
     );
-    const key = joinKey(prefix, name + archiveSuffix(compression));
+    const key = joinKey(prefix, name + archiveSuffix(compression, recipients !== undefined));
     const sidecarKey = joinKey(prefix, name + SIDECAR_SUFFIX);
     const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
     let archiveStored = false;
@@ -309,7 +323,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         completedAt: startedAt.toISOString(),
         bk: { version: BK_VERSION },
         compression,
-        encryption: null,
+        encryption: recipients ? { format: 'age', recipients } : null,
         parent: options.parent ?? null,
         labels: options.labels ?? {},
         components: [],
@@ -330,11 +344,16 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           body: serializeManifest(manifest),
         };
       })();
-      const archive = digest(compress(packTar(records), { ...compressOptions, signal: abort.signal }));
+      const compressed = compress(packTar(records), { ...compressOptions, signal: abort.signal });
+      const archive = digest(recipients ? encryptAge(compressed, { recipients }) : compressed);
       const body = countBytes(archive.stream, (bytes) => progress({ type: 'archive-bytes', bytes }));
       await storage.put(key, body, {
         ifNoneMatch: true,
-        contentType: compression === 'zstd' ? 'application/zstd' : 'application/gzip',
+        contentType: recipients
+          ? 'application/octet-stream'
+          : compression === 'zstd'
+            ? 'application/zstd'
+            : 'application/gzip',
         signal: abort.signal,
       });
       archiveStored = true;
@@ -346,7 +365,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         nameLost = true;
         throw overwritten(storage, lockKey, 'names another run');
       }
-      const sidecarBytes = serializeManifest(sidecar);
+      const sidecarBytes = recipients ? await sealSidecar(sidecar) : serializeManifest(sidecar);
       await storage.put(sidecarKey, sidecarBytes, {
         ifNoneMatch: true,
         contentType: 'application/json',

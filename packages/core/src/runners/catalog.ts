@@ -1,8 +1,9 @@
 import type { ObjectInfo, Storage } from '../contracts.ts';
 import { ConfigError, NotFoundError } from '../errors.ts';
-import { parseManifest, type SidecarManifest } from '../manifest.ts';
+import type { SidecarManifest } from '../manifest.ts';
 import {
   ARCHIVE_SUFFIX,
+  archiveSuffix,
   type BackupName,
   compareBackupNames,
   joinKey,
@@ -11,6 +12,7 @@ import {
   SIDECAR_SUFFIX,
   ZSTD_ARCHIVE_SUFFIX,
 } from '../naming.ts';
+import { openSidecar } from '../sealed-sidecar.ts';
 import { collect } from '../streams.ts';
 
 /** A complete backup as listed: its sidecar manifest exists. */
@@ -44,6 +46,8 @@ export async function catalog(options: CatalogOptions): Promise<CatalogItem[]> {
     for (const [suffix, field] of [
       [ARCHIVE_SUFFIX, 'archive'],
       [ZSTD_ARCHIVE_SUFFIX, 'archive'],
+      [archiveSuffix('gzip', true), 'archive'],
+      [archiveSuffix('zstd', true), 'archive'],
       [SIDECAR_SUFFIX, 'sidecar'],
       [LOCK_SUFFIX, 'lock'],
     ] as const) {
@@ -84,6 +88,11 @@ export interface InspectOptions extends CatalogOptions {
    * `components: ['zookeeper']` is the newest backup with ZooKeeper in it. Ignored for a name.
    */
   components?: readonly string[];
+  /**
+   * Secret keys (`AGE-SECRET-KEY-1…`) to open an encrypted backup's manifest with; one of its
+   * recipients' is enough. Without one, an encrypted backup throws `DecryptionError`.
+   */
+  identities?: readonly string[];
 }
 
 /**
@@ -140,7 +149,7 @@ export async function inspect(options: InspectOptions): Promise<SidecarManifest>
     }
     throw error;
   }
-  const manifest = parseManifest(bytes, true);
+  const manifest = await openSidecar(bytes, options.identities, `backup "${name}"`);
   if (manifest.name !== name)
     throw new NotFoundError(`The manifest at "${sidecarKey}" describes "${manifest.name}", not "${name}".`);
   return manifest;

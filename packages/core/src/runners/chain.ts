@@ -10,6 +10,8 @@ export interface ResolveChainOptions {
   /** With `"latest"`: the newest backup holding these components (see `InspectOptions`). */
   components?: readonly string[];
   prefix?: string;
+  /** Secret keys for encrypted backups (see `InspectOptions.identities`). */
+  identities?: readonly string[];
   signal?: AbortSignal;
 }
 
@@ -39,6 +41,7 @@ export async function resolveChain(options: ResolveChainOptions): Promise<ChainL
     prefix,
     signal,
     ...(options.components ? { components: options.components } : {}),
+    ...(options.identities ? { identities: options.identities } : {}),
   });
   const links: ChainLink[] = [];
   const seen = new Set<string>();
@@ -54,7 +57,13 @@ export async function resolveChain(options: ResolveChainOptions): Promise<ChainL
     seen.add(name);
     let manifest: SidecarManifest;
     try {
-      manifest = await inspect({ storage, name, prefix, signal });
+      manifest = await inspect({
+        storage,
+        name,
+        prefix,
+        signal,
+        ...(options.identities ? { identities: options.identities } : {}),
+      });
     } catch (error) {
       if (error instanceof NotFoundError && child !== undefined) {
         throw new NotFoundError(

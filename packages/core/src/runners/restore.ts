@@ -37,6 +37,12 @@ export interface RestoreOptions {
    * one being read.
    */
   readConcurrency?: number;
+  /**
+   * Secret keys (`AGE-SECRET-KEY-1…`) for an encrypted backup; one of its recipients' is enough.
+   * With none that fits, the run throws `DecryptionError` (naming the recipients) before it
+   * reads the archive or writes anything.
+   */
+  identities?: readonly string[];
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -81,6 +87,7 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
       prefix: options.prefix,
       signal,
       ...(options.only ? { components: options.only } : {}),
+      ...(options.identities ? { identities: options.identities } : {}),
     }));
   const selected = selectComponents(manifest.components, options.only, `backup ${manifest.name}`);
   const restorers = new Map(options.restorers.map((restorer) => [restorer.name, restorer]));
@@ -113,6 +120,7 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
   // bytes as a whole is left to verify().
   const shared = readArchive(abortable(archive, signal), manifest, {
     archiveDigest: false,
+    ...(options.identities ? { identities: options.identities } : {}),
     onArchiveBytes: (bytes) => progress({ type: 'archive-bytes', bytes }),
     onEntryBytes: (component, path, bytes) => progress({ type: 'bytes', component, path, bytes }),
   })[Symbol.asyncIterator]();

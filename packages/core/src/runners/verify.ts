@@ -18,6 +18,12 @@ export interface VerifyOptions {
    * one being read.
    */
   readConcurrency?: number;
+  /**
+   * Secret keys (`AGE-SECRET-KEY-1…`) for an encrypted backup; one of its recipients' is enough.
+   * With none that fits, the run throws `DecryptionError` (naming the recipients) before it
+   * reads the archive or writes anything.
+   */
+  identities?: readonly string[];
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -41,7 +47,13 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const { storage, signal } = options;
   const progress = options.onProgress ?? ignoreProgress;
   throwIfAborted(signal);
-  const manifest = await inspect({ storage, name: options.name, prefix: options.prefix, signal });
+  const manifest = await inspect({
+    storage,
+    name: options.name,
+    prefix: options.prefix,
+    signal,
+    ...(options.identities ? { identities: options.identities } : {}),
+  });
   const totalBytes = manifest.components.reduce((sum, component) => sum + component.stats.bytes, 0);
   progress({ type: 'verify-start', backup: manifest.name, totalBytes });
   let entries = 0;
@@ -52,6 +64,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       concurrency: options.readConcurrency,
     });
     for await (const { record } of readArchive(abortable(archive, signal), manifest, {
+      ...(options.identities ? { identities: options.identities } : {}),
       onArchiveBytes: (count) => progress({ type: 'archive-bytes', bytes: count }),
       onEntryBytes: (component, path, count) => progress({ type: 'bytes', component, path, bytes: count }),
     })) {

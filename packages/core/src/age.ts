@@ -1,0 +1,506 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  type KeyObject,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
+import type { ByteStream } from './contracts.ts';
+import { ConfigError, DecryptionError, IntegrityError } from './errors.ts';
+
+/**
+ * The age file format (https://age-encryption.org/v1) on `node:crypto` alone: X25519
+ * recipients, HKDF-SHA256, ChaCha20-Poly1305 in 64 KiB STREAM chunks. What it writes opens with
+ * the stock `age -d -i key.txt`, and what `age -r age1…` writes opens here.
+ *
+ * Memory: one 64 KiB chunk and the input chunk being cut, in either direction.
+ */
+
+const INTRO = 'age-encryption.org/v1\n';
+const X25519_LABEL = 'age-encryption.org/v1/X25519';
+/** Plaintext bytes per STREAM chunk. */
+export const AGE_CHUNK_SIZE = 64 * 1024;
+const TAG_SIZE = 16;
+/** Ciphertext bytes per full STREAM chunk. */
+export const AGE_SEALED_CHUNK_SIZE = AGE_CHUNK_SIZE + TAG_SIZE;
+const FILE_KEY_SIZE = 16;
+const PAYLOAD_NONCE_SIZE = 16;
+/** The longest header read before giving up: thousands of recipients fit. */
+const MAX_HEADER = 1024 * 1024;
+const PUBLIC_HRP = 'age';
+const SECRET_HRP = 'age-secret-key-';
+// DER prefixes of a raw 32-byte X25519 key as PKCS#8 and SPKI.
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+// --- bech32 (BIP 173), which age uses for its keys, without the 90-character limit ---
+
+const BECH32_CHARSET = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+const BECH32_GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+
+function polymod(values: number[]): number {
+  let check = 1;
+  for (const value of values) {
+    const top = check >>> 25;
+    check = ((check & 0x1ffffff) << 5) ^ value;
+    for (let bit = 0; bit < 5; bit += 1) if ((top >>> bit) & 1) check ^= BECH32_GENERATOR[bit]!;
+  }
+  return check >>> 0;
+}
+
+function expandHrp(hrp: string): number[] {
+  const codes = [...hrp].map((char) => char.charCodeAt(0));
+  return [...codes.map((code) => code >>> 5), 0, ...codes.map((code) => code & 31)];
+}
+
+function convertBits(
+  data: Uint8Array | number[],
+  from: number,
+  to: number,
+  pad: boolean,
+): number[] | undefined {
+  let accumulator = 0;
+  let bits = 0;
+  const result: number[] = [];
+  const mask = (1 << to) - 1;
+  for (const value of data) {
+    accumulator = (accumulator << from) | value;
+    bits += from;
+    while (bits >= to) {
+      bits -= to;
+      result.push((accumulator >>> bits) & mask);
+    }
+  }
+  if (pad) {
+    if (bits > 0) result.push((accumulator << (to - bits)) & mask);
+  } else if (bits >= from || ((accumulator << (to - bits)) & mask) !== 0) {
+    return undefined;
+  }
+  return result;
+}
+
+function bech32Encode(hrp: string, data: Uint8Array): string {
+  const words = convertBits(data, 8, 5, true)!;
+  const check = polymod([...expandHrp(hrp), ...words, 0, 0, 0, 0, 0, 0]) ^ 1;
+  const checksum = Array.from({ length: 6 }, (_, index) => (check >>> (5 * (5 - index))) & 31);
+  return `${hrp}1${[...words, ...checksum].map((word) => BECH32_CHARSET[word]).join('')}`;
+}
+
+function bech32Decode(text: string): { hrp: string; data: Uint8Array } | undefined {
+  if (text !== text.toLowerCase() && text !== text.toUpperCase()) return undefined;
+  const lower = text.toLowerCase();
+  const separator = lower.lastIndexOf('1');
+  if (separator < 1 || separator + 7 > lower.length) return undefined;
+  const hrp = lower.slice(0, separator);
+  const words: number[] = [];
+  for (const char of lower.slice(separator + 1)) {
+    const word = BECH32_CHARSET.indexOf(char);
+    if (word < 0) return undefined;
+    words.push(word);
+  }
+  if (polymod([...expandHrp(hrp), ...words]) !== 1) return undefined;
+  const bytes = convertBits(words.slice(0, -6), 5, 8, false);
+  return bytes ? { hrp, data: Uint8Array.from(bytes) } : undefined;
+}
+
+// --- keys ---
+
+/** An X25519 identity: the secret key that opens what was encrypted to its recipient. */
+export interface AgeIdentity {
+  /** `AGE-SECRET-KEY-1…` */
+  secretKey: string;
+  /** `age1…`, the public key to encrypt to. */
+  recipient: string;
+}
+
+function privateKeyObject(raw: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+}
+
+function publicKeyObject(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+function rawPublicKey(key: KeyObject): Buffer {
+  return (key.type === 'public' ? key : createPublicKey(key))
+    .export({ format: 'der', type: 'spki' })
+    .subarray(SPKI_PREFIX.length);
+}
+
+function rawPrivateKey(key: KeyObject): Buffer {
+  return key.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_PREFIX.length);
+}
+
+/**
+ * A new X25519 identity, as `age-keygen` makes.
+ *
+ * @example
+ * const { secretKey, recipient } = generateAgeIdentity();
+ */
+export function generateAgeIdentity(): AgeIdentity {
+  const { privateKey } = generateKeyPairSync('x25519');
+  return {
+    secretKey: bech32Encode(SECRET_HRP, rawPrivateKey(privateKey)).toUpperCase(),
+    recipient: bech32Encode(PUBLIC_HRP, rawPublicKey(privateKey)),
+  };
+}
+
+/** The raw 32-byte public key of an `age1…` recipient; throws `ConfigError` when it is not one. */
+function parseRecipient(recipient: string): Uint8Array {
+  const decoded = bech32Decode(recipient.trim());
+  if (
+    !decoded ||
+    decoded.hrp !== PUBLIC_HRP ||
+    decoded.data.length !== 32 ||
+    recipient.trim() !== recipient.trim().toLowerCase()
+  )
+    throw new ConfigError(
+      `"${recipient}" is not an age X25519 recipient (a public key "age1…" as age-keygen prints it).`,
+    );
+  return decoded.data;
+}
+
+/** Checks recipients and returns them trimmed; throws `ConfigError` naming the first bad one. */
+export function checkAgeRecipients(recipients: readonly string[]): string[] {
+  const checked = recipients.map((recipient) => recipient.trim());
+  for (const recipient of checked) parseRecipient(recipient);
+  return checked;
+}
+
+/**
+ * Parses an identity: one `AGE-SECRET-KEY-1…` key. Throws a `ConfigError` that does not repeat
+ * the key (it is a secret).
+ */
+export function parseAgeIdentity(secretKey: string): AgeIdentity {
+  const decoded = bech32Decode(secretKey.trim());
+  if (!decoded || decoded.hrp !== SECRET_HRP || decoded.data.length !== 32)
+    throw new ConfigError(
+      'An identity is not an age X25519 secret key ("AGE-SECRET-KEY-1…" as age-keygen writes it).',
+    );
+  return {
+    secretKey: secretKey.trim(),
+    recipient: bech32Encode(PUBLIC_HRP, rawPublicKey(privateKeyObject(decoded.data))),
+  };
+}
+
+/**
+ * The identities in the text of an identity file as `age-keygen` writes it: one
+ * `AGE-SECRET-KEY-1…` per line, `#` comments and blank lines ignored.
+ */
+export function parseAgeIdentities(text: string): AgeIdentity[] {
+  const identities = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map(parseAgeIdentity);
+  if (identities.length === 0) throw new ConfigError('The identity file holds no "AGE-SECRET-KEY-1…" line.');
+  return identities;
+}
+
+/** The recipients in the text of a recipients file: one `age1…` per line, `#` comments ignored. */
+export function parseAgeRecipients(text: string): string[] {
+  return checkAgeRecipients(
+    text
+      .split(/\r?\n/)
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#')),
+  );
+}
+
+/** The identity file `age-keygen` writes: a comment with the time and the public key, then the key. */
+export function formatAgeIdentityFile(identity: AgeIdentity, created = new Date()): string {
+  return `# created: ${created.toISOString().replace(/\.\d{3}Z$/, 'Z')}\n# public key: ${identity.recipient}\n${identity.secretKey}\n`;
+}
+
+// --- header ---
+
+const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64').replace(/=+$/, '');
+
+function unbase64(text: string): Buffer | undefined {
+  if (!/^[A-Za-z0-9+/]*$/.test(text) || text.length % 4 === 1) return undefined;
+  const bytes = Buffer.from(text, 'base64');
+  return base64(bytes) === text ? bytes : undefined;
+}
+
+function hkdf(ikm: Uint8Array, salt: Uint8Array, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', ikm, salt, info, 32));
+}
+
+const ZERO_NONCE = Buffer.alloc(12);
+
+function seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array): Buffer {
+  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_SIZE });
+  return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+}
+
+/** Decrypts and authenticates; `undefined` when the tag does not match. */
+function open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer | undefined {
+  if (sealed.length < TAG_SIZE) return undefined;
+  const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_SIZE });
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
+  const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_SIZE));
+  try {
+    decipher.final();
+  } catch {
+    return undefined;
+  }
+  return plaintext;
+}
+
+function wrapBody(body: Uint8Array): string {
+  const text = base64(body);
+  const lines: string[] = [];
+  for (let start = 0; start <= text.length; start += 64) lines.push(text.slice(start, start + 64));
+  return lines.join('\n');
+}
+
+function headerMac(fileKey: Uint8Array, headerUpToDashes: string): Buffer {
+  return createHmac('sha256', hkdf(fileKey, new Uint8Array(0), 'header'))
+    .update(headerUpToDashes)
+    .digest();
+}
+
+/** Builds the header: one X25519 stanza per recipient, then the MAC. */
+function buildHeader(fileKey: Uint8Array, recipients: readonly string[]): Buffer {
+  let header = INTRO;
+  for (const recipient of recipients) {
+    const theirs = parseRecipient(recipient);
+    const { privateKey, publicKey } = generateKeyPairSync('x25519');
+    const share = rawPublicKey(publicKey);
+    const shared = diffieHellman({ privateKey, publicKey: publicKeyObject(theirs) });
+    const wrapKey = hkdf(shared, Buffer.concat([share, theirs]), X25519_LABEL);
+    header += `-> X25519 ${base64(share)}\n${wrapBody(seal(wrapKey, ZERO_NONCE, fileKey))}\n`;
+  }
+  header += '---';
+  return Buffer.from(`${header} ${base64(headerMac(fileKey, header))}\n`);
+}
+
+interface Stanza {
+  args: string[];
+  body: Buffer;
+}
+
+function malformed(problem: string): IntegrityError {
+  return new IntegrityError(`The encrypted object is not a valid age file: ${problem}.`);
+}
+
+/** Parses a complete header (through the MAC line's newline). */
+function parseHeader(text: string): { stanzas: Stanza[]; macInput: string; mac: Buffer } {
+  const lines = text.split('\n');
+  if (lines[0] !== INTRO.trimEnd()) throw malformed('it does not start with "age-encryption.org/v1"');
+  const stanzas: Stanza[] = [];
+  let index = 1;
+  while (lines[index]?.startsWith('-> ')) {
+    const args = lines[index]!.slice(3).split(' ');
+    index += 1;
+    const bodyLines: string[] = [];
+    for (;;) {
+      const line = lines[index];
+      if (line === undefined) throw malformed('a stanza is cut short');
+      index += 1;
+      bodyLines.push(line);
+      if (line.length < 64) break;
+      if (line.length > 64) throw malformed('a stanza line is longer than 64 columns');
+    }
+    const body = unbase64(bodyLines.join(''));
+    if (!body) throw malformed('a stanza body is not canonical base64');
+    stanzas.push({ args, body });
+  }
+  const last = lines[index];
+  if (!last?.startsWith('--- ')) throw malformed('the header does not end with a MAC line');
+  const mac = unbase64(last.slice(4));
+  if (mac?.length !== 32) throw malformed('the header MAC is not 32 bytes of base64');
+  const macInput = `${lines.slice(0, index).join('\n')}\n---`;
+  return { stanzas, macInput, mac };
+}
+
+/** Finds the file key in the stanzas with one of the identities; `undefined` when none opens it. */
+function unwrapFileKey(stanzas: Stanza[], identities: readonly AgeIdentity[]): Buffer | undefined {
+  const keys = identities.map((identity) => {
+    const decoded = bech32Decode(identity.secretKey)!;
+    const privateKey = privateKeyObject(decoded.data);
+    return { privateKey, ours: rawPublicKey(privateKey) };
+  });
+  for (const stanza of stanzas) {
+    if (stanza.args[0] !== 'X25519') continue;
+    const share = stanza.args.length === 2 ? unbase64(stanza.args[1]!) : undefined;
+    if (share?.length !== 32 || stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE)
+      throw malformed('an X25519 stanza is malformed');
+    for (const { privateKey, ours } of keys) {
+      let shared: Buffer;
+      try {
+        shared = diffieHellman({ privateKey, publicKey: publicKeyObject(share) });
+      } catch {
+        throw malformed('an X25519 stanza holds an invalid share');
+      }
+      if (shared.every((byte) => byte === 0)) throw malformed('an X25519 stanza holds a low-order share');
+      const wrapKey = hkdf(shared, Buffer.concat([share, ours]), X25519_LABEL);
+      const fileKey = open(wrapKey, ZERO_NONCE, stanza.body);
+      if (fileKey) return fileKey;
+    }
+  }
+  return undefined;
+}
+
+// --- payload ---
+
+function chunkNonce(counter: number, last: boolean): Buffer {
+  const nonce = Buffer.alloc(12);
+  nonce.writeUIntBE(counter, 5, 6);
+  nonce[11] = last ? 1 : 0;
+  return nonce;
+}
+
+export interface AgeEncryptOptions {
+  /** `age1…` X25519 public keys; the file opens with the secret key of any one of them. */
+  recipients: readonly string[];
+}
+
+/**
+ * Encrypts a byte stream into an age file, streaming: header, 16-byte nonce, then one sealed
+ * chunk per 64 KiB. The source is released when the consumer stops early.
+ *
+ * @example
+ * const sealed = encryptAge(compress(packTar(records)), { recipients: ['age1…'] });
+ */
+export async function* encryptAge(source: AsyncIterable<Uint8Array>, options: AgeEncryptOptions): ByteStream {
+  if (options.recipients.length === 0)
+    throw new ConfigError('Encryption needs at least one recipient (age1…).');
+  const fileKey = randomBytes(FILE_KEY_SIZE);
+  const nonce = randomBytes(PAYLOAD_NONCE_SIZE);
+  const payloadKey = hkdf(fileKey, nonce, 'payload');
+  yield Buffer.concat([buildHeader(fileKey, options.recipients), nonce]);
+  let counter = 0;
+  let pending = Buffer.alloc(0);
+  for await (const chunk of source) {
+    pending = pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([pending, chunk]);
+    // A full chunk is sealed only once more bytes follow it: the last chunk carries the last flag.
+    if (pending.length <= AGE_CHUNK_SIZE) continue;
+    const out: Buffer[] = [];
+    let offset = 0;
+    while (pending.length - offset > AGE_CHUNK_SIZE) {
+      out.push(
+        seal(payloadKey, chunkNonce(counter, false), pending.subarray(offset, offset + AGE_CHUNK_SIZE)),
+      );
+      counter += 1;
+      offset += AGE_CHUNK_SIZE;
+    }
+    pending = Buffer.from(pending.subarray(offset));
+    yield out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+  yield seal(payloadKey, chunkNonce(counter, true), pending);
+}
+
+export interface AgeDecryptOptions {
+  /** Identities to try; the first whose recipient the file was encrypted to opens it. */
+  identities: readonly AgeIdentity[];
+  /** The recipients the file is known to be encrypted to, named in the error when no identity fits. */
+  expectedRecipients?: readonly string[];
+  /** What is being decrypted, for error messages, e.g. `"backup_20261121_101500.tar.gz.age"`. */
+  what?: string;
+}
+
+/**
+ * Decrypts an age file, streaming. The header is read and the file key unwrapped before the
+ * first byte is yielded: with no fitting identity it throws `DecryptionError` at once. A chunk
+ * that fails authentication, a truncated or extended file throws `IntegrityError`.
+ *
+ * The STREAM chunks are fixed-size, so chunk `i` starts at `header + 16 + i × (64 KiB + 16)`;
+ * bk reads the object in order (its ranged reads are yielded in order too) and decrypts as it goes.
+ */
+export async function* decryptAge(source: AsyncIterable<Uint8Array>, options: AgeDecryptOptions): ByteStream {
+  const what = options.what ?? 'the encrypted object';
+  const iterator = source[Symbol.asyncIterator]();
+  try {
+    let pending = Buffer.alloc(0);
+    let ended = false;
+    const pull = async (): Promise<boolean> => {
+      const next = await iterator.next();
+      if (next.done) {
+        ended = true;
+        return false;
+      }
+      pending = pending.length === 0 ? Buffer.from(next.value) : Buffer.concat([pending, next.value]);
+      return true;
+    };
+    // The header ends at the first "\n--- …\n".
+    let headerEnd = -1;
+    for (;;) {
+      const dashes = pending.indexOf('\n--- ');
+      if (dashes >= 0) headerEnd = pending.indexOf('\n', dashes + 1);
+      if (headerEnd >= 0) break;
+      if (pending.length > MAX_HEADER) throw malformed(`${what}'s header is longer than 1 MiB`);
+      if (!(await pull())) throw malformed(`${what} ends inside its header`);
+    }
+    const { stanzas, macInput, mac } = parseHeader(pending.subarray(0, headerEnd + 1).toString('latin1'));
+    const fileKey = unwrapFileKey(stanzas, options.identities);
+    if (!fileKey)
+      throw new DecryptionError(
+        what,
+        options.expectedRecipients ?? [],
+        options.identities.map((identity) => identity.recipient),
+      );
+    if (!timingSafeEqual(headerMac(fileKey, macInput), mac))
+      throw new IntegrityError(`The header of ${what} fails its MAC: it was altered.`);
+    pending = pending.subarray(headerEnd + 1);
+    while (pending.length < PAYLOAD_NONCE_SIZE) {
+      if (!(await pull())) throw malformed(`${what} ends before its payload`);
+    }
+    const payloadKey = hkdf(fileKey, pending.subarray(0, PAYLOAD_NONCE_SIZE), 'payload');
+    pending = Buffer.from(pending.subarray(PAYLOAD_NONCE_SIZE));
+    let counter = 0;
+    const broken = () =>
+      new IntegrityError(
+        `Chunk ${counter} of ${what} fails authentication: the object was altered, truncated or extended.`,
+      );
+    for (;;) {
+      if (pending.length > AGE_SEALED_CHUNK_SIZE) {
+        const out: Buffer[] = [];
+        let offset = 0;
+        while (pending.length - offset > AGE_SEALED_CHUNK_SIZE) {
+          const plain = open(
+            payloadKey,
+            chunkNonce(counter, false),
+            pending.subarray(offset, offset + AGE_SEALED_CHUNK_SIZE),
+          );
+          if (!plain) throw broken();
+          out.push(plain);
+          counter += 1;
+          offset += AGE_SEALED_CHUNK_SIZE;
+        }
+        pending = Buffer.from(pending.subarray(offset));
+        yield out.length === 1 ? out[0]! : Buffer.concat(out);
+      }
+      if (ended || !(await pull())) break;
+    }
+    const last = open(payloadKey, chunkNonce(counter, true), pending);
+    if (!last || (last.length === 0 && counter > 0)) throw broken();
+    if (last.length > 0) yield last;
+  } finally {
+    await iterator.return?.();
+  }
+}
+
+async function* oneChunk(bytes: Uint8Array): ByteStream {
+  yield bytes;
+}
+
+/** Encrypts a small object whole (the sidecar manifest). */
+export async function encryptAgeBytes(plaintext: Uint8Array, options: AgeEncryptOptions): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const part of encryptAge(oneChunk(plaintext), options)) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+/** Decrypts a small age file whole. */
+export async function decryptAgeBytes(sealed: Uint8Array, options: AgeDecryptOptions): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const part of decryptAge(oneChunk(sealed), options)) parts.push(part);
+  return Buffer.concat(parts);
+}

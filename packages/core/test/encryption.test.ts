@@ -1,0 +1,188 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  BkError,
+  backup,
+  collect,
+  DecryptionError,
+  decryptAge,
+  decryptAgeBytes,
+  type Entry,
+  encryptAge,
+  encryptAgeBytes,
+  formatAgeIdentityFile,
+  generateAgeIdentity,
+  inspect,
+  list,
+  MemoryStorage,
+  parseAgeIdentities,
+  type Restorer,
+  restore,
+  type Source,
+  sealedSummary,
+  verify,
+} from '../src/index.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'bk-age-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function hasAge(): boolean {
+  try {
+    execFileSync('age', ['--version']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function* chunks(data: Uint8Array, size: number): AsyncIterable<Uint8Array> {
+  for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size);
+}
+
+const MARKER = 'secret-marker-4f1c9a';
+
+function source(): Source {
+  const files: [string, Uint8Array][] = [
+    [`etc/${MARKER}.conf`, new TextEncoder().encode(`password=${MARKER}\n`.repeat(1000))],
+    ['var/blob.bin', randomBytes(300_000)],
+  ];
+  return {
+    kind: 'test',
+    name: 'files',
+    describe: async () => ({ version: '1' }),
+    async *backup(): AsyncIterable<Entry> {
+      for (const [path, data] of files) {
+        yield { path, size: data.byteLength, body: chunks(data, 70_000) };
+      }
+    },
+  };
+}
+
+function recorder(): Restorer & { restored: Map<string, number> } {
+  const restored = new Map<string, number>();
+  return {
+    kind: 'test',
+    name: 'files',
+    restored,
+    async restore(entries) {
+      for await (const entry of entries) restored.set(entry.path, (await collect(entry.body!)).byteLength);
+      return { entries: restored.size, bytes: 0 };
+    },
+  };
+}
+
+describe('the age format', () => {
+  it.runIf(hasAge())('round-trips with the stock age at every chunk boundary', async () => {
+    const identity = generateAgeIdentity();
+    const keyFile = join(work, 'key.txt');
+    writeFileSync(keyFile, formatAgeIdentityFile(identity));
+    expect(execFileSync('age-keygen', ['-y', keyFile]).toString().trim()).toBe(identity.recipient);
+    for (const size of [0, 1, 65_536, 65_537, 200_000]) {
+      const data = randomBytes(size);
+      const other = generateAgeIdentity().recipient;
+      const sealed = await encryptAgeBytes(data, { recipients: [other, identity.recipient] });
+      writeFileSync(join(work, 'ours.age'), sealed);
+      expect(
+        execFileSync('age', ['-d', '-i', keyFile, join(work, 'ours.age')], { maxBuffer: 1 << 24 }),
+      ).toEqual(data);
+      execFileSync('age', ['-e', '-r', identity.recipient, '-o', join(work, 'theirs.age')], { input: data });
+      const theirs = readFileSync(join(work, 'theirs.age'));
+      const identities = parseAgeIdentities(readFileSync(keyFile, 'utf8'));
+      expect(await decryptAgeBytes(theirs, { identities })).toEqual(data);
+    }
+  });
+
+  it('streams in any chunking, and fails on a wrong key, a flipped bit or a cut', async () => {
+    const identity = generateAgeIdentity();
+    const data = randomBytes(200_000);
+    const parts: Uint8Array[] = [];
+    for await (const part of encryptAge(chunks(data, 7_777), { recipients: [identity.recipient] }))
+      parts.push(part);
+    const sealed = Buffer.concat(parts);
+    const back: Uint8Array[] = [];
+    for await (const part of decryptAge(chunks(sealed, 1_000), { identities: [identity] })) back.push(part);
+    expect(Buffer.concat(back)).toEqual(data);
+
+    const wrong = generateAgeIdentity();
+    const error = await decryptAgeBytes(sealed, {
+      identities: [wrong],
+      expectedRecipients: [identity.recipient],
+    }).catch((thrown: unknown) => thrown);
+    expect(error).toBeInstanceOf(DecryptionError);
+    expect((error as Error).message).toContain(identity.recipient);
+
+    const flipped = Buffer.from(sealed);
+    flipped[flipped.length - 100]! ^= 1;
+    await expect(decryptAgeBytes(flipped, { identities: [identity] })).rejects.toMatchObject({
+      code: 'BK_INTEGRITY',
+    });
+    // Cut exactly at a chunk boundary: the last chunk left lacks the last-chunk flag.
+    const headerLength = sealed.length - 16 - 3 * (65_536 + 16) - (200_000 - 3 * 65_536 + 16);
+    await expect(
+      decryptAgeBytes(sealed.subarray(0, headerLength + 16 + 2 * (65_536 + 16)), { identities: [identity] }),
+    ).rejects.toMatchObject({ code: 'BK_INTEGRITY' });
+  });
+});
+
+describe('an encrypted backup', () => {
+  it('stores no name or content in clear, lists without a key and restores with one', async () => {
+    const storage = new MemoryStorage();
+    const identity = generateAgeIdentity();
+    const second = generateAgeIdentity();
+    const result = await backup({
+      storage,
+      components: [source()],
+      encryption: { recipients: [identity.recipient, second.recipient] },
+    });
+    expect(result.key).toBe(`${result.name}.tar.gz.age`);
+    for await (const object of storage.list('')) {
+      const bytes = Buffer.from(await collect(await storage.get(object.key)));
+      expect(bytes.includes(MARKER), object.key).toBe(false);
+      expect(bytes.includes('blob.bin'), object.key).toBe(false);
+    }
+    const listed = await list({ storage });
+    expect(listed.map((summary) => [summary.name, summary.key])).toEqual([[result.name, result.key]]);
+    const summary = sealedSummary(await collect(await storage.get(result.sidecarKey)));
+    expect(summary?.encryption.recipients).toEqual([identity.recipient, second.recipient]);
+    expect(summary?.archive.size).toBe(result.size);
+
+    const manifest = await inspect({ storage, name: 'latest', identities: [second.secretKey] });
+    expect(manifest.components[0]?.entries.map((entry) => entry.path)).toContain(`etc/${MARKER}.conf`);
+    const restorer = recorder();
+    await restore({ storage, name: result.name, restorers: [restorer], identities: [identity.secretKey] });
+    expect(restorer.restored.get('var/blob.bin')).toBe(300_000);
+    const verified = await verify({ storage, name: result.name, identities: [second.secretKey] });
+    expect(verified.entries).toBe(2);
+  });
+
+  it('refuses a wrong or missing key before the restorer sees anything, naming the recipients', async () => {
+    const storage = new MemoryStorage();
+    const identity = generateAgeIdentity();
+    await backup({ storage, components: [source()], encryption: { recipients: [identity.recipient] } });
+    for (const identities of [[generateAgeIdentity().secretKey], undefined]) {
+      const restorer = recorder();
+      const error = await restore({
+        storage,
+        name: 'latest',
+        restorers: [restorer],
+        ...(identities ? { identities } : {}),
+      }).catch((thrown: unknown) => thrown);
+      expect(BkError.isInstance(error) && error.code).toBe('BK_DECRYPTION');
+      expect((error as DecryptionError).expected).toEqual([identity.recipient]);
+      expect((error as Error).message).toContain(identity.recipient);
+      expect(restorer.restored.size).toBe(0);
+    }
+  });
+
+  it('refuses a recipient that is not an age public key before anything is stored', async () => {
+    const storage = new MemoryStorage();
+    await expect(
+      backup({ storage, components: [source()], encryption: { recipients: ['age1notakey'] } }),
+    ).rejects.toMatchObject({ code: 'BK_CONFIG' });
+    expect(await list({ storage })).toEqual([]);
+  });
+});
