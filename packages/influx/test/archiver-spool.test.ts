@@ -194,6 +194,36 @@ describe('DrArchiver with a spool', () => {
     expect(await stored(inner, 'i')).toHaveLength(written);
   });
 
+  it('stops uploading when close() gives up waiting, and leaves the segment for the next start', async () => {
+    const dir = scratch();
+    const inner = new MemoryStorage();
+    let puts = 0;
+    const storage = new FaultyStorage(inner, {
+      failOn: (method) => {
+        if (method === 'put') puts += 1;
+        return method === 'put';
+      },
+    });
+    const archiver = new DrArchiver({
+      storage,
+      instance: 'i',
+      spool: { dir },
+      retryBaseMs: 2,
+      retryMaxMs: 5,
+    });
+    await archiver.write('db', 'rp', 'm v=1 1');
+    await expect(archiver.close({ signal: AbortSignal.timeout(100) })).rejects.toMatchObject({
+      code: 'BK_ABORTED',
+    });
+    const after = puts;
+    await sleep(100);
+    expect(puts).toBe(after);
+    expect(await segmentsIn(dir)).toHaveLength(1);
+    const next = new DrArchiver({ storage: inner, instance: 'i', spool: { dir } });
+    await next.close();
+    expect((await stored(inner, 'i')).map(({ line }) => line)).toEqual(['m v=1 1']);
+  });
+
   it('refuses a spool another live process holds', async () => {
     const dir = scratch();
     const first = new DrArchiver({ storage: new MemoryStorage(), instance: 'i', spool: { dir } });

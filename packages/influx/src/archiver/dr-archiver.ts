@@ -3,7 +3,15 @@ import { type FileHandle, mkdir, open, readdir, readFile, stat, unlink, writeFil
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
-import { BkError, ConfigError, type PutOptions, type Storage, StorageError, toAbortedError } from '@bk/core';
+import {
+  AbortedError,
+  BkError,
+  ConfigError,
+  type PutOptions,
+  type Storage,
+  StorageError,
+  toAbortedError,
+} from '@bk/core';
 import type { LineProtocolPrecision } from '../line-protocol/import-line-protocol.ts';
 import { checkSegment, timestampMillisOf, utcDay } from './line-scan.ts';
 import { decodeSegment, encodeRecord, type SpoolRecord } from './spool-file.ts';
@@ -254,6 +262,8 @@ export class DrArchiver {
   private segmentsUploading = 0;
   private readonly sleepers = new Set<{ timer: unknown; wake: () => void }>();
   private lockPath: string | undefined;
+  /** close() gave up waiting (aborted or failed): no upload starts or retries any more. */
+  private halted = false;
 
   /** @throws {ConfigError} an invalid instance or option. */
   constructor(options: DrArchiverOptions) {
@@ -408,7 +418,11 @@ export class DrArchiver {
     } finally {
       const stopped = this.failure !== undefined || options.signal?.aborted === true;
       if (this.pending.size === 0 || stopped) this.stopTimers();
-      if (stopped) for (const sleeper of [...this.sleepers]) sleeper.wake();
+      if (stopped) {
+        // Uploads stop here; what they had not stored stays in the spool for the next start.
+        this.halted = true;
+        for (const sleeper of [...this.sleepers]) sleeper.wake();
+      }
       for (const waiter of this.waiters.splice(0)) waiter();
       if (this.spoolDir !== undefined) await this.releaseSpool();
     }
@@ -822,13 +836,18 @@ export class DrArchiver {
   }
 
   private pumpSegments(): void {
-    while (!this.failure && this.segmentsUploading < this.uploadConcurrency && this.segmentQueue.length > 0) {
+    while (
+      !this.failure &&
+      !this.halted &&
+      this.segmentsUploading < this.uploadConcurrency &&
+      this.segmentQueue.length > 0
+    ) {
       const segment = this.segmentQueue.shift() as SpoolSegment;
       this.segmentsUploading += 1;
       void this.uploadSegment(segment)
         .catch((error: unknown) => {
           // Reading the spool failed: nothing retrying in this process can fix.
-          if (!BkError.isInstance(error) || error.code !== 'BK_STORAGE') {
+          if (!this.halted && (!BkError.isInstance(error) || error.code !== 'BK_STORAGE')) {
             this.fail(this.permanentFailure(segment.path, error));
           }
         })
@@ -882,6 +901,7 @@ export class DrArchiver {
   private async putWithRetry(key: string, body: Uint8Array, lines: number): Promise<void> {
     for (let attempt = 1; ; attempt += 1) {
       if (this.failure) throw this.failure;
+      if (this.halted) throw new AbortedError('DrArchiver: closed before this upload finished.');
       try {
         await this.storage.put(key, body, this.putOptions(body));
       } catch (error) {
