@@ -167,6 +167,16 @@ describe('DrArchiver files against a real influxd', () => {
       onFile: (file) => seen.push(file.day),
     });
     expect(result).toMatchObject({ lines: POINTS, points: POINTS, ok: true, differences: [], skipped: [] });
+    // Writers that acknowledged one line more than the archive holds: the archive agrees with
+    // itself, the writers' count does not.
+    const short = await replay({
+      storage,
+      instance: 'prod-1',
+      httpUrl: target.httpUrl,
+      precision: 's',
+      expectedLines: acknowledgedBySource + 1,
+    });
+    expect(short).toMatchObject({ ok: false, differences: [], lines: POINTS, expectedLines: POINTS + 1 });
     expect(seen).toEqual([...seen].sort());
     await expectSameCounts();
 
