@@ -4,6 +4,7 @@ export {
   DrArchiver,
   type DrArchiverOptions,
   type DrArchiverStats,
+  type DrSpoolOptions,
   type RotationReason,
 } from './dr-archiver.ts';
 export {
