@@ -36,6 +36,7 @@ export type RotationReason = 'size' | 'age' | 'flush' | 'pressure';
 
 /** What a {@link DrArchiver} tells `onEvent`. */
 export type ArchiverEvent =
+  /** A file closed for upload: in memory mode `key` is its object key, with a spool the segment's path. */
   | { type: 'rotated'; key: string; reason: RotationReason; lines: number; bytes: number }
   | { type: 'uploaded'; key: string; lines: number; bytes: number; attempts: number }
   | { type: 'retry'; key: string; attempt: number; delayMs: number; error: unknown }
@@ -189,21 +190,24 @@ const MiB = 1024 * 1024;
 
 /**
  * Continuous disaster-recovery capture for InfluxDB 1.x writes: the lines your writer sends to
- * InfluxDB are also handed to `write()`, which appends them to an in-memory file per database,
- * retention policy and UTC day. Files rotate by size and age and are uploaded, gzipped, to
- * `<instance>/<db>/<rp>/<YYYYMMDD>/<uuid>.gz` with create-if-absent `put`s. Each file is annotated
- * line protocol (`# DML`, `# CONTEXT-DATABASE:`, `# CONTEXT-RETENTION-POLICY:`) that
+ * InfluxDB are also handed to `write()`, which keeps them per database, retention policy and UTC
+ * day and uploads them, gzipped, to `<instance>/<db>/<rp>/<YYYYMMDD>/<id>.gz`. Each file is
+ * annotated line protocol (`# DML`, `# CONTEXT-DATABASE:`, `# CONTEXT-RETENTION-POLICY:`) that
  * `influx -import -compressed -precision <p> -path <file>` and {@link replay} read.
  *
- * Unlike InfluxDB subscriptions, nothing acknowledged is dropped: `write()` resolves once its
- * lines are in a file that will be uploaded; a failing storage is retried forever with
- * exponential backoff and jitter, and while more than `maxBufferedBytes` are held `write()`
- * waits instead. The archive does not store the timestamp precision: replay with the precision
- * your writer uses, and write points with explicit timestamps (a line without one gets the
- * import's time on replay).
+ * With `spool: { dir }`, `write()` resolves once its lines are fsync'd in a checksummed local
+ * segment; segments rotate by size and age, are uploaded as one object per place named after the
+ * segment, and are deleted once stored, so a crash loses nothing acknowledged and a restart on the
+ * same `dir` uploads the rest exactly once. With `spool: false`, lines wait in memory and a crash
+ * loses what was not uploaded. Uploads only ever `put` (write-only credentials suffice); a failing
+ * storage is retried forever with exponential backoff and jitter, while a spool past
+ * `spool.maxBytes` (or memory past `maxBufferedBytes`) makes `write()` wait; access denied stops
+ * the archiver with a `StorageError`. The archive does not store the timestamp precision: replay
+ * with the precision your writer uses, and write points with explicit timestamps (a line without
+ * one gets the import's time on replay).
  *
  * @example
- * const archiver = new DrArchiver({ storage, instance: 'influx-prod-1' });
+ * const archiver = new DrArchiver({ storage, instance: 'influx-prod-1', spool: { dir: '/var/lib/app/dr-spool' } });
  * await archiver.write('metrics', 'autogen', 'cpu,host=a usage=0.5 1795236814000000000');
  * process.once('SIGTERM', () => {
  *   archiver.close().then(() => process.exit(0), () => process.exit(1));
@@ -323,10 +327,15 @@ export class DrArchiver {
    * as an annotation), is refused and nothing of the call is kept. Lines are not parsed
    * further: a malformed point fails at import.
    *
-   * Resolves when every line is in an in-memory file that will be uploaded; waits first while
-   * more than `maxBufferedBytes` are buffered (storage slow or down).
+   * With a spool, resolves once the lines are fsync'd to it (writes made meanwhile share one
+   * fsync); waits first while the spool holds more than `spool.maxBytes` not uploaded yet. In
+   * memory mode, resolves once the lines are in memory; waits first while more than
+   * `maxBufferedBytes` are buffered (storage slow or down).
    *
-   * @throws {ConfigError} invalid db, rp or line; the archiver is closed.
+   * @throws {ConfigError} invalid db, rp or line; the archiver is closed; the spool is another
+   *   live process's.
+   * @throws {StorageError} uploads stopped for good (access denied); or, retryable, the spool
+   *   could not be appended to (disk full): the lines of that call are not acknowledged.
    */
   async write(db: string, rp: string, lines: string | readonly string[] | Uint8Array): Promise<void> {
     if (this.closed) throw new ConfigError('DrArchiver: write() after close().');
