@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   backup,
   type Component,
+  ConfigError,
   collect,
   type Entry,
   inspect,
@@ -63,13 +64,27 @@ describe('"latest" with components', () => {
     expect(restored).toEqual(['zookeeper.txt']);
   });
 
-  it('names the components when no backup holds them', async () => {
+  it('calls a component no backup holds a config error naming the components there are', async () => {
     const storage = new MemoryStorage();
     await backup({ storage, components: [component('postgres')] });
     const failure = await resolveName({ storage, name: 'latest', components: ['etcd'] }).catch(
       (error: unknown) => error,
     );
+    expect(failure).toBeInstanceOf(ConfigError);
+    expect((failure as Error).message).toContain('"etcd"');
+    expect((failure as Error).message).toContain('known: postgres');
+  });
+
+  it('is not found when each component is held but never together', async () => {
+    const storage = new MemoryStorage();
+    await backup({ storage, components: [component('postgres')] });
+    await backup({ storage, components: [component('zookeeper')] });
+    const failure = await resolveName({
+      storage,
+      name: 'latest',
+      components: ['postgres', 'zookeeper'],
+    }).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(NotFoundError);
-    expect((failure as Error).message).toContain('holds "etcd"');
+    expect((failure as Error).message).toContain('holds "postgres", "zookeeper"');
   });
 });

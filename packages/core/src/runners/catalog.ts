@@ -101,6 +101,7 @@ export interface InspectOptions extends CatalogOptions {
  *
  * @throws {ConfigError} when `name` is neither `"latest"` nor a backup name: a typo, not a
  *   missing backup.
+ * @throws {ConfigError} when a name in `components` is held by no backup at all.
  * @throws {NotFoundError} when there is no backup for `"latest"` (holding `components`).
  */
 export async function resolveName(options: InspectOptions): Promise<string> {
@@ -118,10 +119,19 @@ export async function resolveName(options: InspectOptions): Promise<string> {
   const wanted = options.components ?? [];
   if (wanted.length === 0) return newest.name;
   // Newest first, reading one sidecar at a time: usually the newest backup holds them.
+  const heldAnywhere = new Set<string>();
   for (const candidate of backups.reverse()) {
     const manifest = await inspect({ ...options, name: candidate.name, components: undefined });
     const held = new Set(manifest.components.map((component) => component.name));
     if (wanted.every((name) => held.has(name))) return candidate.name;
+    for (const name of held) heldAnywhere.add(name);
+  }
+  // A name no backup holds is a typo, not a missing backup: say which names exist.
+  const unknown = wanted.filter((name) => !heldAnywhere.has(name));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `Unknown component ${unknown.map((name) => `"${name}"`).join(', ')}: no backup in ${options.storage.description} holds it; known: ${[...heldAnywhere].join(', ') || 'none'}.`,
+    );
   }
   throw new NotFoundError(
     `No backup in ${options.storage.description} holds ${wanted.map((name) => `"${name}"`).join(', ')}.`,
