@@ -22,6 +22,8 @@ export const EXIT_CODES = {
   conflict: 5,
   /** The storage backend failed (`BK_STORAGE`). */
   storage: 6,
+  /** An encrypted backup and no identity (or none of its recipients') to open it (`BK_DECRYPTION`). */
+  decryption: 7,
   /** Interrupted by SIGINT or SIGTERM; the run was aborted and cleaned up (`BK_ABORTED`). */
   interrupted: 130,
 } as const;
@@ -38,6 +40,7 @@ const BY_ERROR_CODE: Partial<Record<BkErrorCode, ExitCode>> = {
   BK_CONFLICT: EXIT_CODES.conflict,
   BK_UNSAFE_PATH: EXIT_CODES.conflict,
   BK_STORAGE: EXIT_CODES.storage,
+  BK_DECRYPTION: EXIT_CODES.decryption,
   BK_ABORTED: EXIT_CODES.interrupted,
 };
 

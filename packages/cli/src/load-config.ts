@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { ConfigError, isRecord, type RetentionPolicy } from '@bk/core';
+import { ConfigError, checkAgeRecipients, isRecord, type RetentionPolicy } from '@bk/core';
 import { toTargetUrl } from './target-url.ts';
 
 /** The config file `bk` reads from the working directory when `--config` is not given. */
@@ -27,9 +27,14 @@ export interface BkConfig {
   prefix: string | undefined;
   components: ComponentConfig[];
   retention: RetentionPolicy | undefined;
+  /**
+   * `encryption.recipients`: `age1…` keys every backup is encrypted to; `encryption.identityFile`:
+   * the identity file (resolved against the config's directory) restores and verifies read with.
+   */
+  encryption: { recipients?: string[]; identityFile?: string } | undefined;
 }
 
-const TOP_LEVEL_FIELDS = new Set(['$schema', 'target', 'prefix', 'components', 'retention']);
+const TOP_LEVEL_FIELDS = new Set(['$schema', 'target', 'prefix', 'components', 'retention', 'encryption']);
 const RETENTION_FIELDS = ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const;
 const KIND = /^[a-z0-9][a-z0-9-]*$/;
 
@@ -103,6 +108,34 @@ export function parseConfig(value: unknown, directory: string, file: string | un
     ),
     retention:
       value.retention === undefined ? undefined : parseRetention(value.retention, where('retention')),
+    encryption:
+      value.encryption === undefined
+        ? undefined
+        : parseEncryption(value.encryption, directory, where('encryption')),
+  };
+}
+
+function parseEncryption(
+  value: unknown,
+  directory: string,
+  where: string,
+): { recipients?: string[]; identityFile?: string } {
+  if (!isRecord(value)) throw new ConfigError(`${where} must be an object.`);
+  for (const field of Object.keys(value)) {
+    if (field !== 'recipients' && field !== 'identityFile')
+      throw new ConfigError(`${where}.${field} is not a field; known fields: recipients, identityFile.`);
+  }
+  const { recipients, identityFile } = value;
+  if (
+    recipients !== undefined &&
+    (!Array.isArray(recipients) || recipients.some((recipient) => typeof recipient !== 'string'))
+  )
+    throw new ConfigError(`${where}.recipients must be an array of age1… public keys.`);
+  if (identityFile !== undefined && (typeof identityFile !== 'string' || identityFile === ''))
+    throw new ConfigError(`${where}.identityFile must be a non-empty string (a path).`);
+  return {
+    ...(recipients === undefined ? {} : { recipients: checkAgeRecipients(recipients as string[]) }),
+    ...(identityFile === undefined ? {} : { identityFile: resolve(directory, identityFile as string) }),
   };
 }
 

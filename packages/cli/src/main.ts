@@ -5,6 +5,7 @@ import { CommandContext, type GlobalOptions } from './command-context.ts';
 import { defineBackupCommand } from './commands/backup-command.ts';
 import { defineExtractCommand } from './commands/extract-command.ts';
 import { defineInspectCommand } from './commands/inspect-command.ts';
+import { defineKeygenCommand } from './commands/keygen-command.ts';
 import { defineListCommand } from './commands/list-command.ts';
 import { definePruneCommand } from './commands/prune-command.ts';
 import { defineRestoreCommand } from './commands/restore-command.ts';
@@ -49,6 +50,7 @@ function createProgram(io: CliIo, secrets: Set<string>): Command {
   defineVerifyCommand(program, contextOf);
   defineExtractCommand(program, contextOf);
   definePruneCommand(program, contextOf);
+  defineKeygenCommand(program, contextOf);
   return program;
 }
 

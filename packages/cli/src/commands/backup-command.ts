@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { backup, ConfigError } from '@bk/core';
 import type { Command } from 'commander';
+import { recipientsFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import type { ComponentConfig } from '../load-config.ts';
@@ -20,6 +21,8 @@ interface BackupFlags {
   level?: number;
   compression?: 'gzip' | 'zstd';
   workers?: number;
+  recipient?: string[];
+  recipientsFile?: string[];
 }
 
 /** The name of the ad-hoc component `--path` creates. */
@@ -54,8 +57,19 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       'blocks compressed at once (default: cores + 1, at most 4; 0: one stream)',
       parseCount,
     )
+    .option(
+      '--recipient <age1…>',
+      "encrypt the backup (archive and manifest, age format) to this public key; repeatable (default: the config's encryption.recipients)",
+      collectValues,
+    )
+    .option(
+      '--recipients-file <file>',
+      'encrypt to the age1… keys in this file, one a line; repeatable',
+      collectValues,
+    )
     .action(async (flags: BackupFlags, command: Command) => {
       const context = contextOf(command);
+      const recipients = await recipientsFrom(context, flags.recipient, flags.recipientsFile);
       const configs: ComponentConfig[] = flags.path
         ? [
             {
@@ -85,6 +99,7 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
           ...(flags.level ? { compressionLevel: flags.level } : {}),
           ...(flags.compression ? { compression: flags.compression } : {}),
           ...(flags.workers === undefined ? {} : { compressionWorkers: flags.workers }),
+          ...(recipients ? { encryption: { recipients } } : {}),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
           signal: context.signal,
         });
@@ -100,6 +115,7 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
         location,
         size: result.size,
         sha256: result.sha256,
+        encrypted: manifest.encryption !== null,
         createdAt: manifest.createdAt,
         completedAt: manifest.completedAt,
         components: manifest.components.map((component) => ({

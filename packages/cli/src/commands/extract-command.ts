@@ -2,12 +2,14 @@ import { join, resolve } from 'node:path';
 import { type ConflictPolicy, inspect, type Restorer, restore } from '@bk/core';
 import { files } from '@bk/files';
 import { type Command, Option } from 'commander';
+import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
-import { parseNameList, parseReadConcurrency } from '../option-parsers.ts';
+import { collectValues, parseNameList, parseReadConcurrency } from '../option-parsers.ts';
 
 interface ExtractFlags {
+  identity?: string[];
   to: string;
   only?: string[];
   conflict: ConflictPolicy;
@@ -48,8 +50,10 @@ export function defineExtractCommand(
       'ranged requests in flight on a remote store (default 4; memory (n + 1) × 3 MiB; 1 reads one stream)',
       parseReadConcurrency,
     )
+    .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
     .action(async (name: string, flags: ExtractFlags, command: Command) => {
       const context = contextOf(command);
+      const identities = await identitiesFrom(context, flags.identity);
       const storage = await context.storage();
       const prefix = await context.prefix();
       const { signal } = context;
@@ -57,6 +61,7 @@ export function defineExtractCommand(
         storage,
         name,
         prefix,
+        ...(identities ? { identities } : {}),
         signal,
         ...(flags.only ? { components: flags.only } : {}),
       });
@@ -76,6 +81,7 @@ export function defineExtractCommand(
           ...(flags.only ? { only: flags.only } : {}),
           ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
+          ...(identities ? { identities } : {}),
           signal,
         });
       } finally {

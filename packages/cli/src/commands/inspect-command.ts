@@ -1,8 +1,10 @@
 import { inspect, type ManifestEntry } from '@bk/core';
 import type { Command } from 'commander';
+import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
+import { collectValues } from '../option-parsers.ts';
 
 function describeEntry(component: string, entry: ManifestEntry): string {
   const path = `${component}/${entry.path}`;
@@ -21,12 +23,15 @@ export function defineInspectCommand(
     .description("show a backup's manifest: components, versions, entries (default: the latest)")
     .argument('[name]', 'a backup name, or "latest"', 'latest')
     .option('--entries', 'list every entry: path, size, sha256')
-    .action(async (name: string, flags: { entries?: boolean }, command: Command) => {
+    .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
+    .action(async (name: string, flags: { entries?: boolean; identity?: string[] }, command: Command) => {
       const context = contextOf(command);
+      const identities = await identitiesFrom(context, flags.identity);
       const manifest = await inspect({
         storage: await context.storage(),
         name,
         prefix: await context.prefix(),
+        ...(identities ? { identities } : {}),
         signal: context.signal,
       });
       context.printJson(manifest);
@@ -39,6 +44,8 @@ export function defineInspectCommand(
       context.print(
         `  archive     ${await context.location(manifest.archive.key)}  ${formatBytes(manifest.archive.size)}  sha256 ${manifest.archive.sha256}`,
       );
+      if (manifest.encryption)
+        context.print(`  encrypted   age, to ${manifest.encryption.recipients.join(' ')}`);
       if (manifest.parent) context.print(`  parent      ${manifest.parent}`);
       if (labels.length > 0) context.print(`  labels      ${labels.join(' ')}`);
       context.print(`  contents    ${formatEntries(entries)}, ${formatBytes(bytes)}`);

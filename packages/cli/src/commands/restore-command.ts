@@ -1,13 +1,15 @@
 import { resolve } from 'node:path';
 import { ConfigError, type ConflictPolicy, inspect, type Restorer, restore } from '@bk/core';
 import { type Command, Option } from 'commander';
+import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
 import type { ComponentConfig } from '../load-config.ts';
-import { parseNameList, parseReadConcurrency } from '../option-parsers.ts';
+import { collectValues, parseNameList, parseReadConcurrency } from '../option-parsers.ts';
 
 interface RestoreFlags {
+  identity?: string[];
   only?: string[];
   conflict: ConflictPolicy;
   to?: string;
@@ -35,8 +37,10 @@ export function defineRestoreCommand(
       'ranged requests in flight on a remote store (default 4; memory (n + 1) × 3 MiB; 1 reads one stream)',
       parseReadConcurrency,
     )
+    .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
     .action(async (name: string, flags: RestoreFlags, command: Command) => {
       const context = contextOf(command);
+      const identities = await identitiesFrom(context, flags.identity);
       const storage = await context.storage();
       const prefix = await context.prefix();
       const { signal } = context;
@@ -46,6 +50,7 @@ export function defineRestoreCommand(
         storage,
         name,
         prefix,
+        ...(identities ? { identities } : {}),
         signal,
         ...(flags.only ? { components: flags.only } : {}),
       });
@@ -86,6 +91,7 @@ export function defineRestoreCommand(
           ...(flags.only ? { only: flags.only } : {}),
           ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
+          ...(identities ? { identities } : {}),
           signal,
         });
       } finally {

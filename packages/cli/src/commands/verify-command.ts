@@ -1,9 +1,10 @@
 import { verify } from '@bk/core';
 import type { Command } from 'commander';
+import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
-import { parseReadConcurrency } from '../option-parsers.ts';
+import { collectValues, parseReadConcurrency } from '../option-parsers.ts';
 
 /** Defines `bk verify [name|latest]`. */
 export function defineVerifyCommand(program: Command, contextOf: (command: Command) => CommandContext): void {
@@ -16,32 +17,37 @@ export function defineVerifyCommand(program: Command, contextOf: (command: Comma
       'ranged requests in flight on a remote store (default 4; memory (n + 1) × 3 MiB; 1 reads one stream)',
       parseReadConcurrency,
     )
-    .action(async (name: string, flags: { readConcurrency?: number }, command: Command) => {
-      const context = contextOf(command);
-      const progress = context.progress();
-      let result: Awaited<ReturnType<typeof verify>>;
-      try {
-        result = await verify({
-          storage: await context.storage(),
-          name,
-          prefix: await context.prefix(),
-          ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
-          ...(progress.listener ? { onProgress: progress.listener } : {}),
-          signal: context.signal,
+    .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
+    .action(
+      async (name: string, flags: { readConcurrency?: number; identity?: string[] }, command: Command) => {
+        const context = contextOf(command);
+        const identities = await identitiesFrom(context, flags.identity);
+        const progress = context.progress();
+        let result: Awaited<ReturnType<typeof verify>>;
+        try {
+          result = await verify({
+            storage: await context.storage(),
+            name,
+            prefix: await context.prefix(),
+            ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
+            ...(progress.listener ? { onProgress: progress.listener } : {}),
+            ...(identities ? { identities } : {}),
+            signal: context.signal,
+          });
+        } finally {
+          progress.finish();
+        }
+        const { archive } = result.manifest;
+        context.printJson({
+          name: result.name,
+          ok: true,
+          entries: result.entries,
+          bytes: result.bytes,
+          archive,
         });
-      } finally {
-        progress.finish();
-      }
-      const { archive } = result.manifest;
-      context.printJson({
-        name: result.name,
-        ok: true,
-        entries: result.entries,
-        bytes: result.bytes,
-        archive,
-      });
-      context.print(
-        `${result.name}: OK  ${formatEntries(result.entries)}  ${formatBytes(result.bytes)}  archive ${formatBytes(archive.size)} sha256 ${archive.sha256}`,
-      );
-    });
+        context.print(
+          `${result.name}: OK  ${formatEntries(result.entries)}  ${formatBytes(result.bytes)}  archive ${formatBytes(archive.size)} sha256 ${archive.sha256}`,
+        );
+      },
+    );
 }
