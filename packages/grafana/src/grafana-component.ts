@@ -36,6 +36,11 @@ import {
   without,
 } from './documents.ts';
 import { checkGrafanaUrl, GrafanaApi, type GrafanaAuth } from './grafana-api.ts';
+import {
+  FILES_CONFIG_FIELDS,
+  GrafanaFilesComponent,
+  type GrafanaFilesOptions,
+} from './grafana-files-component.ts';
 
 /**
  * Options of a {@link GrafanaComponent}.
@@ -72,6 +77,7 @@ export interface GrafanaOptions {
 /** Fields of a Grafana config entry for the `bk` CLI. */
 export const CONFIG_FIELDS = [
   'kind',
+  'mode',
   'name',
   'url',
   'token',
@@ -700,13 +706,24 @@ export function grafana(options: GrafanaOptions): GrafanaComponent {
 }
 
 /**
- * Builds the component from the CLI's JSON config
- * (`{ "kind": "grafana", "url": "http://127.0.0.1:3000", "token": "…" }`).
+ * Builds the component from the CLI's JSON config: API mode
+ * (`{ "kind": "grafana", "url": "http://127.0.0.1:3000", "token": "…" }`) or, with
+ * `"mode": "file"`, file mode (`{ "kind": "grafana", "mode": "file", "database": "/var/lib/grafana/grafana.db" }`).
  *
  * @throws {ConfigError} naming an unknown or invalid field.
  */
-export function fromConfig(config: Record<string, unknown>): GrafanaComponent {
+export function fromConfig(config: Record<string, unknown>): GrafanaComponent | GrafanaFilesComponent {
+  if (isRecord(config) && config.mode !== undefined && config.mode !== 'api' && config.mode !== 'file') {
+    throw new ConfigError(
+      `grafana component config: "mode" must be "api" or "file", got ${JSON.stringify(config.mode)}.`,
+    );
+  }
+  if (isRecord(config) && config.mode === 'file') {
+    checkComponentConfig(config, 'grafana', FILES_CONFIG_FIELDS);
+    const { kind: _kind, mode: _mode, ...options } = config;
+    return new GrafanaFilesComponent(options as unknown as GrafanaFilesOptions);
+  }
   checkComponentConfig(config, 'grafana', CONFIG_FIELDS);
-  const { kind: _kind, ...options } = config;
+  const { kind: _kind, mode: _mode, ...options } = config;
   return new GrafanaComponent(options as unknown as GrafanaOptions);
 }

@@ -18,3 +18,12 @@ export {
   type GrafanaOptions,
   grafana,
 } from './grafana-component.ts';
+export {
+  CONFIG_ENTRY,
+  DATABASE_ENTRY,
+  FILES_CONFIG_FIELDS,
+  GrafanaFilesComponent,
+  type GrafanaFilesOptions,
+  grafanaFiles,
+  PROVISIONING_PREFIX,
+} from './grafana-files-component.ts';
