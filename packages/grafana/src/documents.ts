@@ -63,6 +63,16 @@ export const DATASOURCE_SERVER_FIELDS = [
 export const RULE_SERVER_FIELDS = ['id', 'orgID', 'updated', 'provenance'];
 /** Server-assigned fields of a mute timing or a template. */
 export const NAMED_SERVER_FIELDS = ['version', 'provenance'];
+/** Server-assigned fields of a library element (library panel). */
+export const LIBRARY_ELEMENT_SERVER_FIELDS = [
+  'id',
+  'orgId',
+  'folderId',
+  'version',
+  'meta',
+  'type',
+  'description',
+];
 /** Server-assigned fields of a dashboard's JSON. */
 export const DASHBOARD_SERVER_FIELDS = ['id', 'version'];
 

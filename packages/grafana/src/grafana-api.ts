@@ -49,7 +49,7 @@ export class GrafanaApi {
    * @throws {AbortedError} when `signal` aborts.
    */
   async request(
-    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
     path: string,
     options: { body?: unknown; allow?: number[]; signal: AbortSignal },
   ): Promise<GrafanaAnswer> {

@@ -27,6 +27,7 @@ import {
   type FolderRecord,
   type Item,
   isDefaultPolicy,
+  LIBRARY_ELEMENT_SERVER_FIELDS,
   NAMED_SERVER_FIELDS,
   parentsFirst,
   postableContactPoint,
@@ -91,6 +92,7 @@ export const CONFIG_FIELDS = [
 /** Entries of a backup, in the order they are written and restored. */
 export const FOLDERS_ENTRY = 'folders.json';
 export const DATASOURCES_ENTRY = 'datasources.json';
+export const LIBRARY_PANELS_ENTRY = 'library-panels.json';
 export const DASHBOARDS_PREFIX = 'dashboards/';
 export const ALERTING_ENTRIES = {
   templates: 'alerting/templates.json',
@@ -108,7 +110,7 @@ const PAGE_SIZE = 1000;
 const NOT_CAPTURED = [
   "data source secrets (secureJsonData: passwords, tokens, TLS keys): Grafana's API never returns them; each data source that had some is listed in this component's details.datasourcesWithoutSecrets and must have them re-entered after a restore",
   'secure settings of contact points (read back as [REDACTED]); those contact points are listed in details.contactPointsWithoutSecrets',
-  'dashboard version history (only the current version of each dashboard), library panels, annotations, playlists, snapshots, public dashboards',
+  'dashboard version history (only the current version of each dashboard), annotations, playlists, snapshots, public dashboards',
   'users, teams, organizations, service accounts, API keys and permissions (folder and dashboard ACLs)',
   'plugins, grafana.ini and provisioning files (use file mode or @bk/files for them)',
 ];
@@ -117,6 +119,7 @@ interface Backed {
   version: string;
   folders: FolderRecord[];
   datasources: Item[];
+  libraryPanels: Item[];
   dashboardUids: string[];
   alerting: Record<keyof typeof ALERTING_ENTRIES, unknown>;
 }
@@ -130,7 +133,7 @@ interface Tally {
 }
 
 /**
- * Backs up one Grafana organization over its HTTP API: folders (UIDs and nesting), dashboards by
+ * Backs up one Grafana organization over its HTTP API: folders (UIDs and nesting), library panels, dashboards by
  * UID (each as `dashboards/<uid>.json` with its folder and version), data sources (without
  * secrets: Grafana does not hand them out; the ones that had some are listed in the manifest),
  * and the alerting provisioning API's alert rules, contact points, notification policies, mute
@@ -261,6 +264,19 @@ export class GrafanaComponent implements Component {
     return datasources.sort((a, b) => (String(a.uid) < String(b.uid) ? -1 : 1));
   }
 
+  /** Every library element (`/api/library-elements`, paged). */
+  async #libraryPanels(signal: AbortSignal): Promise<Item[]> {
+    const elements: Item[] = [];
+    for (let page = 1; ; page += 1) {
+      const answer = await this.#api.get(`/api/library-elements?perPage=100&page=${page}`, signal);
+      const result = isRecord(answer) && isRecord(answer.result) ? answer.result : {};
+      const items = listOf(result.elements);
+      elements.push(...items);
+      if (items.length < 100) break;
+    }
+    return elements.sort((a, b) => (String(a.uid) < String(b.uid) ? -1 : 1));
+  }
+
   async #alerting(signal: AbortSignal): Promise<Backed['alerting']> {
     const base = '/api/v1/provisioning';
     return {
@@ -279,6 +295,7 @@ export class GrafanaComponent implements Component {
       version,
       folders: await this.#folders(signal),
       datasources: await this.#datasources(signal),
+      libraryPanels: await this.#libraryPanels(signal),
       dashboardUids: await this.#dashboardUids(signal),
       alerting: await this.#alerting(signal),
     };
@@ -340,6 +357,7 @@ export class GrafanaComponent implements Component {
           folders: backed.folders.length,
           dashboards: backed.dashboardUids.length,
           datasources: backed.datasources.length,
+          libraryPanels: backed.libraryPanels.length,
           alertRules: listOf(backed.alerting.alertRules).length,
           contactPoints: listOf(backed.alerting.contactPoints).length,
           muteTimings: listOf(backed.alerting.muteTimings).length,
@@ -352,7 +370,7 @@ export class GrafanaComponent implements Component {
   }
 
   /**
-   * `folders.json`, `datasources.json`, then `dashboards/<uid>.json` per dashboard (read one at a
+   * `folders.json`, `datasources.json`, `library-panels.json`, then `dashboards/<uid>.json` per dashboard (read one at a
    * time, as `GET /api/dashboards/uid/:uid` returns it: `dashboard` and `meta`), then the
    * alerting documents under `alerting/`. A dashboard deleted between the listing and its read
    * is left out.
@@ -365,6 +383,7 @@ export class GrafanaComponent implements Component {
       DATASOURCES_ENTRY,
       backed.datasources.map((datasource) => without(datasource, ['secureJsonData'])),
     );
+    yield jsonEntry(LIBRARY_PANELS_ENTRY, backed.libraryPanels);
     for (const uid of backed.dashboardUids) {
       throwIfAborted(context.signal);
       const dashboard = await this.#api.find(
@@ -380,7 +399,7 @@ export class GrafanaComponent implements Component {
   }
 
   /**
-   * Writes the backup back: folders (parents first), data sources, dashboards, templates, mute
+   * Writes the backup back: folders (parents first), data sources, library panels, dashboards, templates, mute
    * timings, contact points, the notification policy tree, alert rules. Every entry is read and
    * every conflict found before anything is written. An object that exists on the target as it
    * is in the backup is left alone (`unchanged`). One that exists with other content (same UID,
@@ -397,6 +416,7 @@ export class GrafanaComponent implements Component {
     const signal = context.signal;
     let folders: FolderRecord[] = [];
     let datasources: Item[] = [];
+    let libraryPanels: Item[] = [];
     const dashboards: Item[] = [];
     const alerting: Partial<Record<keyof typeof ALERTING_ENTRIES, unknown>> = {};
     let count = 0;
@@ -416,6 +436,7 @@ export class GrafanaComponent implements Component {
       const alertingKey = Object.entries(ALERTING_ENTRIES).find(([, path]) => path === entry.path)?.[0];
       if (entry.path === FOLDERS_ENTRY) folders = listOf(parsed).map((item) => folderRecordOf(item));
       else if (entry.path === DATASOURCES_ENTRY) datasources = listOf(parsed);
+      else if (entry.path === LIBRARY_PANELS_ENTRY) libraryPanels = listOf(parsed);
       else if (entry.path.startsWith(DASHBOARDS_PREFIX) && isRecord(parsed) && isRecord(parsed.dashboard))
         dashboards.push(parsed);
       else if (alertingKey !== undefined) alerting[alertingKey as keyof typeof ALERTING_ENTRIES] = parsed;
@@ -501,6 +522,32 @@ export class GrafanaComponent implements Component {
         same,
         () => this.#api.request('POST', '/api/datasources', { body, signal }),
         () => this.#api.request('PUT', `/api/datasources/uid/${encodeURIComponent(uid)}`, { body, signal }),
+      );
+    }
+
+    for (const element of libraryPanels) {
+      const uid = String(element.uid ?? '');
+      const folderUid = mapFolder(typeof element.folderUid === 'string' ? element.folderUid : '') ?? '';
+      const body = { ...without(element, [...LIBRARY_ELEMENT_SERVER_FIELDS, 'folderUid']), folderUid };
+      const answer = await this.#api.find(`/api/library-elements/${encodeURIComponent(uid)}`, signal);
+      const found = isRecord(answer) && isRecord(answer.result) ? answer.result : undefined;
+      const same =
+        found !== undefined &&
+        canonicalJson({
+          ...without(found, [...LIBRARY_ELEMENT_SERVER_FIELDS, 'folderUid']),
+          folderUid: found.folderUid ?? '',
+        }) === canonicalJson(body);
+      plan(
+        'libraryPanels',
+        `library panel "${String(element.name)}" (uid ${uid})`,
+        found !== undefined,
+        same,
+        () => this.#api.request('POST', '/api/library-elements', { body, signal }),
+        () =>
+          this.#api.request('PATCH', `/api/library-elements/${encodeURIComponent(uid)}`, {
+            body: { ...body, version: found?.version },
+            signal,
+          }),
       );
     }
 

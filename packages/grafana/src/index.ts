@@ -17,6 +17,7 @@ export {
   GrafanaComponent,
   type GrafanaOptions,
   grafana,
+  LIBRARY_PANELS_ENTRY,
 } from './grafana-component.ts';
 export {
   CONFIG_ENTRY,

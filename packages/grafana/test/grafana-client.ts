@@ -57,6 +57,13 @@ async function list(grafana: GrafanaUnderTest, path: string): Promise<Item[]> {
   return (await call(grafana, 'GET', path)) as Item[];
 }
 
+async function libraryElements(grafana: GrafanaUnderTest): Promise<Item[]> {
+  const answer = (await call(grafana, 'GET', '/api/library-elements?perPage=500')) as {
+    result: { elements: Item[] };
+  };
+  return answer.result.elements;
+}
+
 /** Deletes everything the seed can create, leaving what a fresh Grafana has. */
 export async function emptyGrafana(grafana: GrafanaUnderTest): Promise<void> {
   const base = '/api/v1/provisioning';
@@ -73,6 +80,8 @@ export async function emptyGrafana(grafana: GrafanaUnderTest): Promise<void> {
     await call(grafana, 'DELETE', `${base}/templates/${encodeURIComponent(String(template.name))}`);
   for (const dashboard of await list(grafana, '/api/search?type=dash-db&limit=5000'))
     await call(grafana, 'DELETE', `/api/dashboards/uid/${dashboard.uid}`, undefined, [404]);
+  for (const element of await libraryElements(grafana))
+    await call(grafana, 'DELETE', `/api/library-elements/${element.uid}`, undefined, [404]);
   for (const folder of await list(grafana, '/api/folders?limit=1000'))
     await call(grafana, 'DELETE', `/api/folders/${folder.uid}?forceDeleteRules=true`, undefined, [404]);
   for (const datasource of await list(grafana, '/api/datasources'))
@@ -112,6 +121,17 @@ export async function seedGrafana(grafana: GrafanaUnderTest, tag = 'bk'): Promis
     url: 'http://127.0.0.1:3100',
     jsonData: { maxLines: 1000 },
   });
+  await call(grafana, 'POST', '/api/library-elements', {
+    uid: `${tag}-lib-latency`,
+    folderUid: `${tag}-ops`,
+    name: 'Latency',
+    kind: 1,
+    model: {
+      type: 'timeseries',
+      title: 'Latency',
+      targets: [{ refId: 'A', expr: 'histogram_quantile(0.99, x)' }],
+    },
+  });
   const dashboards: [string, string, string | undefined][] = [
     [`${tag}-overview`, 'Overview', undefined],
     [`${tag}-pg-main`, 'PostgreSQL main', `${tag}-ops-db-pg`],
@@ -134,6 +154,11 @@ export async function seedGrafana(grafana: GrafanaUnderTest, tag = 'bk'): Promis
             gridPos: { x: 0, y: 0, w: 12, h: 8 },
             datasource: { type: 'prometheus', uid: `${tag}-prom` },
             targets: [{ refId: 'A', expr: 'sum(rate(http_requests_total[5m]))' }],
+          },
+          {
+            id: 2,
+            gridPos: { x: 12, y: 0, w: 12, h: 8 },
+            libraryPanel: { uid: `${tag}-lib-latency`, name: 'Latency' },
           },
         ],
       },
@@ -249,8 +274,10 @@ export async function snapshotGrafana(grafana: GrafanaUnderTest): Promise<unknow
       ),
     }))
     .sort(byKey('uid'));
+  const libraryPanels = strip(await libraryElements(grafana), ['id', 'orgId', 'folderId', 'version', 'meta']);
   return {
     folders: folders.sort(byKey('uid')),
+    libraryPanels: libraryPanels.sort(byKey('uid')),
     dashboards: dashboards.sort(byKey('uid')),
     datasources: datasources.sort(byKey('uid')),
     alertRules: strip(await list(grafana, `${base}/alert-rules`), [

@@ -73,7 +73,7 @@ afterAll(async () => {
 });
 
 describe('GrafanaComponent over the HTTP API', () => {
-  it('round-trips nested folders, dashboards, data sources and alerting into an empty Grafana, naming the secrets it could not take', async () => {
+  it('round-trips nested folders, library panels, dashboards, data sources and alerting into an empty Grafana, naming the secrets it could not take', async () => {
     await seedGrafana(source);
     const before = await snapshotGrafana(source);
     const storage = new MemoryStorage();
@@ -81,9 +81,10 @@ describe('GrafanaComponent over the HTTP API', () => {
     const result = await backup({ storage, components: [recording(component(source), seen)] });
 
     // The secrets never left Grafana: not in any entry.
-    ok(
-      seen.length >= 9,
-      `expected folders, data sources, 4 dashboards and 5 alerting entries, got ${seen.length}`,
+    strictEqual(
+      seen.length,
+      12,
+      `expected folders, data sources, library panels, 4 dashboards and 5 alerting entries, got ${seen.length}`,
     );
     ok(!seen.some((text) => text.includes('prom-secret-password')), 'a data source secret is in the backup');
     ok(!seen.some((text) => text.includes('hook-secret')), 'a contact point secret is in the backup');
@@ -127,6 +128,7 @@ describe('GrafanaComponent over the HTTP API', () => {
     ok(warnings.some((message) => message.includes('"bk on-call"') && message.includes('password')));
     deepStrictEqual(details.folders, { created: 4, updated: 0, unchanged: 0, skipped: 0 });
     deepStrictEqual(details.dashboards, { created: 4, updated: 0, unchanged: 0, skipped: 0 });
+    deepStrictEqual(details.libraryPanels, { created: 1, updated: 0, unchanged: 0, skipped: 0 });
     if (target.double) deepStrictEqual(target.double.secrets('bk-prom'), {});
 
     // Restoring again finds everything in place: nothing written, no conflict.
@@ -137,7 +139,14 @@ describe('GrafanaComponent over the HTTP API', () => {
       conflict: 'fail',
     });
     const tallies = again.components.grafana!.details as Record<string, { created: number; updated: number }>;
-    for (const kind of ['folders', 'dashboards', 'datasources', 'alertRules', 'contactPoints']) {
+    for (const kind of [
+      'folders',
+      'libraryPanels',
+      'dashboards',
+      'datasources',
+      'alertRules',
+      'contactPoints',
+    ]) {
       strictEqual(tallies[kind]!.created + tallies[kind]!.updated, 0, `${kind} written again`);
     }
   });
@@ -160,6 +169,16 @@ describe('GrafanaComponent over the HTTP API', () => {
       overwrite: false,
     });
     await call(target, 'DELETE', '/api/v1/provisioning/templates/bk-title');
+    const { result: panel } = (await call(target, 'GET', '/api/library-elements/bk-lib-latency')) as {
+      result: { version: number; model: Record<string, unknown> };
+    };
+    await call(target, 'PATCH', '/api/library-elements/bk-lib-latency', {
+      name: 'Latency',
+      kind: 1,
+      folderUid: 'bk-ops',
+      model: { ...panel.model, title: 'Latency (edited)' },
+      version: panel.version,
+    });
 
     await rejects(
       restore({ storage, name, restorers: [component(target)], conflict: 'fail' }),
@@ -170,7 +189,7 @@ describe('GrafanaComponent over the HTTP API', () => {
     strictEqual(templates.length, 0, 'a refused restore wrote a template');
 
     const skipped = await restore({ storage, name, restorers: [component(target)], conflict: 'skip' });
-    strictEqual(skipped.components.grafana!.skipped, 1);
+    strictEqual(skipped.components.grafana!.skipped, 2);
     const kept = (await call(target, 'GET', '/api/dashboards/uid/bk-overview')) as {
       dashboard: { title: string };
     };

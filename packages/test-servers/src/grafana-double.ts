@@ -5,7 +5,7 @@ import { listenOnFreePort } from './process.ts';
 /**
  * A small stand-in for Grafana's HTTP API, written from its public documentation
  * (grafana.com/docs/grafana/latest/developers/http_api/) for exactly the endpoints bk uses:
- * health, folders (nested through `parentUid`), search, dashboards by UID, data sources, and the
+ * health, folders (nested through `parentUid`), search, dashboards by UID, library elements, data sources, and the
  * alerting provisioning API (alert rules, contact points, notification policies, mute timings,
  * templates). Errors have Grafana's shapes: `{ message }` with 401 on bad credentials, 404 for a
  * missing object, 409 for a data source name in use, 412 `{ status: "version-mismatch" |
@@ -115,6 +115,7 @@ export async function startGrafanaDouble(options: { version?: string } = {}): Pr
   const contactPoints = new Map<string, ContactPoint>();
   const muteTimings = new Map<string, Record<string, unknown>>();
   const templates = new Map<string, Record<string, unknown>>();
+  const libraryElements = new Map<string, Record<string, unknown>>();
   let policy: Record<string, unknown> = structuredClone(DEFAULT_POLICY);
   const defaultContactPoint: ContactPoint = {
     uid: newUid(),
@@ -186,6 +187,8 @@ export async function startGrafanaDouble(options: { version?: string } = {}): Pr
     for (const dashboard of [...dashboards.values()])
       if (dashboard.folderUid === uid) dashboards.delete(dashboard.uid);
     for (const [ruleUid, rule] of [...rules]) if (rule.folderUID === uid) rules.delete(ruleUid);
+    for (const [elementUid, element] of [...libraryElements])
+      if (element.folderUid === uid) libraryElements.delete(elementUid);
     folders.delete(uid);
   }
 
@@ -364,6 +367,93 @@ export async function startGrafanaDouble(options: { version?: string } = {}): Pr
             { title: dashboard.title, message: `Dashboard ${dashboard.title} deleted`, id: dashboard.id },
           ];
         }
+      }
+    }
+
+    // Library elements (library panels).
+    if (area === 'library-elements') {
+      const fieldsOf = (element: Record<string, unknown>) => {
+        const folder = folders.get(String(element.folderUid ?? ''));
+        return {
+          ...element,
+          folderId: folder?.id ?? 0,
+          meta: {
+            folderUid: folder?.uid ?? '',
+            folderName: folder?.title ?? 'General',
+            connectedDashboards: 0,
+          },
+        };
+      };
+      const check = (name: unknown, folderUid: string, uid: string) => {
+        if (typeof name !== 'string' || name === '') fail(400, 'library element name cannot be empty');
+        if (folderUid !== '' && !folders.has(folderUid)) fail(400, 'folder not found');
+        for (const other of libraryElements.values()) {
+          if (other.uid !== uid && other.name === name && (other.folderUid ?? '') === folderUid)
+            fail(400, 'library element with that name already exists');
+        }
+      };
+      if (method === 'GET' && a === undefined) {
+        const perPage = Math.max(Number(query.get('perPage') ?? 100) || 100, 1);
+        const page = Math.max(Number(query.get('page') ?? 1) || 1, 1);
+        const all = [...libraryElements.values()].sort((x, y) =>
+          String(x.name).localeCompare(String(y.name)),
+        );
+        return [
+          200,
+          {
+            result: {
+              totalCount: all.length,
+              elements: all.slice((page - 1) * perPage, page * perPage).map(fieldsOf),
+              page,
+              perPage,
+            },
+          },
+        ];
+      }
+      if (method === 'POST' && a === undefined) {
+        const uid = typeof object.uid === 'string' && object.uid !== '' ? object.uid : newUid();
+        if (libraryElements.has(uid)) fail(400, 'library element with that uid already exists');
+        const folderUid = typeof object.folderUid === 'string' ? object.folderUid : '';
+        check(object.name, folderUid, uid);
+        const element = {
+          id: nextId++,
+          orgId: 1,
+          uid,
+          folderUid,
+          name: object.name,
+          kind: object.kind ?? 1,
+          type: isObject(object.model) ? object.model.type : undefined,
+          description: isObject(object.model) ? (object.model.description ?? '') : '',
+          model: object.model ?? {},
+          version: 1,
+        };
+        libraryElements.set(uid, element);
+        return [200, { result: fieldsOf(element) }];
+      }
+      const element = a === undefined ? undefined : libraryElements.get(a);
+      if (!element) fail(404, 'library element could not be found');
+      if (method === 'GET') return [200, { result: fieldsOf(element) }];
+      if (method === 'PATCH') {
+        if (object.version !== element.version)
+          fail(412, 'the library element has been changed by someone else');
+        const folderUid =
+          typeof object.folderUid === 'string' ? object.folderUid : String(element.folderUid ?? '');
+        const name = object.name ?? element.name;
+        check(name, folderUid, String(element.uid));
+        const updated = {
+          ...element,
+          folderUid,
+          name,
+          kind: object.kind ?? element.kind,
+          model: object.model ?? element.model,
+          version: Number(element.version) + 1,
+        };
+        libraryElements.set(String(element.uid), updated);
+        return [200, { result: fieldsOf(updated) }];
+      }
+      if (method === 'DELETE') {
+        libraryElements.delete(String(element.uid));
+        return [200, { message: 'Library element deleted', id: element.id }];
       }
     }
 
