@@ -508,11 +508,26 @@ export class GrafanaComponent implements Component {
       );
     }
 
+    // Names Grafana keeps unique: a data source name, a dashboard title within its folder.
+    const blocked: string[] = [];
+    const datasourceNames = new Map(
+      listOf(await this.#api.get('/api/datasources', signal)).map((item) => [
+        String(item.name),
+        String(item.uid),
+      ]),
+    );
     for (const datasource of datasources) {
       const uid = String(datasource.uid ?? '');
       const body = without(datasource, DATASOURCE_SERVER_FIELDS);
       const found = await this.#api.find(`/api/datasources/uid/${encodeURIComponent(uid)}`, signal);
       const existing = isRecord(found);
+      const holder = datasourceNames.get(String(datasource.name));
+      if (!existing && holder !== undefined && holder !== uid) {
+        const what = `data source "${String(datasource.name)}" (uid ${uid}): the target has a data source of that name with uid ${holder}`;
+        if (context.conflict === 'skip') tally('datasources').skipped += 1;
+        else blocked.push(what);
+        continue;
+      }
       const same =
         existing && canonicalJson(without(found, DATASOURCE_SERVER_FIELDS)) === canonicalJson(body);
       plan(
@@ -551,6 +566,19 @@ export class GrafanaComponent implements Component {
       );
     }
 
+    const dashboardTitles = new Map<string, string>();
+    for (let page = 1; ; page += 1) {
+      const hits = listOf(
+        await this.#api.get(`/api/search?type=dash-db&limit=${PAGE_SIZE}&page=${page}`, signal),
+      );
+      for (const hit of hits) {
+        dashboardTitles.set(
+          `${String(hit.folderUid ?? '')}\n${String(hit.title).toLowerCase()}`,
+          String(hit.uid),
+        );
+      }
+      if (hits.length < PAGE_SIZE) break;
+    }
     for (const saved of dashboards) {
       const dashboard = saved.dashboard as Item;
       const meta = isRecord(saved.meta) ? saved.meta : {};
@@ -573,14 +601,17 @@ export class GrafanaComponent implements Component {
           },
           signal,
         });
-      plan(
-        'dashboards',
-        `dashboard "${String(dashboard.title)}" (uid ${uid})`,
-        existing,
-        same,
-        save(false),
-        save(true),
-      );
+      const holder = dashboardTitles.get(`${folderUid}\n${String(dashboard.title).toLowerCase()}`);
+      const describe = `dashboard "${String(dashboard.title)}" (uid ${uid})`;
+      if (!existing && holder !== undefined && holder !== uid) {
+        // Grafana refuses a second dashboard of that title in the folder; overwrite replaces it.
+        if (context.conflict === 'fail')
+          conflicts.push(`${describe}: the folder has a dashboard of that title with uid ${holder}`);
+        else if (context.conflict === 'skip') tally('dashboards').skipped += 1;
+        else steps.push({ kind: 'dashboards', describe, action: 'update', run: save(true) });
+        continue;
+      }
+      plan('dashboards', describe, existing, same, save(false), save(true));
     }
 
     const named = async (kind: 'templates' | 'mute-timings', items: Item[]) => {
@@ -668,6 +699,12 @@ export class GrafanaComponent implements Component {
       );
     }
 
+    if (blocked.length > 0) {
+      throw new ConflictError(
+        blocked[0]!,
+        `Grafana at ${this.#api.url} cannot take ${blocked.slice(0, 10).join('; ')}; nothing was written (rename or delete it there, or restore with "skip").`,
+      );
+    }
     if (conflicts.length > 0) {
       const shown = conflicts.slice(0, 10).join(', ');
       const more = conflicts.length > 10 ? ` and ${conflicts.length - 10} more` : '';

@@ -51,6 +51,16 @@ export async function call(
   return text === '' ? undefined : JSON.parse(text);
 }
 
+/** The status Grafana answers `GET path` with. */
+export async function statusOf(grafana: GrafanaUnderTest, path: string): Promise<number> {
+  const response = await fetch(`${grafana.url}${path}`, {
+    headers: { authorization: `Bearer ${grafana.token}` },
+    signal: AbortSignal.timeout(20_000),
+  });
+  await response.arrayBuffer();
+  return response.status;
+}
+
 type Item = Record<string, unknown>;
 
 async function list(grafana: GrafanaUnderTest, path: string): Promise<Item[]> {

@@ -26,6 +26,7 @@ import {
   seedGrafana,
   snapshotGrafana,
   startGrafana,
+  statusOf,
 } from './grafana-client.ts';
 
 const real = Boolean(process.env.BK_TEST_GRAFANA_URL);
@@ -200,6 +201,39 @@ describe('GrafanaComponent over the HTTP API', () => {
     deepStrictEqual(await snapshotGrafana(target), before);
   });
 
+  it('finds names Grafana keeps unique (data source names, dashboard titles in a folder) before writing', async () => {
+    await emptyGrafana(source);
+    await seedGrafana(source);
+    const storage = new MemoryStorage();
+    const { name } = await backup({ storage, components: [component(source)] });
+    await emptyGrafana(target);
+    await call(target, 'POST', '/api/datasources', {
+      uid: 'other-prom',
+      name: 'Prometheus bk',
+      type: 'prometheus',
+      access: 'proxy',
+    });
+    await call(target, 'POST', '/api/dashboards/db', {
+      dashboard: { uid: 'other-overview', title: 'Overview' },
+    });
+    for (const conflict of ['fail', 'overwrite'] as const) {
+      await rejects(
+        restore({ storage, name, restorers: [component(target)], conflict }),
+        (error: unknown) =>
+          BkError.isInstance(error) && error.code === 'BK_CONFLICT' && error.message.includes('other-prom'),
+      );
+    }
+    strictEqual(await statusOf(target, '/api/folders/bk-ops'), 404);
+    const skipped = await restore({ storage, name, restorers: [component(target)], conflict: 'skip' });
+    strictEqual(skipped.components.grafana!.skipped, 2);
+    strictEqual(await statusOf(target, '/api/dashboards/uid/bk-overview'), 404);
+    await call(target, 'DELETE', '/api/datasources/uid/other-prom');
+    await restore({ storage, name, restorers: [component(target)], conflict: 'overwrite' });
+    await call(target, 'GET', '/api/dashboards/uid/bk-overview');
+    strictEqual(await statusOf(target, '/api/dashboards/uid/other-overview'), 404);
+    await call(target, 'GET', '/api/datasources/uid/bk-prom');
+  });
+
   it('maps folders on restore with "restore.folderMap"', async () => {
     await emptyGrafana(source);
     await seedGrafana(source);
@@ -217,7 +251,7 @@ describe('GrafanaComponent over the HTTP API', () => {
       meta: { folderUid: string };
     };
     strictEqual(board.meta.folderUid, 'landing');
-    await call(target, 'GET', '/api/folders/bk-team', undefined, [404]);
+    strictEqual(await statusOf(target, '/api/folders/bk-team'), 404);
     await call(target, 'DELETE', '/api/folders/landing');
   });
 });
