@@ -1,6 +1,7 @@
 import { type Component, ConfigError, type ProgressListener, type Storage } from '@bk/core';
 import type { CliIo } from './cli-io.ts';
 import { type ComponentRegistry, createComponentRegistry } from './component-registry.ts';
+import type { JsonEventStream } from './json-event-stream.ts';
 import { type BkConfig, type ComponentConfig, loadConfig } from './load-config.ts';
 import { ProgressBar } from './progress-bar.ts';
 import { ProgressLog } from './progress-log.ts';
@@ -17,6 +18,19 @@ export interface GlobalOptions {
   quiet?: boolean;
   /** `false` with `--no-progress`. */
   progress?: boolean;
+  /** `--json-events`: NDJSON events on stdout. */
+  jsonEvents?: boolean;
+  /** `--progress-interval`, in milliseconds. */
+  progressInterval?: number;
+}
+
+/** The default of `--progress-interval`. */
+export const DEFAULT_PROGRESS_INTERVAL_MS = 5000;
+
+/** What `main` keeps of a command's run, beyond its exit code. */
+export interface CommandRun {
+  /** With `--json-events`: where events, the result and the error go. */
+  events?: JsonEventStream;
 }
 
 /** Progress output for one run; `finish` clears a bar before results are printed. */
@@ -33,16 +47,18 @@ export class CommandContext {
   readonly #storages: StorageRegistry;
   readonly #components: ComponentRegistry;
   readonly #secrets: Set<string>;
+  readonly #run: CommandRun;
   #config: Promise<BkConfig> | undefined;
 
   /**
    * @param secrets collects the credentials found in the target URL, so that error reports can
    *   blank them out of messages written by storage packages.
    */
-  constructor(io: CliIo, options: GlobalOptions, secrets = new Set<string>()) {
+  constructor(io: CliIo, options: GlobalOptions, secrets = new Set<string>(), run: CommandRun = {}) {
     this.io = io;
     this.options = options;
     this.#secrets = secrets;
+    this.#run = run;
     this.signal = io.signal ?? new AbortController().signal;
     this.#storages = io.storages ?? createStorageRegistry();
     this.#components = io.components ?? createComponentRegistry();
@@ -108,22 +124,28 @@ export class CommandContext {
   }
 
   /**
-   * Progress for a run: a bar on a terminal; one line per component and a summary otherwise;
-   * nothing with `--json` or `--quiet`. `--no-progress` turns a bar into lines.
+   * Progress for a run: a bar on a terminal; otherwise a line every `--progress-interval`, one
+   * per component and a summary; NDJSON events on stdout with `--json-events`; nothing with
+   * `--json` or `--quiet`. `--no-progress` turns a bar into lines.
    */
   progress(): ProgressReporter {
     const { stderr } = this.io;
+    const events = this.#run.events;
+    if (events) return { listener: events.listener, finish: () => events.finish() };
     if (this.json || this.options.quiet) return { listener: undefined, finish() {} };
     if (stderr.isTTY && this.options.progress !== false) {
       const bar = new ProgressBar(stderr);
       return { listener: bar.listener, finish: () => bar.finish() };
     }
-    return { listener: new ProgressLog(stderr).listener, finish() {} };
+    const log = new ProgressLog(stderr, {
+      intervalMs: this.options.progressInterval ?? DEFAULT_PROGRESS_INTERVAL_MS,
+    });
+    return { listener: log.listener, finish: () => log.finish() };
   }
 
-  /** Writes one line of human output to stdout (nothing with `--json`). */
+  /** Writes one line of human output to stdout (nothing with `--json` or `--json-events`). */
   print(line: string): void {
-    if (!this.json) this.io.stdout.write(`${line}\n`);
+    if (!this.json && !this.#run.events) this.io.stdout.write(`${line}\n`);
   }
 
   /** Writes a note to stderr unless `--quiet` or `--json`. */
@@ -131,8 +153,12 @@ export class CommandContext {
     if (!this.json && !this.options.quiet) this.io.stderr.write(`${line}\n`);
   }
 
-  /** Writes the command's one JSON document to stdout (only with `--json`). */
+  /**
+   * Writes the command's one JSON document to stdout with `--json`; with `--json-events`, the
+   * last event, `{"type":"result","result":…}`.
+   */
   printJson(value: unknown): void {
+    this.#run.events?.write('result', { result: value });
     if (this.json) this.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   }
 }

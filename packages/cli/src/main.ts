@@ -1,7 +1,12 @@
 import { BK_VERSION, ConfigError } from '@bk/core';
 import { Command, CommanderError } from 'commander';
 import type { CliIo } from './cli-io.ts';
-import { CommandContext, type GlobalOptions } from './command-context.ts';
+import {
+  CommandContext,
+  type CommandRun,
+  DEFAULT_PROGRESS_INTERVAL_MS,
+  type GlobalOptions,
+} from './command-context.ts';
 import { defineBackupCommand } from './commands/backup-command.ts';
 import { defineExtractCommand } from './commands/extract-command.ts';
 import { defineInspectCommand } from './commands/inspect-command.ts';
@@ -11,14 +16,16 @@ import { definePruneCommand } from './commands/prune-command.ts';
 import { defineRestoreCommand } from './commands/restore-command.ts';
 import { defineVerifyCommand } from './commands/verify-command.ts';
 import { EXIT_CODES, type ExitCode } from './exit-codes.ts';
-import { reportError } from './report-error.ts';
+import { JsonEventStream } from './json-event-stream.ts';
+import { parseDuration } from './option-parsers.ts';
+import { describeError, reportError, scrubber } from './report-error.ts';
 
-function wantsJson(argv: string[]): boolean {
+function wantsFlag(argv: string[], flag: string): boolean {
   const end = argv.indexOf('--');
-  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+  return (end === -1 ? argv : argv.slice(0, end)).includes(flag);
 }
 
-function createProgram(io: CliIo, secrets: Set<string>): Command {
+function createProgram(io: CliIo, secrets: Set<string>, run: CommandRun): Command {
   const program = new Command('bk')
     .description(
       'Back up data stores into object storage, and restore, list, inspect, verify and prune backups.',
@@ -33,6 +40,12 @@ function createProgram(io: CliIo, secrets: Set<string>): Command {
     .option('--json', 'machine output: exactly one JSON document on stdout')
     .option('--quiet', 'no progress or summaries on stderr')
     .option('--no-progress', 'no progress bar; one line per component instead')
+    .option(
+      '--progress-interval <duration>',
+      'without a terminal, a progress line (or --json-events "progress" event) this often, e.g. 30s (default 5s; 0s: none)',
+      parseDuration,
+    )
+    .option('--json-events', 'machine output: one JSON object per line (NDJSON) on stdout for each step')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -40,9 +53,21 @@ function createProgram(io: CliIo, secrets: Set<string>): Command {
       // Usage errors are reported by main, like every other error.
       outputError: () => {},
     })
-    .showSuggestionAfterError();
+    .showSuggestionAfterError()
+    .hook('preAction', (_program, action) => {
+      const options = action.optsWithGlobals<GlobalOptions>();
+      if (options.jsonEvents && options.json) {
+        throw new ConfigError('Pass either --json (one document) or --json-events (a stream), not both.');
+      }
+      if (options.jsonEvents) {
+        run.events = new JsonEventStream(io.stdout, {
+          intervalMs: options.progressInterval ?? DEFAULT_PROGRESS_INTERVAL_MS,
+          scrub: (line) => scrubber(secrets)(line),
+        });
+      }
+    });
   const contextOf = (command: Command) =>
-    new CommandContext(io, command.optsWithGlobals<GlobalOptions>(), secrets);
+    new CommandContext(io, command.optsWithGlobals<GlobalOptions>(), secrets, run);
   defineBackupCommand(program, contextOf);
   defineRestoreCommand(program, contextOf);
   defineListCommand(program, contextOf);
@@ -80,18 +105,27 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<Exi
     env: io.env ?? process.env,
     cwd: io.cwd ?? process.cwd(),
   };
-  const json = wantsJson(argv);
+  const json = wantsFlag(argv, '--json');
   const secrets = new Set<string>();
+  const run: CommandRun = {};
   try {
-    await createProgram(resolved, secrets).parseAsync(argv, { from: 'user' });
+    await createProgram(resolved, secrets, run).parseAsync(argv, { from: 'user' });
     return EXIT_CODES.ok;
   } catch (error) {
+    // A usage error comes before any command ran, but a stream asked for still ends in its error.
+    const events =
+      run.events ??
+      (wantsFlag(argv, '--json-events') && !json ? new JsonEventStream(resolved.stdout) : undefined);
+    events?.finish();
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version')
         return EXIT_CODES.ok;
-      return reportError(usageError(error), resolved, json);
+      const usage = usageError(error);
+      events?.write('error', { error: describeError(usage) });
+      return reportError(usage, resolved, json);
     }
     const code = reportError(error, resolved, json, secrets);
+    events?.write('error', { error: describeError(error, secrets) });
     // Whatever failed after an interrupt failed because of it.
     return resolved.signal?.aborted ? EXIT_CODES.interrupted : code;
   }

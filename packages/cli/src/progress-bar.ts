@@ -1,5 +1,6 @@
 import type { ProgressEvent, ProgressListener } from '@bk/core';
 import { formatBytes } from './format-bytes.ts';
+import { formatDuration } from './format-duration.ts';
 import type { OutputStream } from './output-stream.ts';
 
 export interface ProgressBarOptions {
@@ -15,7 +16,8 @@ const CLEAR_LINE = '\r\x1b[K';
 
 /**
  * A one-line progress bar for a terminal, redrawn in place at most every `intervalMs`: phase,
- * a bar and percentage when the total is known (restore, verify), bytes done and the rate, then
+ * a bar and percentage when the total is known (restore, verify), bytes done and the rate, the
+ * time left (ETA, at the average rate so far) when the total is known, then
  * the current `component/entry`, cut from the left to fit the terminal.
  *
  * @example
@@ -59,8 +61,10 @@ export class ProgressBar {
   /** The line as it would be drawn now, without control characters. */
   line(): string {
     const elapsed = Math.max((this.#now() - this.#startedAt) / 1000, 0.001);
-    const rate = `${formatBytes(this.#bytes / elapsed)}/s`;
+    const bytesPerSecond = this.#bytes / elapsed;
+    const rate = `${formatBytes(bytesPerSecond)}/s`;
     const parts = [this.#phase || 'starting'];
+    let eta = '';
     if (this.#total !== undefined) {
       const fraction = this.#total === 0 ? 1 : Math.min(this.#bytes / this.#total, 1);
       const filled = Math.round(fraction * this.#barWidth);
@@ -71,10 +75,13 @@ export class ProgressBar {
           .padStart(3)}%`,
         `${formatBytes(this.#bytes)} / ${formatBytes(this.#total)}`,
       );
+      if (bytesPerSecond > 0 && this.#bytes < this.#total)
+        eta = `ETA ${formatDuration(((this.#total - this.#bytes) / bytesPerSecond) * 1000)}`;
     } else {
       parts.push(formatBytes(this.#bytes));
     }
     parts.push(rate);
+    if (eta) parts.push(eta);
     const head = parts.join('  ');
     const columns = this.#stream.columns || 80;
     const room = columns - 1 - head.length - 2;

@@ -42,6 +42,20 @@ function stackOf(error: unknown): string {
   return lines.join('\n');
 }
 
+/** A function that replaces every string in `secrets` by `***`, longest first. */
+export function scrubber(secrets: Iterable<string>): (text: string) => string {
+  const hidden = [...secrets].sort((a, b) => b.length - a.length);
+  return (text) => hidden.reduce((result, secret) => result.replaceAll(secret, '***'), text);
+}
+
+/** A failed command's error as `--json` reports it: stable code, one-line message, damaged entry. */
+export function describeError(error: unknown, secrets: Iterable<string> = []): JsonError['error'] {
+  const code = BkError.isInstance(error) ? error.code : 'BK_UNEXPECTED';
+  const message = scrubber(secrets)(messageOf(error).replace(/\s*\n\s*/g, ' '));
+  const entry = entryOf(error);
+  return { code, message, ...(entry === undefined ? {} : { entry }) };
+}
+
 /**
  * Reports a failed command and returns its exit code: `bk: <message>` on stderr (and
  * `entry: <name>` when an integrity error names one), with `--json` also `{"error": …}` on
@@ -53,11 +67,8 @@ export function reportError(
   json: boolean,
   secrets: Iterable<string> = [],
 ): ExitCode {
-  const hidden = [...secrets].sort((a, b) => b.length - a.length);
-  const scrub = (text: string) => hidden.reduce((result, secret) => result.replaceAll(secret, '***'), text);
-  const code = BkError.isInstance(error) ? error.code : 'BK_UNEXPECTED';
-  const message = scrub(messageOf(error).replace(/\s*\n\s*/g, ' '));
-  const entry = entryOf(error);
+  const scrub = scrubber(secrets);
+  const { code, message, entry } = describeError(error, secrets);
   let text = `bk: ${message}\n`;
   if (entry !== undefined) text += `entry: ${entry}\n`;
   if (io.env.BK_DEBUG === '1') text += `${scrub(stackOf(error))}\n`;

@@ -1,7 +1,13 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { formatBytes } from '../src/format-bytes.ts';
+import { formatDuration } from '../src/format-duration.ts';
+import { JsonEventStream } from '../src/json-event-stream.ts';
 import { ProgressBar } from '../src/progress-bar.ts';
 import { ProgressLog } from '../src/progress-log.ts';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 function fakeStream(columns = 100) {
   const writes: string[] = [];
@@ -18,6 +24,15 @@ describe('formatBytes', () => {
   });
 });
 
+describe('formatDuration', () => {
+  it('rounds to the second and switches to minutes and hours', () => {
+    expect(formatDuration(0)).toBe('0 s');
+    expect(formatDuration(4_400)).toBe('4 s');
+    expect(formatDuration(125_000)).toBe('2 min 05 s');
+    expect(formatDuration(3_720_000)).toBe('1 h 02 min');
+  });
+});
+
 describe('ProgressBar', () => {
   it('shows phase, bar, percentage, bytes of total, rate and the current entry', () => {
     let now = 0;
@@ -28,7 +43,7 @@ describe('ProgressBar', () => {
     now = 1000;
     bar.listener({ type: 'bytes', component: 'etc', path: 'haproxy/haproxy.cfg', bytes: 1024 * 1024 });
     expect(bar.line()).toBe(
-      'restore  [###-------]   25%  1.0 MiB / 4.0 MiB  1.0 MiB/s  etc/haproxy/haproxy.cfg',
+      'restore  [###-------]   25%  1.0 MiB / 4.0 MiB  1.0 MiB/s  ETA 3 s  etc/haproxy/haproxy.cfg',
     );
     expect(stream.writes.at(-1)).toBe(`\r\x1b[K${bar.line()}`);
     bar.finish();
@@ -103,5 +118,124 @@ describe('ProgressLog', () => {
       'etc: 1 entry, 2.0 KiB\n',
       'backup backup_20261121_101500: 1 entry, 1.0 KiB archive, 1.5 s\n',
     ]);
+  });
+});
+
+describe('ProgressLog lines for logs and pipes', () => {
+  it('writes a line every interval with component, bytes and rate, and total, percentage and ETA when known', () => {
+    vi.useFakeTimers();
+    const stream = fakeStream();
+    const log = new ProgressLog(stream, { intervalMs: 5000, now: () => Date.now() });
+    log.listener({ type: 'restore-start', backup: 'b', components: ['pg'], totalBytes: 100 * 1024 * 1024 });
+    log.listener({ type: 'component-start', component: 'pg', kind: 'postgres' });
+    log.listener({ type: 'bytes', component: 'pg', path: 'dump', bytes: 10 * 1024 * 1024 });
+    vi.advanceTimersByTime(5000);
+    log.listener({ type: 'bytes', component: 'pg', path: 'dump', bytes: 40 * 1024 * 1024 });
+    vi.advanceTimersByTime(5000);
+    expect(stream.writes).toEqual([
+      'restore: pg, 10.0 MiB of 100.0 MiB (10%), 2.0 MiB/s, ETA 45 s\n',
+      'restore: pg, 50.0 MiB of 100.0 MiB (50%), 8.0 MiB/s, ETA 6 s\n',
+    ]);
+    log.listener({ type: 'restore-end', backup: 'b', entries: 1, bytes: 50 * 1024 * 1024 });
+    vi.advanceTimersByTime(60_000);
+    expect(stream.writes).toHaveLength(3);
+    expect(stream.writes.at(-1)).toBe('restore b: 1 entry, 50.0 MiB, 10.0 s\n');
+  });
+
+  it('keeps writing lines through a silent stretch, and stops on finish', () => {
+    vi.useFakeTimers();
+    const stream = fakeStream();
+    const log = new ProgressLog(stream, { intervalMs: 1000, now: () => Date.now() });
+    log.listener({ type: 'backup-start', backup: 'b', components: ['etcd'] });
+    log.listener({ type: 'component-start', component: 'etcd', kind: 'etcd' });
+    vi.advanceTimersByTime(3000);
+    expect(stream.writes).toEqual(Array(3).fill('backup: etcd, 0 B, 0 B/s\n'));
+    log.finish();
+    vi.advanceTimersByTime(3000);
+    expect(stream.writes).toHaveLength(3);
+  });
+
+  it('writes no periodic line with an interval of 0', () => {
+    vi.useFakeTimers();
+    const stream = fakeStream();
+    const log = new ProgressLog(stream, { intervalMs: 0 });
+    log.listener({ type: 'backup-start', backup: 'b', components: ['etcd'] });
+    vi.advanceTimersByTime(60_000);
+    expect(stream.writes).toEqual([]);
+    log.finish();
+  });
+});
+
+describe('JsonEventStream', () => {
+  it('writes one JSON object per line: run events, periodic progress, the result; entries are summed', () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(new Date('2026-11-21T10:15:00Z'));
+    const stream = fakeStream();
+    const events = new JsonEventStream(stream, { intervalMs: 2000, now: () => Date.now() });
+    events.listener({ type: 'backup-start', backup: 'backup_20261121_101500', components: ['etc'] });
+    events.listener({ type: 'component-start', component: 'etc', kind: 'files' });
+    for (let index = 0; index < 100; index += 1) {
+      events.listener({ type: 'entry-start', component: 'etc', path: `f${index}` });
+      events.listener({ type: 'bytes', component: 'etc', path: `f${index}`, bytes: 1024 });
+      events.listener({ type: 'entry-end', component: 'etc', path: `f${index}`, size: 1024 });
+      events.listener({ type: 'archive-bytes', bytes: 10 });
+    }
+    vi.advanceTimersByTime(2000);
+    events.listener({ type: 'warning', component: 'etc', message: 'skipped a socket' });
+    events.listener({ type: 'component-end', component: 'etc', entries: 100, bytes: 102_400 });
+    events.listener({
+      type: 'backup-end',
+      backup: 'backup_20261121_101500',
+      key: 'backup_20261121_101500.tar.gz',
+      size: 2000,
+      sha256: 'ab',
+      entries: 100,
+    });
+    events.finish();
+    events.write('result', { result: { name: 'backup_20261121_101500' } });
+    const lines = stream.writes.join('').split('\n');
+    expect(lines.pop()).toBe('');
+    const parsed = lines.map((line) => JSON.parse(line));
+    expect(parsed.map((event) => event.type)).toEqual([
+      'backup-start',
+      'component-start',
+      'progress',
+      'warning',
+      'component-end',
+      'backup-end',
+      'result',
+    ]);
+    expect(parsed[0]).toEqual({
+      type: 'backup-start',
+      time: '2026-11-21T10:15:00.000Z',
+      backup: 'backup_20261121_101500',
+      components: ['etc'],
+    });
+    expect(parsed[2]).toEqual({
+      type: 'progress',
+      time: '2026-11-21T10:15:02.000Z',
+      phase: 'backup',
+      component: 'etc',
+      bytes: 102_400,
+      bytesPerSecond: 51_200,
+    });
+  });
+
+  it('gives totalBytes and etaSeconds when the total is known, and scrubs every line', () => {
+    vi.useFakeTimers();
+    const stream = fakeStream();
+    const events = new JsonEventStream(stream, {
+      intervalMs: 1000,
+      now: () => Date.now(),
+      scrub: (line) => line.replaceAll('hunter2', '***'),
+    });
+    events.listener({ type: 'verify-start', backup: 'b', totalBytes: 3000 });
+    events.listener({ type: 'bytes', component: 'c', path: 'p', bytes: 1000 });
+    vi.advanceTimersByTime(1000);
+    events.listener({ type: 'warning', message: 'retrying https://u:hunter2@host/' });
+    events.finish();
+    const [, progress, warning] = stream.writes.map((line) => JSON.parse(line));
+    expect(progress).toMatchObject({ phase: 'verify', bytes: 1000, totalBytes: 3000, etaSeconds: 2 });
+    expect(warning.message).toBe('retrying https://u:***@host/');
   });
 });
