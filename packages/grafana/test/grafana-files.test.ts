@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -195,6 +195,26 @@ describe('GrafanaFilesComponent (SQLite file mode)', () => {
       strictEqual(skipped.components.grafana!.skipped, 4);
     });
   }
+
+  it('removes its copy of the database when the backup is aborted', async () => {
+    const source = join(directory, 'aborted');
+    const temp = join(directory, 'aborted-temp');
+    await mkdir(temp, { recursive: true });
+    await seedFiles(source, 'delete', 500);
+    const controller = new AbortController();
+    await rejects(
+      backup({
+        storage: new MemoryStorage(),
+        components: [grafanaFiles({ database: join(source, 'grafana.db'), tempDir: temp })],
+        onProgress: (event) => {
+          if (event.type === 'entry-start') controller.abort();
+        },
+        signal: controller.signal,
+      }),
+      (error: unknown) => BkError.isInstance(error) && error.code === 'BK_ABORTED',
+    );
+    deepStrictEqual(await readdir(temp), []);
+  });
 
   it('is chosen with "mode": "file" and checks its paths', () => {
     ok(
