@@ -685,10 +685,13 @@ export class GrafanaComponent implements Component {
     for (const rule of listOf(alerting.alertRules)) {
       const uid = String(rule.uid ?? '');
       const folderUID = mapFolder(typeof rule.folderUID === 'string' ? rule.folderUID : undefined);
-      const body = { ...without(rule, RULE_SERVER_FIELDS), ...(folderUID ? { folderUID } : {}) };
+      const compared = { ...without(rule, RULE_SERVER_FIELDS), ...(folderUID ? { folderUID } : {}) };
+      // The provisioning API's rule model lists orgID as required: send the target organization's.
+      const orgID = this.options.orgId ?? rule.orgID;
+      const body = { ...compared, ...(orgID === undefined ? {} : { orgID }) };
       const found = await this.#api.find(`${base}/alert-rules/${encodeURIComponent(uid)}`, signal);
       const existing = isRecord(found);
-      const same = existing && canonicalJson(without(found, RULE_SERVER_FIELDS)) === canonicalJson(body);
+      const same = existing && canonicalJson(without(found, RULE_SERVER_FIELDS)) === canonicalJson(compared);
       plan(
         'alertRules',
         `alert rule "${String(rule.title)}" (uid ${uid})`,
