@@ -13,6 +13,7 @@ import { defineInspectCommand } from './commands/inspect-command.ts';
 import { defineKeygenCommand } from './commands/keygen-command.ts';
 import { defineListCommand } from './commands/list-command.ts';
 import { definePruneCommand } from './commands/prune-command.ts';
+import { defineRekeyCommand } from './commands/rekey-command.ts';
 import { defineRestoreCommand } from './commands/restore-command.ts';
 import { defineVerifyCommand } from './commands/verify-command.ts';
 import { EXIT_CODES, type ExitCode } from './exit-codes.ts';
@@ -76,6 +77,7 @@ function createProgram(io: CliIo, secrets: Set<string>, run: CommandRun): Comman
   defineExtractCommand(program, contextOf);
   definePruneCommand(program, contextOf);
   defineKeygenCommand(program, contextOf);
+  defineRekeyCommand(program, contextOf);
   return program;
 }
 

@@ -159,5 +159,22 @@ describe.each([
       env: { ...store.env, BK_AGE_IDENTITY: join(keys, 'key.txt') },
     });
     expect(verified.code, verified.stderr).toBe(0);
+
+    // rekey: the second key opens the backup afterwards, with bk and with the stock age.
+    const wrongRecipient = (await run('age-keygen', ['-y', wrongKey])).trim();
+    const rekeyed = await runBk(
+      ['rekey', ...target, '--identity', join(keys, 'key.txt'), '--recipient', wrongRecipient],
+      env,
+    );
+    expect(rekeyed.code, rekeyed.stderr).toBe(0);
+    const again = await runBk(['verify', ...target, '--identity', wrongKey], env);
+    expect(again.code, again.stderr).toBe(0);
+    const rewrapped = [...(await store.objects())].find(([key]) => key.endsWith('.tar.gz.age'))![1];
+    await writeFile(join(raw, 'rewrapped.age'), rewrapped);
+    const listing = await run('sh', [
+      '-c',
+      `age -d -i "${wrongKey}" "${join(raw, 'rewrapped.age')}" | tar -tz`,
+    ]);
+    expect(listing).toContain(`${MARKER}.txt`);
   }, 300_000);
 });

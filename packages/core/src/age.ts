@@ -266,17 +266,20 @@ function headerMac(fileKey: Uint8Array, headerUpToDashes: string): Buffer {
     .digest();
 }
 
+/** One X25519 stanza wrapping `fileKey` for `recipient`, with its final newline. */
+function x25519Stanza(fileKey: Uint8Array, recipient: string): string {
+  const theirs = parseRecipient(recipient);
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const share = rawPublicKey(publicKey);
+  const shared = diffieHellman({ privateKey, publicKey: publicKeyObject(theirs) });
+  const wrapKey = hkdf(shared, Buffer.concat([share, theirs]), X25519_LABEL);
+  return `-> X25519 ${base64(share)}\n${wrapBody(seal(wrapKey, ZERO_NONCE, fileKey))}\n`;
+}
+
 /** Builds the header: one X25519 stanza per recipient, then the MAC. */
 function buildHeader(fileKey: Uint8Array, recipients: readonly string[]): Buffer {
   let header = INTRO;
-  for (const recipient of recipients) {
-    const theirs = parseRecipient(recipient);
-    const { privateKey, publicKey } = generateKeyPairSync('x25519');
-    const share = rawPublicKey(publicKey);
-    const shared = diffieHellman({ privateKey, publicKey: publicKeyObject(theirs) });
-    const wrapKey = hkdf(shared, Buffer.concat([share, theirs]), X25519_LABEL);
-    header += `-> X25519 ${base64(share)}\n${wrapBody(seal(wrapKey, ZERO_NONCE, fileKey))}\n`;
-  }
+  for (const recipient of recipients) header += x25519Stanza(fileKey, recipient);
   header += '---';
   return Buffer.from(`${header} ${base64(headerMac(fileKey, header))}\n`);
 }
@@ -489,6 +492,62 @@ export async function* decryptAge(source: AsyncIterable<Uint8Array>, options: Ag
 
 async function* oneChunk(bytes: Uint8Array): ByteStream {
   yield bytes;
+}
+
+/**
+ * Adds recipients to an age file without re-encrypting it: the header is read, its file key
+ * unwrapped with one of `identities`, and a header with the old stanzas plus one per new
+ * recipient (and a new MAC) is yielded, then the payload unchanged. Streaming: memory is the
+ * header and the chunks passing through.
+ *
+ * @throws {DecryptionError} before anything is yielded when no identity opens the file.
+ */
+export async function* rewrapAge(
+  source: AsyncIterable<Uint8Array>,
+  options: AgeDecryptOptions & { addRecipients: readonly string[] },
+): ByteStream {
+  const what = options.what ?? 'the encrypted object';
+  for (const recipient of options.addRecipients) parseRecipient(recipient);
+  const iterator = source[Symbol.asyncIterator]();
+  try {
+    let pending = Buffer.alloc(0);
+    let headerEnd = -1;
+    for (;;) {
+      const dashes = pending.indexOf('\n--- ');
+      if (dashes >= 0) headerEnd = pending.indexOf('\n', dashes + 1);
+      if (headerEnd >= 0) break;
+      if (pending.length > MAX_HEADER) throw malformed(`${what}'s header is longer than 1 MiB`);
+      const next = await iterator.next();
+      if (next.done) throw malformed(`${what} ends inside its header`);
+      pending = Buffer.concat([pending, next.value]);
+    }
+    const headerText = pending.subarray(0, headerEnd + 1).toString('latin1');
+    const { stanzas, macInput, mac } = parseHeader(headerText);
+    const fileKey = unwrapFileKey(stanzas, options.identities);
+    if (!fileKey)
+      throw new DecryptionError(
+        what,
+        options.expectedRecipients ?? [],
+        options.identities.map((identity) => identity.recipient),
+      );
+    if (!timingSafeEqual(headerMac(fileKey, macInput), mac))
+      throw new IntegrityError(`The header of ${what} fails its MAC: it was altered.`);
+    // The old stanzas stay byte for byte; the new ones go before the MAC line.
+    let header = macInput.slice(0, -'---'.length);
+    for (const recipient of options.addRecipients) header += x25519Stanza(fileKey, recipient);
+    header += '---';
+    yield Buffer.concat([
+      Buffer.from(`${header} ${base64(headerMac(fileKey, header))}\n`),
+      pending.subarray(headerEnd + 1),
+    ]);
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) break;
+      yield next.value;
+    }
+  } finally {
+    await iterator.return?.();
+  }
 }
 
 /** Encrypts a small object whole (the sidecar manifest). */

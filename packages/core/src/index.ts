@@ -13,6 +13,7 @@ export {
   parseAgeIdentities,
   parseAgeIdentity,
   parseAgeRecipients,
+  rewrapAge,
 } from './age.ts';
 export {
   type ArchivedEntry,
@@ -160,6 +161,7 @@ export {
   type RetentionPolicy,
   selectKept,
 } from './runners/prune.ts';
+export { type RekeyOptions, type RekeyResult, rekey } from './runners/rekey.ts';
 export { type RestoreOptions, type RestoreResult, restore } from './runners/restore.ts';
 export { type VerifyOptions, type VerifyResult, verify } from './runners/verify.ts';
 export { openSidecar, type SealedSidecar, sealedSummary, sealSidecar } from './sealed-sidecar.ts';

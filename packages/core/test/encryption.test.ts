@@ -21,6 +21,7 @@ import {
   MemoryStorage,
   parseAgeIdentities,
   type Restorer,
+  rekey,
   restore,
   type Source,
   sealedSummary,
@@ -175,6 +176,39 @@ describe('an encrypted backup', () => {
       expect((error as DecryptionError).expected).toEqual([identity.recipient]);
       expect((error as Error).message).toContain(identity.recipient);
       expect(restorer.restored.size).toBe(0);
+    }
+  });
+
+  it('rekey adds a recipient whose key then restores, without re-encrypting the payload', async () => {
+    const storage = new MemoryStorage();
+    const first = generateAgeIdentity();
+    const added = generateAgeIdentity();
+    const result = await backup({
+      storage,
+      components: [source()],
+      encryption: { recipients: [first.recipient] },
+    });
+    const before = Buffer.from(await collect(await storage.get(result.key)));
+    await expect(
+      rekey({ storage, name: 'latest', identities: [added.secretKey], addRecipients: [added.recipient] }),
+    ).rejects.toMatchObject({ code: 'BK_DECRYPTION' });
+    const rekeyed = await rekey({
+      storage,
+      name: 'latest',
+      identities: [first.secretKey],
+      addRecipients: [added.recipient, first.recipient],
+    });
+    expect(rekeyed.added).toEqual([added.recipient]);
+    expect(rekeyed.recipients).toEqual([first.recipient, added.recipient]);
+    const after = Buffer.from(await collect(await storage.get(result.key)));
+    // The payload (everything after the header) is the same bytes.
+    const payload = (bytes: Buffer) => bytes.subarray(bytes.indexOf('\n', bytes.indexOf('\n--- ') + 1) + 1);
+    expect(payload(after).equals(payload(before))).toBe(true);
+    for (const identity of [first, added]) {
+      const restorer = recorder();
+      await restore({ storage, name: 'latest', restorers: [restorer], identities: [identity.secretKey] });
+      expect(restorer.restored.get('var/blob.bin')).toBe(300_000);
+      await verify({ storage, name: 'latest', identities: [identity.secretKey] });
     }
   });
 
