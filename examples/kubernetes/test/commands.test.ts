@@ -1,0 +1,291 @@
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import {
+  type EtcdServer,
+  type InfluxdServer,
+  type PostgresServer,
+  type SwiftServer,
+  startEtcd,
+  startInfluxd,
+  startPostgres,
+  startSwift,
+} from '@bk/test-servers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Container, type Manifest, nameOf, podOf, readManifests } from './manifests.ts';
+
+/**
+ * Runs the command lines of the manifests, as Kubernetes would run them in the image (entrypoint
+ * `bk`), with the built `bk` against real servers: the args are taken from the YAML, `$(VAR)` is
+ * expanded from the container's env, secret values come from a Secret with the test servers'
+ * credentials, and the ConfigMap's mount path is a folder holding its `bk.config.json` with the
+ * servers' addresses in place of the cluster's. The target stays as written: Swift's S3 API
+ * serves its bucket.
+ */
+
+const run = promisify(execFile);
+const BIN = fileURLToPath(new URL('../../../packages/cli/dist/bin.js', import.meta.url));
+const PASSWORD = 'k8s-example-secret';
+
+const manifests = await readManifests();
+const byName = (name: string): Manifest => {
+  const found = manifests.find(
+    (manifest) => (manifest.metadata.name ?? manifest.metadata.generateName) === name,
+  );
+  if (!found) throw new Error(`no manifest named ${name}`);
+  return found;
+};
+const configMap = byName('bk-config') as Manifest & { data: Record<string, string> };
+const secretTemplate = byName('bk-credentials') as Manifest & { stringData: Record<string, string> };
+
+let swift: SwiftServer;
+let postgres: PostgresServer;
+let etcd: EtcdServer;
+let influxd: InfluxdServer;
+let workspace: string;
+/** The Secret as created for this test: the template's keys with the test servers' values. */
+let secret: Record<string, string>;
+/** Where the ConfigMap is "mounted". */
+let configDir: string;
+
+/** Kubernetes' expansion of `$(VAR)` in args from the container's env (`$$` escapes a `$`). */
+function expand(arg: string, env: Record<string, string>): string {
+  return arg.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (match, name: string | undefined) =>
+    name === undefined ? '$' : (env[name] ?? match),
+  );
+}
+
+/** The container's env as the kubelet builds it, with `overrides` for what an operator edits. */
+function containerEnv(container: Container, overrides: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const variable of container.env ?? []) {
+    const reference = variable.valueFrom?.secretKeyRef;
+    if (reference) {
+      expect(reference.name).toBe(secretTemplate.metadata.name);
+      const value = secret[reference.key];
+      if (value === undefined && !reference.optional) throw new Error(`Secret has no key ${reference.key}`);
+      if (value !== undefined) env[variable.name] = value;
+    } else {
+      env[variable.name] = expand(variable.value ?? '', env);
+    }
+  }
+  return { ...env, ...overrides };
+}
+
+interface JobRun {
+  argv: string[];
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Peak RSS of the largest process, bk or a child (pg_dump, …), from GNU time. */
+  peakMiB: number;
+}
+
+/** Runs the pod's container command line (entrypoint `bk` + args) to completion. */
+async function runJob(manifest: Manifest, overrides: Record<string, string> = {}): Promise<JobRun> {
+  const pod = podOf(manifest);
+  expect(pod.containers).toHaveLength(1);
+  const container = pod.containers[0]!;
+  const env = containerEnv(container, overrides);
+  const mounts = (container.volumeMounts ?? []).filter(
+    (mount) =>
+      pod.volumes?.find((volume) => volume.name === mount.name)?.configMap?.name === configMap.metadata.name,
+  );
+  expect(mounts, `${nameOf(manifest)} mounts the config`).toHaveLength(1);
+  const mountPath = mounts[0]!.mountPath;
+  const argv = (container.args ?? []).map((arg) => expand(arg, env));
+  const local = argv.map((arg) =>
+    arg.startsWith(`${mountPath}/`) ? configDir + arg.slice(mountPath.length) : arg,
+  );
+  const timeFile = join(workspace, 'time.txt');
+  const child = spawn('/usr/bin/time', ['-f', '%M', '-o', timeFile, process.execPath, BIN, ...local], {
+    cwd: workspace,
+    // Nothing from the test's own environment but PATH: what bk needs comes from the manifest.
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: workspace, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  const peakKiB = Number((await readFile(timeFile, 'utf8')).trim().split('\n').at(-1));
+  return { argv, code, stdout, stderr, peakMiB: peakKiB / 1024 };
+}
+
+/** `bk ls --json` on the configured target, with the Secret's S3 credentials. */
+async function listBackups(): Promise<Array<{ name: string; components: string[] }>> {
+  const { stdout } = await run(
+    process.execPath,
+    [BIN, 'ls', '--json', '--config', join(configDir, 'bk.config.json')],
+    {
+      env: { PATH: process.env.PATH, HOME: workspace, ...secret },
+    },
+  );
+  return (JSON.parse(stdout) as { backups: Array<{ name: string; components: string[] }> }).backups;
+}
+
+async function psql(sql: string, database = 'postgres'): Promise<string> {
+  const { stdout } = await run(
+    join(postgres.bin, 'psql'),
+    ['-h', postgres.host, '-p', String(postgres.port), '-U', postgres.user, '-d', database, '-tAc', sql],
+    { env: { ...process.env, PGPASSWORD: PASSWORD } },
+  );
+  return stdout.trim();
+}
+
+async function influxQuery(q: string, database?: string): Promise<unknown> {
+  const url = new URL('/query', influxd.httpUrl);
+  url.searchParams.set('q', q);
+  if (database) url.searchParams.set('db', database);
+  const response = await fetch(url, { method: 'POST' });
+  expect(response.status, await response.clone().text()).toBe(200);
+  return response.json();
+}
+
+async function influxCount(): Promise<unknown> {
+  const result = (await influxQuery('SELECT count(value) FROM cpu', 'telemetry')) as {
+    results: Array<{ series?: Array<{ values: Array<[string, number]> }> }>;
+  };
+  return result.results[0]?.series?.[0]?.values[0]?.[1];
+}
+
+beforeAll(async () => {
+  if (!existsSync(BIN))
+    throw new Error(`${BIN} is missing: build the CLI first (pnpm --filter @bk/cli... run build).`);
+  [swift, postgres, etcd, influxd] = await Promise.all([
+    startSwift(),
+    startPostgres({ password: PASSWORD }),
+    startEtcd(),
+    startInfluxd(),
+  ]);
+  workspace = await mkdtemp(join(tmpdir(), 'bk-k8s-'));
+  configDir = join(workspace, 'config');
+  await mkdir(configDir);
+
+  secret = {
+    ...secretTemplate.stringData,
+    S3_REGION: swift.s3.region,
+    S3_REGION_ENDPOINT: swift.s3.endpoint,
+    S3_ACCESS_KEY: swift.s3.accessKeyId,
+    S3_SECRET_KEY: swift.s3.secretAccessKey,
+    PGPASSWORD: PASSWORD,
+  };
+  expect(Object.keys(secret).sort()).toEqual(Object.keys(secretTemplate.stringData).sort());
+
+  // The ConfigMap's config with the test servers in place of the cluster's services.
+  const config = JSON.parse(configMap.data['bk.config.json']!) as {
+    target: string;
+    components: Array<Record<string, unknown>>;
+  };
+  const addresses: Record<string, Record<string, unknown>> = {
+    postgres: { host: postgres.host, port: postgres.port, user: postgres.user },
+    etcd: { endpoints: [etcd.endpoint] },
+    influx: { addr: `${influxd.host}:${influxd.rpcPort}`, httpUrl: influxd.httpUrl },
+  };
+  for (const component of config.components) {
+    const address = addresses[component.name as string];
+    if (!address) throw new Error(`no test server for component ${component.name}`);
+    for (const field of Object.keys(address))
+      expect(component, `${component.name}.${field}`).toHaveProperty(field);
+    Object.assign(component, address);
+  }
+  await writeFile(join(configDir, 'bk.config.json'), JSON.stringify(config, null, 2));
+
+  // The bucket of the target, as a Swift container.
+  const bucket = new URL(config.target).host;
+  const auth = await fetch(swift.authUrl, {
+    headers: { 'x-auth-user': swift.user, 'x-auth-key': swift.key },
+  });
+  const created = await fetch(`${swift.storageUrl}/${bucket}`, {
+    method: 'PUT',
+    headers: { 'x-auth-token': auth.headers.get('x-auth-token')! },
+  });
+  expect(created.status).toBeLessThan(300);
+
+  // Data in each store.
+  await psql('CREATE DATABASE app');
+  await psql(
+    'CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 500) g',
+    'app',
+  );
+  await run('etcdctl', ['--endpoints', etcd.endpoint, 'put', '/registry/example', 'kept']);
+  await influxQuery('CREATE DATABASE telemetry');
+  const lines = Array.from(
+    { length: 300 },
+    (_, index) => `cpu,host=h${index % 3} value=${index} ${1_704_067_200 + index * 60}`,
+  );
+  const written = await fetch(`${influxd.httpUrl}/write?db=telemetry&precision=s`, {
+    method: 'POST',
+    body: lines.join('\n'),
+  });
+  expect(written.status).toBe(204);
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([swift?.stop(), postgres?.stop(), etcd?.stop(), influxd?.stop()]);
+  if (workspace) await rm(workspace, { recursive: true, force: true });
+});
+
+describe('the manifests’ command lines against real servers', () => {
+  it.each(['bk-backup-postgres', 'bk-backup-etcd', 'bk-backup-influx'])(
+    '%s backs up its component to the S3 target, within the memory limit',
+    async (name) => {
+      const job = await runJob(byName(name));
+      expect(job.code, `${job.argv.join(' ')}\n${job.stderr}`).toBe(0);
+      expect(job.stdout).toMatch(/backup_\d{8}_\d{6}/);
+      expect(job.peakMiB).toBeLessThan(256);
+      console.log(`${name}: ${job.argv.join(' ')}: peak RSS ${job.peakMiB.toFixed(0)} MiB`);
+    },
+  );
+
+  it('bk-restore restores the latest PostgreSQL backup into a server that lost the database', async () => {
+    await psql('DROP DATABASE app');
+    const job = await runJob(byName('bk-restore-'));
+    expect(job.argv).toEqual([
+      'restore',
+      'latest',
+      '--config',
+      '/etc/bk/bk.config.json',
+      '--only',
+      'postgres',
+      '--conflict',
+      'fail',
+    ]);
+    expect(job.code, job.stderr).toBe(0);
+    expect(await psql('SELECT count(*) FROM orders', 'app')).toBe('500');
+  });
+
+  it('bk-restore with BK_ONLY=influx restores the InfluxDB database', async () => {
+    await influxQuery('DROP DATABASE telemetry');
+    const job = await runJob(byName('bk-restore-'), { BK_ONLY: 'influx' });
+    expect(job.code, job.stderr).toBe(0);
+    expect(await influxCount()).toBe(300);
+  });
+
+  it('bk-restore under the default conflict policy refuses to overwrite a database that exists', async () => {
+    const job = await runJob(byName('bk-restore-'));
+    expect(job.code, job.stderr).toBe(5);
+    expect(await psql('SELECT count(*) FROM orders', 'app')).toBe('500');
+  });
+
+  it('bk-prune keeps what the config’s retention keeps', async () => {
+    for (let run = 0; run < 2; run += 1) {
+      expect((await runJob(byName('bk-backup-etcd'))).code).toBe(0);
+    }
+    const before = await listBackups();
+    expect(before).toHaveLength(5);
+    const job = await runJob(byName('bk-prune'));
+    expect(job.code, job.stderr).toBe(0);
+    const after = await listBackups();
+    // keepLast 3; keepDaily keeps the newest of today, already among them.
+    expect(after.map((backup) => backup.name)).toEqual(before.slice(-3).map((backup) => backup.name));
+  });
+});
