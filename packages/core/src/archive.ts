@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { decryptAge, parseAgeIdentity } from './age.ts';
 import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
+import type { ComponentEntry } from './entry-index.ts';
 import { EntryTree } from './entry-tree.ts';
 import { BkError, ConfigError, IntegrityError } from './errors.ts';
 import { releaseWholeHandedOver } from './handover.ts';
@@ -32,13 +33,24 @@ export interface ArchiveComponent {
 }
 
 /**
- * Turns components into tar records, `<component>/<path>` each, hashing every body on the way
- * and filling `manifest.components`; the manifest itself is the last record.
+ * Where {@link archiveRecords} lists each entry once its body is hashed: the entry index of a
+ * format-2 backup (see `EntryIndexWriter`). A returned promise is waited for before the next entry.
+ */
+export interface EntrySink {
+  component(name: string): Promise<void> | undefined;
+  entry(record: ManifestEntry): Promise<void> | undefined;
+}
+
+/**
+ * Turns components into tar records, `<component>/<path>` each, hashing every body on the way,
+ * filling `manifest.components` (names and stats) and listing every entry in `sink`; the caller
+ * adds the manifest itself as the last record.
  */
 export async function* archiveRecords(
   components: ArchiveComponent[],
   manifest: Manifest,
   context: BackupContext,
+  sink: EntrySink,
   chunkSize = DEFAULT_CHUNK_SIZE,
 ): AsyncIterable<TarRecordInput> {
   const { progress, signal } = context;
@@ -48,10 +60,11 @@ export async function* archiveRecords(
       kind: source.kind,
       ...(info.version === undefined ? {} : { version: info.version }),
       info,
-      entries: [],
       stats: { entries: 0, bytes: 0 },
     };
     manifest.components.push(record);
+    const started = sink.component(source.name);
+    if (started) await started;
     progress({ type: 'component-start', component: source.name, kind: source.kind });
     const tree = new EntryTree();
     for await (const entry of abortable(source.backup(context), signal)) {
@@ -136,7 +149,8 @@ export async function* archiveRecords(
         yield { name: archivePath, type, size: 0, mode: entry.mode, ...times };
         manifestEntry = { ...base, size: 0 };
       }
-      record.entries.push(manifestEntry);
+      const listed = sink.entry(manifestEntry);
+      if (listed) await listed;
       record.stats.entries += 1;
       record.stats.bytes += manifestEntry.size;
       progress({
@@ -217,6 +231,7 @@ export async function* readArchive(
   archive: ByteStream,
   sidecar: SidecarManifest,
   options: ReadArchiveOptions = {},
+  entries: AsyncIterable<ComponentEntry> = manifestEntriesOf(sidecar),
 ): AsyncIterable<ArchivedEntry> {
   let archiveSize = 0;
   const counted = (async function* () {
@@ -260,49 +275,38 @@ export async function* readArchive(
   }
 
   try {
-    for (const component of sidecar.components) {
-      for (const record of component.entries) {
-        const archivePath = `${component.name}/${record.path}`;
-        currentPath = archivePath;
-        // Chunk names are made as they are reached: a count is never allocated for.
-        const chunks = record.type === 'file' ? record.chunks : undefined;
-        const nameOf = (index: number): string =>
-          chunks === undefined ? archivePath : chunkName(archivePath, index);
-        const first = await nextRecord(nameOf(0));
-        checkRecordHeader(record, first, archivePath);
-        if (record.chunks === undefined && first.size !== record.size) {
-          throw new IntegrityError(
-            `Entry "${archivePath}" holds ${first.size} bytes but the manifest records ${record.size}.`,
-            {
-              entry: archivePath,
-            },
-          );
-        }
-        const body =
-          record.type === 'file'
-            ? verifiedBody(
-                record,
-                archivePath,
-                chunks ?? 1,
-                nameOf,
-                first,
-                nextRecord,
-                component.name,
-                options,
-              )
-            : undefined;
-        const entry: Entry = {
-          path: record.path,
-          type: record.type,
-          size: record.size,
-          ...(record.mode === undefined ? {} : { mode: record.mode }),
-          ...mtimeFields(record.mtime),
-          ...(record.linkTarget === undefined ? {} : { linkTarget: record.linkTarget }),
-          ...(body ? { body: body.stream } : {}),
-        };
-        yield { component, record, entry };
-        if (body) await body.finish();
+    for await (const { component, record } of entries) {
+      const archivePath = `${component.name}/${record.path}`;
+      currentPath = archivePath;
+      // Chunk names are made as they are reached: a count is never allocated for.
+      const chunks = record.type === 'file' ? record.chunks : undefined;
+      const nameOf = (index: number): string =>
+        chunks === undefined ? archivePath : chunkName(archivePath, index);
+      const first = await nextRecord(nameOf(0));
+      checkRecordHeader(record, first, archivePath);
+      if (record.chunks === undefined && first.size !== record.size) {
+        throw new IntegrityError(
+          `Entry "${archivePath}" holds ${first.size} bytes but the manifest records ${record.size}.`,
+          {
+            entry: archivePath,
+          },
+        );
       }
+      const body =
+        record.type === 'file'
+          ? verifiedBody(record, archivePath, chunks ?? 1, nameOf, first, nextRecord, component.name, options)
+          : undefined;
+      const entry: Entry = {
+        path: record.path,
+        type: record.type,
+        size: record.size,
+        ...(record.mode === undefined ? {} : { mode: record.mode }),
+        ...mtimeFields(record.mtime),
+        ...(record.linkTarget === undefined ? {} : { linkTarget: record.linkTarget }),
+        ...(body ? { body: body.stream } : {}),
+      };
+      yield { component, record, entry };
+      if (body) await body.finish();
     }
     currentPath = MANIFEST_ENTRY;
     const manifestRecord = await nextRecord(MANIFEST_ENTRY);
@@ -351,6 +355,17 @@ export async function* readArchive(
       `The archive's sha256 ${archiveDigest.result.sha256} differs from its manifest's ${sidecar.archive.sha256}.`,
     );
   }
+}
+
+/** The entries a format-1 manifest holds itself; a format-2 manifest's come from `manifestEntries`. */
+async function* manifestEntriesOf(sidecar: SidecarManifest): AsyncIterable<ComponentEntry> {
+  if (sidecar.entryIndex) {
+    throw new ConfigError(
+      `Backup ${sidecar.name} lists its entries in "${sidecar.entryIndex.key}": read them with manifestEntries().`,
+    );
+  }
+  for (const component of sidecar.components)
+    for (const record of component.entries ?? []) yield { component, record };
 }
 
 /** An entry's `mtime` and `mtimeNs`, from a manifest mtime the manifest check has validated. */

@@ -78,6 +78,8 @@ export {
   openStorage,
   STORAGE_PACKAGES,
 } from './embed.ts';
+export { type ComponentEntry, EntryIndexWriter, manifestEntries } from './entry-index.ts';
+export { compareEntryPaths, ENTRY_TREE_HELD_PATHS, EntryTree } from './entry-tree.ts';
 export {
   AbortedError,
   AlreadyExistsError,
@@ -117,7 +119,9 @@ export {
   type ManifestComponent,
   type ManifestEncryption,
   type ManifestEntry,
+  type ManifestEntryIndex,
   parseManifest,
+  READABLE_MANIFEST_VERSIONS,
   type SidecarManifest,
   serializeManifest,
   validateManifest,
@@ -131,6 +135,7 @@ export {
   archiveSuffix,
   type BackupName,
   compareBackupNames,
+  ENTRY_INDEX_SUFFIX,
   formatBackupName,
   joinKey,
   LOCK_SUFFIX,

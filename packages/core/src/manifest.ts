@@ -7,8 +7,15 @@ import { checkComponentName, checkStorageKey, safeEntryPath } from './paths.ts';
 
 /** Identifies a bk manifest. */
 export const MANIFEST_FORMAT = 'bk-backup';
-/** The manifest format version this bk writes and reads. */
-export const MANIFEST_VERSION = 1;
+/**
+ * The manifest format version this bk writes. Version 2 keeps the per-entry list out of the
+ * manifest, in an entry index object beside the archive (gzip NDJSON, see
+ * {@link ManifestEntryIndex}), so neither writing nor reading a backup holds it whole; version 1
+ * (every entry inside the manifest) is still read.
+ */
+export const MANIFEST_VERSION = 2;
+/** Every manifest format version this bk reads. */
+export const READABLE_MANIFEST_VERSIONS: readonly number[] = [1, 2];
 /** The manifest's path inside the archive: always the last entry. */
 export const MANIFEST_ENTRY = 'manifest.json';
 
@@ -34,14 +41,31 @@ export interface ManifestComponent {
   kind: string;
   version?: string;
   info: ComponentInfo;
-  entries: ManifestEntry[];
+  /** Format 1 only: every entry. Format 2 lists them in the entry index. */
+  entries?: ManifestEntry[];
   stats: { entries: number; bytes: number };
+}
+
+/**
+ * Format 2: the stored object that lists every entry, in archive order — gzip-compressed NDJSON,
+ * one `{"component":"<name>"}` line before each component's entries, then one
+ * {@link ManifestEntry} per line. Written while the archive is, read beside it as a stream.
+ */
+export interface ManifestEntryIndex {
+  key: string;
+  /** Stored (compressed) bytes. */
+  size: number;
+  /** sha256 of the stored bytes, hex. */
+  sha256: string;
+  /** Entry lines, over all components. */
+  entries: number;
 }
 
 /** The manifest inside the archive (last entry). */
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
-  formatVersion: typeof MANIFEST_VERSION;
+  /** 2 as written now; 1 for backups made before the entry index. */
+  formatVersion: 1 | 2;
   /** The backup's name, e.g. `backup_20261121_101500_1`. */
   name: string;
   /** ISO 8601: when the backup started. */
@@ -60,6 +84,8 @@ export interface Manifest {
   parent: string | null;
   labels: Record<string, string>;
   components: ManifestComponent[];
+  /** Format 2: where the entries are listed. */
+  entryIndex?: ManifestEntryIndex;
 }
 
 /** How an encrypted backup is encrypted. */
@@ -108,7 +134,7 @@ function expectSha256(value: unknown, where: string): string {
   return hex;
 }
 
-function validateEntry(value: unknown, where: string): ManifestEntry {
+export function validateEntry(value: unknown, where: string): ManifestEntry {
   const entry = expectObject(value, where);
   const type = entry.type;
   if (type !== 'file' && type !== 'directory' && type !== 'symlink')
@@ -174,7 +200,7 @@ function checkArchiveCanHold(manifest: Manifest, archiveSize: number): void {
   let tarBytes = 2 * TAR_BLOCK;
   manifest.components.forEach((component, index) => {
     const where = `components[${index}]`;
-    component.entries.forEach((entry, entryIndex) => {
+    (component.entries ?? []).forEach((entry, entryIndex) => {
       if (entry.chunks !== undefined && entry.chunks > Math.max(1, entry.size)) {
         fail(
           `${where}.entries[${entryIndex}].chunks`,
@@ -211,8 +237,16 @@ function checkArchiveCanHold(manifest: Manifest, archiveSize: number): void {
 export function validateManifest(value: unknown): Manifest {
   const manifest = expectObject(value, 'the manifest');
   if (manifest.format !== MANIFEST_FORMAT) fail('format', `must be "${MANIFEST_FORMAT}"`);
-  if (manifest.formatVersion !== MANIFEST_VERSION)
+  if (!READABLE_MANIFEST_VERSIONS.includes(manifest.formatVersion as number))
     throw new ManifestVersionError(manifest.formatVersion, MANIFEST_VERSION);
+  const indexed = manifest.formatVersion !== 1;
+  if (indexed) {
+    const index = expectObject(manifest.entryIndex, 'entryIndex');
+    expectString(index.key, 'entryIndex.key');
+    expectSize(index.size, 'entryIndex.size');
+    expectSha256(index.sha256, 'entryIndex.sha256');
+    expectSize(index.entries, 'entryIndex.entries');
+  }
   expectString(manifest.name, 'name');
   for (const field of ['createdAt', 'completedAt'] as const) {
     if (Number.isNaN(Date.parse(expectString(manifest[field], field))))
@@ -241,17 +275,33 @@ export function validateManifest(value: unknown): Manifest {
     expectString(component.kind, `${where}.kind`);
     expectOptional(component.version, `${where}.version`, expectString);
     expectObject(component.info, `${where}.info`);
-    if (!Array.isArray(component.entries)) fail(`${where}.entries`, 'must be an array');
-    const tree = new EntryTree();
-    component.entries.forEach((value: unknown, entryIndex: number) => {
-      const entry = validateEntry(value, `${where}.entries[${entryIndex}]`);
-      const problem = tree.add(entry.path, entry.type);
-      if (problem !== undefined) fail(`${where}.entries[${entryIndex}].path`, `is refused: ${problem}`);
-    });
+    if (indexed) {
+      if (component.entries !== undefined)
+        fail(`${where}.entries`, 'must be absent: the entry index lists them');
+    } else {
+      if (!Array.isArray(component.entries)) fail(`${where}.entries`, 'must be an array');
+      const tree = new EntryTree();
+      component.entries.forEach((value: unknown, entryIndex: number) => {
+        const entry = validateEntry(value, `${where}.entries[${entryIndex}]`);
+        const problem = tree.add(entry.path, entry.type);
+        if (problem !== undefined) fail(`${where}.entries[${entryIndex}].path`, `is refused: ${problem}`);
+      });
+    }
     const stats = expectObject(component.stats, `${where}.stats`);
     expectSize(stats.entries, `${where}.stats.entries`);
     expectSize(stats.bytes, `${where}.stats.bytes`);
   });
+  if (indexed) {
+    const total = (manifest.components as { stats: { entries: number } }[]).reduce(
+      (sum, component) => sum + component.stats.entries,
+      0,
+    );
+    if (total !== (manifest.entryIndex as ManifestEntryIndex).entries)
+      fail(
+        'entryIndex.entries',
+        `(${(manifest.entryIndex as ManifestEntryIndex).entries}) differs from the components' ${total} entries`,
+      );
+  }
   return manifest as unknown as Manifest;
 }
 
@@ -305,7 +355,7 @@ export function parseManifest(text: string | Uint8Array, sidecar = false): Manif
   return sidecar ? validateSidecar(value) : validateManifest(value);
 }
 
-/** Serialises a manifest as stable, readable JSON. */
+/** Serialises a manifest as stable, readable JSON (format 2 holds no entries: it stays small). */
 export function serializeManifest(manifest: Manifest | SidecarManifest): Uint8Array {
   return new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
 }

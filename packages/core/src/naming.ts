@@ -21,6 +21,11 @@ export function archiveSuffix(compression: 'gzip' | 'zstd', encrypted = false): 
 }
 /** The sidecar manifest, written after the archive: its presence marks a backup complete. */
 export const SIDECAR_SUFFIX = '.manifest.json';
+/**
+ * The entry index of a format-2 backup (gzip NDJSON, one line per entry), written while the
+ * archive is; the sidecar names it and is written after both.
+ */
+export const ENTRY_INDEX_SUFFIX = '.entries.ndjson.gz';
 /** The claim on a name, held while a backup is written. */
 export const LOCK_SUFFIX = '.lock';
 

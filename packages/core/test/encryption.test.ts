@@ -19,6 +19,7 @@ import {
   inspect,
   list,
   MemoryStorage,
+  manifestEntries,
   parseAgeIdentities,
   type Restorer,
   rekey,
@@ -152,7 +153,11 @@ describe('an encrypted backup', () => {
     expect(summary?.archive.size).toBe(result.size);
 
     const manifest = await inspect({ storage, name: 'latest', identities: [second.secretKey] });
-    expect(manifest.components[0]?.entries.map((entry) => entry.path)).toContain(`etc/${MARKER}.conf`);
+    const paths: string[] = [];
+    for await (const { record } of manifestEntries(storage, manifest, { identities: [second.secretKey] }))
+      paths.push(record.path);
+    expect(paths).toContain(`etc/${MARKER}.conf`);
+    expect(manifest.entryIndex?.key).toBe(`${result.name}.entries.ndjson.gz.age`);
     const restorer = recorder();
     await restore({ storage, name: result.name, restorers: [restorer], identities: [identity.secretKey] });
     expect(restorer.restored.get('var/blob.bin')).toBe(300_000);

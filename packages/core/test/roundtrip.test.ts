@@ -1,12 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
   backup,
+  type ComponentEntry,
   collect,
   type Entry,
   IntegrityError,
   inspect,
   list,
   MemoryStorage,
+  manifestEntries,
   type Restorer,
   restore,
   type Source,
@@ -71,7 +73,18 @@ describe('core runners', () => {
     expect(result.name).toMatch(/^backup_\d{8}_\d{6}$/);
     expect((await list({ storage })).map((item) => item.name)).toEqual([result.name]);
     const manifest = await inspect({ storage, name: 'latest' });
-    expect(manifest.components[0]!.entries.find((entry) => entry.path === 'stream.dump')!.chunks).toBe(7);
+    expect(manifest.formatVersion).toBe(2);
+    expect(manifest.components[0]!.entries).toBeUndefined();
+    const listed: ComponentEntry[] = [];
+    for await (const item of manifestEntries(storage, manifest)) listed.push(item);
+    expect(listed.map(({ component, record }) => `${component.name}/${record.path}`)).toEqual([
+      'a/dir',
+      'a/dir/one.txt',
+      'a/stream.dump',
+      'b/two',
+    ]);
+    expect(listed.find(({ record }) => record.path === 'stream.dump')!.record.chunks).toBe(7);
+    expect(await storage.stat(manifest.entryIndex!.key)).toMatchObject({ size: manifest.entryIndex!.size });
     await verify({ storage, name: result.name });
     const a2 = component('a', []);
     const b2 = component('b', []);

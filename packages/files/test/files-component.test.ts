@@ -29,7 +29,9 @@ import {
   type Entry,
   handOver,
   IntegrityError,
+  type ManifestEntry,
   MemoryStorage,
+  manifestEntries,
   type ProgressEvent,
   type RestoreContext,
   releaseHandedOver,
@@ -137,7 +139,8 @@ describe('FilesComponent backup and restore', () => {
       bytes: expect.any(Number),
       skipped: 0,
     });
-    const manifestPaths = result.manifest.components[0]!.entries.map((entry) => entry.path);
+    const manifestPaths: string[] = [];
+    for await (const { record } of manifestEntries(storage, result.manifest)) manifestPaths.push(record.path);
     expect(manifestPaths.indexOf('conf')).toBeLessThan(manifestPaths.indexOf('conf/haproxy.cfg'));
   });
 
@@ -841,8 +844,10 @@ describe('FilesComponent keeps mtimes to the nanosecond', () => {
     expect(original.mtimeNs).toBe(precise);
     const storage = new MemoryStorage();
     const { name, manifest } = await backup({ storage, components: [files({ root: source, paths: ['.'] })] });
-    const recorded = manifest.components[0]!.entries.find((entry) => entry.path === 'dir/file.txt')!;
-    expect(recorded.mtime).toBe('2023-11-14T22:13:20.999600123Z');
+    let recorded: ManifestEntry | undefined;
+    for await (const { record } of manifestEntries(storage, manifest))
+      if (record.path === 'dir/file.txt') recorded = record;
+    expect(recorded?.mtime).toBe('2023-11-14T22:13:20.999600123Z');
 
     const target = join(sandbox, 'target');
     await restore({ storage, name, restorers: [files({ root: source, paths: ['.'], restoreTo: target })] });

@@ -9,7 +9,9 @@ import {
   type Entry,
   type EntryType,
   inspect,
+  type ManifestEntry,
   MemoryStorage,
+  manifestEntries,
   restore,
   type Source,
   verify,
@@ -174,16 +176,18 @@ export function componentRoundTrip(
         const manifest = await inspect({ storage, name: result.name });
         strictEqual(manifest.components.length, 1, 'the manifest should hold exactly one component');
         const record = manifest.components[0]!;
+        const listed: ManifestEntry[] = [];
+        for await (const { record: entry } of manifestEntries(storage, manifest)) listed.push(entry);
         strictEqual(record.name, component.name, 'the manifest records another component name');
         strictEqual(record.kind, component.kind, 'the manifest records another component kind');
         ok(recorded.length > 0, 'seed() should give the component something to back up');
         deepStrictEqual(
-          record.entries.map((entry) => entry.path),
+          listed.map((entry) => entry.path),
           recorded.map((entry) => entry.path),
           'the manifest does not list the entries the component yielded, in order',
         );
         let bytes = 0;
-        record.entries.forEach((entry, index) => {
+        listed.forEach((entry, index) => {
           const yielded = recorded[index]!;
           strictEqual(entry.type, yielded.type, `"${entry.path}" is recorded with another type`);
           if (yielded.type === 'file') {

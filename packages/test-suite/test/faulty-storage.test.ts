@@ -113,7 +113,8 @@ describe('FaultyStorage', () => {
     const puts = storage.calls
       .filter((call) => call.method === 'put')
       .map((call) => call.key.replace(/^.*\./, '.'));
-    expect(puts).toEqual(['.lock', '.gz', '.json']);
+    // The lock, the archive, the entry index written beside it, the sidecar.
+    expect(puts).toEqual(['.lock', '.gz', '.gz', '.json']);
     expect(storage.calls.some((call) => call.method === 'delete' && call.key.endsWith('.tar.gz'))).toBe(true);
   });
 

@@ -1,4 +1,4 @@
-import { inspect, type ManifestEntry } from '@bk/core';
+import { type ComponentEntry, inspect, type ManifestEntry, manifestEntries } from '@bk/core';
 import type { Command } from 'commander';
 import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
@@ -27,8 +27,9 @@ export function defineInspectCommand(
     .action(async (name: string, flags: { entries?: boolean; identity?: string[] }, command: Command) => {
       const context = contextOf(command);
       const identities = await identitiesFrom(context, flags.identity);
+      const storage = await context.storage();
       const manifest = await inspect({
-        storage: await context.storage(),
+        storage,
         name,
         prefix: await context.prefix(),
         ...(identities ? { identities } : {}),
@@ -50,15 +51,24 @@ export function defineInspectCommand(
       if (labels.length > 0) context.print(`  labels      ${labels.join(' ')}`);
       context.print(`  contents    ${formatEntries(entries)}, ${formatBytes(bytes)}`);
       context.print('  components');
+      // The entries come as one stream in component order (read from the entry index of a
+      // format-2 backup), never held whole.
+      const listed = flags.entries
+        ? manifestEntries(storage, manifest, {
+            signal: context.signal,
+            ...(identities ? { identities } : {}),
+          })[Symbol.asyncIterator]()
+        : undefined;
+      let next: IteratorResult<ComponentEntry> | undefined = await listed?.next();
       for (const component of manifest.components) {
         const version = component.version === undefined ? '' : `  version ${component.version}`;
         context.print(
           `    ${component.name}  (${component.kind})${version}  ${formatEntries(component.stats.entries)}  ${formatBytes(component.stats.bytes)}`,
         );
         for (const note of component.info.notCaptured ?? []) context.print(`      not captured: ${note}`);
-        if (flags.entries) {
-          for (const entry of component.entries)
-            context.print(`      ${describeEntry(component.name, entry)}`);
+        while (listed && next && !next.done && next.value.component === component) {
+          context.print(`      ${describeEntry(component.name, next.value.record)}`);
+          next = await listed.next();
         }
       }
     });

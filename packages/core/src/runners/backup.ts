@@ -4,6 +4,7 @@ import { checkAgeRecipients, encryptAge } from '../age.ts';
 import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../archive.ts';
 import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
 import type { OperationContext, Source, Storage } from '../contracts.ts';
+import { EntryIndexWriter } from '../entry-index.ts';
 import {
   AlreadyExistsError,
   BkError,
@@ -16,6 +17,7 @@ import {
 } from '../errors.ts';
 import { digest, sha256Hex } from '../hash.ts';
 import {
+  MANIFEST_ENTRY,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
   type Manifest,
@@ -23,8 +25,10 @@ import {
   serializeManifest,
 } from '../manifest.ts';
 import {
+  AGE_SUFFIX,
   ARCHIVE_SUFFIX,
   archiveSuffix,
+  ENTRY_INDEX_SUFFIX,
   formatBackupName,
   joinKey,
   LOCK_SUFFIX,
@@ -245,7 +249,8 @@ async function checkStored(
  * nothing is staged on disk. The backup exists only once the sidecar manifest is stored; on
  * error or abort the archive, the sidecar and the name's lock are removed and the error is
  * rethrown. Memory: the storage's upload buffers, zlib's window, and `chunkSize` for an entry of
- * unknown length, plus the manifest (about 200 bytes per entry).
+ * unknown length, plus the entry index's upload (a few 64 KiB batches) and, for a component past
+ * `ENTRY_TREE_HELD_PATHS` entries that yields them sorted, nothing per entry: flat in entries.
  *
  * @example
  * const result = await backup({ storage: new FsStorage('/var/backups/bk'), components: [files] });
@@ -310,6 +315,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const key = joinKey(prefix, name + archiveSuffix(compression, recipients !== undefined));
     const sidecarKey = joinKey(prefix, name + SIDECAR_SUFFIX);
     const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
+    // An encrypted backup's index is encrypted to the same recipients: it names every path.
+    const indexKey = joinKey(prefix, name + ENTRY_INDEX_SUFFIX + (recipients ? AGE_SUFFIX : ''));
+    const index = new EntryIndexWriter();
+    const storedIndex = digest(recipients ? encryptAge(index.stream, { recipients }) : index.stream);
+    let indexPut: Promise<void> | undefined = undefined as Promise<void> | undefined;
     let archiveStored = false;
     // Set when another writer holds the name: its objects are not this run's to remove.
     let nameLost = false;
@@ -329,19 +339,40 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         components: [],
       };
       const records = (async function* () {
+        // The entry index is stored while the archive is written, as its entries are hashed:
+        // neither is ever held whole. A failed index upload stops the archive at its next entry.
+        const uploading = storage
+          .put(indexKey, storedIndex.stream, {
+            ifNoneMatch: true,
+            contentType: recipients ? 'application/octet-stream' : 'application/gzip',
+            signal: abort.signal,
+          })
+          .then(() => {});
+        indexPut = uploading;
+        uploading.catch((error: unknown) => index.fail(error));
         yield* archiveRecords(
           components,
           manifest,
           { ...context, backupName: name },
+          index,
           options.chunkSize ?? DEFAULT_CHUNK_SIZE,
         );
+        index.end();
+        await uploading;
+        manifest.entryIndex = {
+          key: indexKey,
+          size: storedIndex.result.size,
+          sha256: storedIndex.result.sha256,
+          entries: index.entries,
+        };
         manifest.completedAt = new Date().toISOString();
+        const inner = serializeManifest(manifest);
         yield {
-          name: 'manifest.json',
+          name: MANIFEST_ENTRY,
           type: 'file' as const,
-          size: serializeManifest(manifest).byteLength,
+          size: inner.byteLength,
           mode: 0o644,
-          body: serializeManifest(manifest),
+          body: inner,
         };
       })();
       const compressed = compress(packTar(records), { ...compressOptions, signal: abort.signal });
@@ -403,7 +434,15 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       };
     } catch (error) {
       // Clean-up runs without the (possibly aborted) signal: it must finish.
+      index.fail(error);
+      const indexStored = indexPut
+        ? await indexPut.then(
+            () => true,
+            () => false,
+          )
+        : false;
       if (!nameLost) {
+        if (indexStored) await storage.delete(indexKey).catch(() => {});
         if (archiveStored) await storage.delete(key).catch(() => {});
         await storage.delete(lockKey).catch(() => {});
       }

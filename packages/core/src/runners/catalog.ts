@@ -2,10 +2,12 @@ import type { ObjectInfo, Storage } from '../contracts.ts';
 import { ConfigError, NotFoundError } from '../errors.ts';
 import type { SidecarManifest } from '../manifest.ts';
 import {
+  AGE_SUFFIX,
   ARCHIVE_SUFFIX,
   archiveSuffix,
   type BackupName,
   compareBackupNames,
+  ENTRY_INDEX_SUFFIX,
   joinKey,
   LOCK_SUFFIX,
   parseBackupName,
@@ -27,6 +29,8 @@ export interface BackupSummary extends BackupName {
 export interface CatalogItem extends BackupName {
   archive?: ObjectInfo;
   sidecar?: ObjectInfo;
+  /** The entry index of a format-2 backup. */
+  index?: ObjectInfo;
   lock?: ObjectInfo;
 }
 
@@ -49,6 +53,8 @@ export async function catalog(options: CatalogOptions): Promise<CatalogItem[]> {
       [archiveSuffix('gzip', true), 'archive'],
       [archiveSuffix('zstd', true), 'archive'],
       [SIDECAR_SUFFIX, 'sidecar'],
+      [ENTRY_INDEX_SUFFIX, 'index'],
+      [ENTRY_INDEX_SUFFIX + AGE_SUFFIX, 'index'],
       [LOCK_SUFFIX, 'lock'],
     ] as const) {
       if (!rest.endsWith(suffix)) continue;

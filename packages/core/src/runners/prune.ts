@@ -119,6 +119,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   for (const item of items) {
     if (item.lock && isOld(item.lock.lastModified)) orphans.push(item.lock.key);
     if (!item.sidecar && item.archive && isOld(item.archive.lastModified)) orphans.push(item.archive.key);
+    if (!item.sidecar && item.index && isOld(item.index.lastModified)) orphans.push(item.index.key);
   }
   if (!options.dryRun) {
     for (const item of doomed) await deleteBackup(storage, item, signal);
@@ -145,5 +146,6 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
 async function deleteBackup(storage: Storage, item: CatalogItem, signal?: AbortSignal): Promise<void> {
   if (item.sidecar) await storage.delete(item.sidecar.key, { signal });
   if (item.archive) await storage.delete(item.archive.key, { signal });
+  if (item.index) await storage.delete(item.index.key, { signal });
   if (item.lock) await storage.delete(item.lock.key, { signal });
 }

@@ -1,5 +1,6 @@
 import { type ArchivedEntry, readArchive } from '../archive.ts';
 import type { ConflictPolicy, Entry, RestoreReport, Restorer, Storage } from '../contracts.ts';
+import { manifestEntries } from '../entry-index.ts';
 import { BkError, ConfigError, throwIfAborted, toAbortedError } from '../errors.ts';
 import type { SidecarManifest } from '../manifest.ts';
 import { openForRead } from '../parallel-get.ts';
@@ -118,12 +119,20 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
   });
   // Every entry restored is checked against its sha256; the hash of the archive's compressed
   // bytes as a whole is left to verify().
-  const shared = readArchive(abortable(archive, signal), manifest, {
-    archiveDigest: false,
-    ...(options.identities ? { identities: options.identities } : {}),
-    onArchiveBytes: (bytes) => progress({ type: 'archive-bytes', bytes }),
-    onEntryBytes: (component, path, bytes) => progress({ type: 'bytes', component, path, bytes }),
-  })[Symbol.asyncIterator]();
+  const shared = readArchive(
+    abortable(archive, signal),
+    manifest,
+    {
+      archiveDigest: false,
+      ...(options.identities ? { identities: options.identities } : {}),
+      onArchiveBytes: (bytes) => progress({ type: 'archive-bytes', bytes }),
+      onEntryBytes: (component, path, bytes) => progress({ type: 'bytes', component, path, bytes }),
+    },
+    manifestEntries(storage, manifest, {
+      signal,
+      ...(options.identities ? { identities: options.identities } : {}),
+    }),
+  )[Symbol.asyncIterator]();
   // One pass over the archive feeds each restorer in turn; an entry is handed out once and the
   // shared reader moves on (checking whatever the restorer did not read) when the next is asked.
   let current = await shared.next();

@@ -1,5 +1,6 @@
 import { readArchive } from '../archive.ts';
 import type { Storage } from '../contracts.ts';
+import { manifestEntries } from '../entry-index.ts';
 import { BkError, throwIfAborted, toAbortedError } from '../errors.ts';
 import type { SidecarManifest } from '../manifest.ts';
 import { openForRead } from '../parallel-get.ts';
@@ -63,11 +64,19 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       signal,
       concurrency: options.readConcurrency,
     });
-    for await (const { record } of readArchive(abortable(archive, signal), manifest, {
-      ...(options.identities ? { identities: options.identities } : {}),
-      onArchiveBytes: (count) => progress({ type: 'archive-bytes', bytes: count }),
-      onEntryBytes: (component, path, count) => progress({ type: 'bytes', component, path, bytes: count }),
-    })) {
+    for await (const { record } of readArchive(
+      abortable(archive, signal),
+      manifest,
+      {
+        ...(options.identities ? { identities: options.identities } : {}),
+        onArchiveBytes: (count) => progress({ type: 'archive-bytes', bytes: count }),
+        onEntryBytes: (component, path, count) => progress({ type: 'bytes', component, path, bytes: count }),
+      },
+      manifestEntries(storage, manifest, {
+        signal,
+        ...(options.identities ? { identities: options.identities } : {}),
+      }),
+    )) {
       entries += 1;
       bytes += record.size;
     }

@@ -1,0 +1,227 @@
+import { decryptAge, parseAgeIdentity } from './age.ts';
+import type { ByteStream, Storage } from './contracts.ts';
+import { EntryTree } from './entry-tree.ts';
+import { IntegrityError, ManifestError } from './errors.ts';
+import { gunzip, gzip } from './gzip.ts';
+import { digest } from './hash.ts';
+import {
+  type ManifestComponent,
+  type ManifestEntry,
+  type SidecarManifest,
+  validateEntry,
+} from './manifest.ts';
+
+/** An entry of the manifest with the component it belongs to, in archive order. */
+export interface ComponentEntry {
+  component: ManifestComponent;
+  record: ManifestEntry;
+}
+
+/** NDJSON gathered before it is handed to gzip: the index writer's memory, with {@link INDEX_QUEUE}. */
+const INDEX_BATCH_BYTES = 64 * 1024;
+/** Batches waiting for the index upload before the archive waits for it. */
+const INDEX_QUEUE = 4;
+/** The longest line the index reader accepts: a path and a link target of 64 KiB each, and more. */
+const MAX_INDEX_LINE = 256 * 1024;
+
+/**
+ * Writes the entry index of a format-2 backup as its entries are archived: NDJSON lines batched
+ * into 64 KiB, gzip-compressed into {@link stream}, which the backup runner stores while the
+ * archive is written. Memory: a few batches, whatever the number of entries; when the upload
+ * falls behind, {@link entry} returns a promise to wait on.
+ */
+export class EntryIndexWriter {
+  /** The compressed index; stored beside the archive. */
+  readonly stream: ByteStream;
+  entries = 0;
+  #batch = '';
+  readonly #queue: Uint8Array[] = [];
+  #ended = false;
+  #failure: { error: unknown } | undefined;
+  #wakeReader: (() => void) | undefined;
+  #wakeWriter: (() => void) | undefined;
+
+  constructor(level = 6) {
+    this.stream = gzip(this.#lines(), { level });
+  }
+
+  /** Starts a component's entries (a component with none is still named). */
+  component(name: string): Promise<void> | undefined {
+    return this.#write(`${JSON.stringify({ component: name })}\n`);
+  }
+
+  /** Adds one entry; returns a promise only when the caller must wait for the upload to catch up. */
+  entry(record: ManifestEntry): Promise<void> | undefined {
+    this.entries += 1;
+    return this.#write(`${JSON.stringify(record)}\n`);
+  }
+
+  /** Ends the index: the stream ends once the rest is compressed. */
+  end(): void {
+    if (this.#batch !== '') this.#queue.push(Buffer.from(this.#batch));
+    this.#batch = '';
+    this.#ended = true;
+    this.#wakeReader?.();
+  }
+
+  /** Fails the stream (and so the upload reading it) with `error`. */
+  fail(error: unknown): void {
+    this.#failure ??= { error };
+    this.#ended = true;
+    this.#wakeReader?.();
+    this.#wakeWriter?.();
+  }
+
+  #write(line: string): Promise<void> | undefined {
+    if (this.#failure) throw this.#failure.error;
+    this.#batch += line;
+    if (this.#batch.length < INDEX_BATCH_BYTES) return undefined;
+    this.#queue.push(Buffer.from(this.#batch));
+    this.#batch = '';
+    this.#wakeReader?.();
+    if (this.#queue.length <= INDEX_QUEUE) return undefined;
+    return new Promise<void>((resolve) => {
+      this.#wakeWriter = resolve;
+    }).then(() => {
+      this.#wakeWriter = undefined;
+      if (this.#failure) throw this.#failure.error;
+    });
+  }
+
+  async *#lines(): ByteStream {
+    for (;;) {
+      if (this.#failure) throw this.#failure.error;
+      const next = this.#queue.shift();
+      if (next) {
+        if (this.#queue.length <= INDEX_QUEUE) this.#wakeWriter?.();
+        yield next;
+        continue;
+      }
+      if (this.#ended) return;
+      await new Promise<void>((resolve) => {
+        this.#wakeReader = resolve;
+      });
+      this.#wakeReader = undefined;
+    }
+  }
+}
+
+function invalid(line: number, problem: string): never {
+  throw new ManifestError(`Invalid entry index: line ${line} ${problem}.`);
+}
+
+/** Splits a byte stream into lines (without the newline), each at most {@link MAX_INDEX_LINE}. */
+async function* lines(source: ByteStream): AsyncIterable<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let rest = '';
+  for await (const chunk of source) {
+    rest += decoder.decode(chunk, { stream: true });
+    let start = 0;
+    for (let newline = rest.indexOf('\n'); newline >= 0; newline = rest.indexOf('\n', start)) {
+      yield rest.slice(start, newline);
+      start = newline + 1;
+    }
+    rest = rest.slice(start);
+    if (rest.length > MAX_INDEX_LINE) throw new ManifestError('Invalid entry index: a line is too long.');
+  }
+  rest += decoder.decode();
+  if (rest !== '')
+    throw new ManifestError('Invalid entry index: it does not end with a newline; it is truncated.');
+}
+
+/**
+ * The entries of a backup, in archive order, as a stream: from the manifest itself (format 1)
+ * or read from its entry index (format 2), checked line by line — every line a valid entry,
+ * the components in the manifest's order with the counts and bytes it records, each path once
+ * and nothing under a file or link (see `EntryTree`), and the index's own size and sha256 — so
+ * a damaged or crafted index fails with a `ManifestError` or `IntegrityError` before the entry it
+ * concerns is used. Memory: one line and the `EntryTree` of a component, not the whole list.
+ */
+export async function* manifestEntries(
+  storage: Storage,
+  manifest: SidecarManifest,
+  options: { signal?: AbortSignal; identities?: readonly string[] } = {},
+): AsyncIterable<ComponentEntry> {
+  const index = manifest.entryIndex;
+  if (!index) {
+    for (const component of manifest.components)
+      for (const record of component.entries ?? []) yield { component, record };
+    return;
+  }
+  const stored = digest(await storage.get(index.key, { signal: options.signal }));
+  const ceiling = manifest.archive.size * (manifest.compression === 'zstd' ? 32_768 : 1032);
+  let tarBytes = 1024;
+  let componentIndex = -1;
+  let component: ManifestComponent | undefined;
+  let tree = new EntryTree();
+  let entries = 0;
+  let bytes = 0;
+  let total = 0;
+  let number = 0;
+  const endComponent = () => {
+    if (component && (entries !== component.stats.entries || bytes !== component.stats.bytes)) {
+      throw new IntegrityError(
+        `The entry index lists ${entries} entries (${bytes} bytes) for component "${component.name}" but the manifest records ${component.stats.entries} (${component.stats.bytes} bytes).`,
+      );
+    }
+  };
+  const compressed = manifest.encryption
+    ? decryptAge(stored.stream, {
+        identities: (options.identities ?? []).map(parseAgeIdentity),
+        expectedRecipients: manifest.encryption.recipients,
+        what: `the entry index of backup "${manifest.name}"`,
+      })
+    : stored.stream;
+  for await (const line of lines(gunzip(compressed))) {
+    number += 1;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      invalid(number, 'is not valid JSON');
+    }
+    if (typeof value === 'object' && value !== null && 'component' in value) {
+      endComponent();
+      componentIndex += 1;
+      component = manifest.components[componentIndex];
+      if (!component || (value as { component: unknown }).component !== component.name)
+        invalid(
+          number,
+          `names component ${JSON.stringify((value as { component: unknown }).component)} out of the manifest's order`,
+        );
+      tree = new EntryTree();
+      entries = 0;
+      bytes = 0;
+      continue;
+    }
+    if (!component) invalid(number, 'comes before any component');
+    const record = validateEntry(value, `line ${number}`);
+    const problem = tree.add(record.path, record.type);
+    if (problem !== undefined) invalid(number, `is refused: ${problem}`);
+    if (record.chunks !== undefined && record.chunks > Math.max(1, record.size))
+      invalid(number, `has ${record.chunks} chunks for ${record.size} bytes`);
+    tarBytes += (record.chunks ?? 1) * 512 + record.size;
+    if (tarBytes > ceiling)
+      invalid(number, `takes the entries past what an archive of ${manifest.archive.size} bytes can hold`);
+    entries += 1;
+    bytes += record.size;
+    total += 1;
+    yield { component, record };
+  }
+  endComponent();
+  if (componentIndex !== manifest.components.length - 1) {
+    throw new IntegrityError(
+      `The entry index ends after ${componentIndex + 1} of the manifest's ${manifest.components.length} components: it is truncated.`,
+    );
+  }
+  if (total !== index.entries) {
+    throw new IntegrityError(
+      `The entry index lists ${total} entries but the manifest records ${index.entries}.`,
+    );
+  }
+  if (stored.result.size !== index.size || stored.result.sha256 !== index.sha256) {
+    throw new IntegrityError(
+      `The entry index "${index.key}" holds ${stored.result.size} bytes with sha256 ${stored.result.sha256}; the manifest records ${index.size} bytes with ${index.sha256}.`,
+    );
+  }
+}
