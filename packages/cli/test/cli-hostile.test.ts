@@ -6,7 +6,6 @@ import {
   collect,
   gzip,
   MANIFEST_FORMAT,
-  MANIFEST_VERSION,
   type Manifest,
   type ManifestComponent,
   type ManifestEntry,
@@ -49,7 +48,7 @@ async function writeHostileBackup(target: string, component: string, entries: Ho
   };
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
-    formatVersion: MANIFEST_VERSION,
+    formatVersion: 1,
     name: NAME,
     createdAt: '2026-01-01T00:00:00.000Z',
     completedAt: '2026-01-01T00:00:01.000Z',

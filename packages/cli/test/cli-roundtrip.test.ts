@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { SidecarManifest } from '@bk/core';
+import { gunzipSync } from 'node:zlib';
+import type { ManifestEntry, SidecarManifest } from '@bk/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ListedBackup } from '../src/commands/list-command.ts';
 import {
@@ -34,16 +35,27 @@ async function checkWithGnuTools(archive: string, extractTo: string): Promise<vo
   await mkdir(extractTo, { recursive: true });
   await run('tar', ['-xzf', archive, '-C', extractTo]);
   const manifest = JSON.parse(await readFile(join(extractTo, 'manifest.json'), 'utf8')) as SidecarManifest;
+  // The entries are listed in the entry index beside the archive: gzip NDJSON, each
+  // component's entries after a {"component": name} line.
+  const index = gunzipSync(await readFile(archive.replace(/\.tar\.gz$/, '.entries.ndjson.gz')))
+    .toString('utf8')
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as ManifestEntry & { component?: string });
+  expect(manifest.entryIndex?.entries).toBe(index.filter((line) => line.component === undefined).length);
   const listed = new Set<string>();
-  for (const component of manifest.components) {
-    for (const entry of component.entries) {
-      const path = join(extractTo, component.name, entry.path);
-      listed.add(`${component.name}/${entry.path}`);
-      if (entry.type !== 'file') continue;
-      const bytes = await readFile(path);
-      expect(bytes.byteLength, path).toBe(entry.size);
-      expect(sha256(bytes), path).toBe(entry.sha256);
+  let current = '';
+  for (const entry of index) {
+    if (entry.component !== undefined) {
+      current = entry.component;
+      continue;
     }
+    const path = join(extractTo, current, entry.path);
+    listed.add(`${current}/${entry.path}`);
+    if (entry.type !== 'file') continue;
+    const bytes = await readFile(path);
+    expect(bytes.byteLength, path).toBe(entry.size);
+    expect(sha256(bytes), path).toBe(entry.sha256);
   }
   const extracted = Object.entries(await describeTree(extractTo))
     .filter(([path, kind]) => kind.startsWith('sha256') && path !== 'manifest.json')
@@ -154,7 +166,8 @@ describe('bk --json and exit codes (end to end)', () => {
     });
     const inspected = await runBkJson<SidecarManifest>(['inspect', names[1]!, '--target', target]);
     expect(inspected.json.name).toBe(names[1]);
-    expect(inspected.json.components[0]!.entries.some((entry) => entry.path.endsWith('a.txt'))).toBe(true);
+    expect(inspected.json.components[0]!.stats.entries).toBeGreaterThan(0);
+    expect(inspected.json.entryIndex?.key).toBe(`${names[1]}.entries.ndjson.gz`);
     const verified = await runBkJson<{ ok: boolean; entries: number }>(['verify', '--target', target]);
     expect(verified.json).toMatchObject({ ok: true });
     const pruned = await runBkJson<{ kept: string[]; deleted: string[] }>([
