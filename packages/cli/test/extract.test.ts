@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { backup } from '@bk/core';
+import { backup, type ManifestEntry, manifestEntries } from '@bk/core';
 import { influx } from '@bk/influx';
 import { postgres } from '@bk/postgres';
 import { FsStorage } from '@bk/storage-fs';
@@ -97,12 +97,9 @@ describe('bk extract: the stock tools work on what it writes', () => {
     });
     name = made.name;
     // Stored in chunks: the archive holds part-000000, part-000001, … for the dump.
-    const chunked = made.manifest.components.flatMap((component) =>
-      component.entries.filter(
-        (entry) =>
-          (entry as { chunks?: number }).chunks !== undefined && (entry as { chunks: number }).chunks > 1,
-      ),
-    );
+    const chunked: ManifestEntry[] = [];
+    for await (const { record } of manifestEntries(new FsStorage({ root: target }), made.manifest))
+      if (record.chunks !== undefined && record.chunks > 1) chunked.push(record);
     expect(chunked.length).toBeGreaterThan(0);
   });
   afterAll(async () => {
