@@ -318,11 +318,24 @@ export async function* readArchive(
       // `rekey` adds recipients to the sidecar after the archive was written: the archive's own
       // manifest names the first ones.
       const recipients = parsed.encryption?.recipients;
+      // It re-wraps the entry index's key too, which changes its stored size and sha256.
       const added =
         recipients !== undefined &&
         expected.encryption !== null &&
         recipients.every((recipient, index) => expected.encryption?.recipients[index] === recipient)
-          ? { ...expected, encryption: parsed.encryption }
+          ? {
+              ...expected,
+              encryption: parsed.encryption,
+              ...(expected.entryIndex && parsed.entryIndex
+                ? {
+                    entryIndex: {
+                      ...expected.entryIndex,
+                      size: parsed.entryIndex.size,
+                      sha256: parsed.entryIndex.sha256,
+                    },
+                  }
+                : {}),
+            }
           : expected;
       same = JSON.stringify(parsed) === JSON.stringify(added);
     } catch {}

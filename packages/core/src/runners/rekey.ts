@@ -68,9 +68,27 @@ export async function rekey(options: RekeyOptions): Promise<RekeyResult> {
     contentType: 'application/octet-stream',
     ...(signal ? { signal } : {}),
   });
+  // The entry index is encrypted to the same recipients: its key is re-wrapped the same way.
+  let entryIndex = manifest.entryIndex;
+  if (entryIndex) {
+    const index = digest(
+      rewrapAge(await storage.get(entryIndex.key, { ...(signal ? { signal } : {}) }), {
+        identities: options.identities.map(parseAgeIdentity),
+        expectedRecipients: encryption.recipients,
+        addRecipients: added,
+        what: `the entry index of backup "${manifest.name}"`,
+      }),
+    );
+    await storage.put(entryIndex.key, index.stream, {
+      contentType: 'application/octet-stream',
+      ...(signal ? { signal } : {}),
+    });
+    entryIndex = { ...entryIndex, size: index.result.size, sha256: index.result.sha256 };
+  }
   const recipients = [...encryption.recipients, ...added];
   const sidecar: SidecarManifest = {
     ...manifest,
+    ...(entryIndex ? { entryIndex } : {}),
     encryption: { format: 'age', recipients },
     archive: { key: manifest.archive.key, size: archive.result.size, sha256: archive.result.sha256 },
   };
