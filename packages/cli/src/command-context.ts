@@ -6,6 +6,7 @@ import { type BkConfig, type ComponentConfig, loadConfig } from './load-config.t
 import { ProgressBar } from './progress-bar.ts';
 import { ProgressLog } from './progress-log.ts';
 import { redactUrl } from './redact-url.ts';
+import type { RunRecorder } from './run-metrics.ts';
 import { createStorageRegistry, type StorageRegistry } from './storage-registry.ts';
 import { toTargetUrl } from './target-url.ts';
 
@@ -22,6 +23,10 @@ export interface GlobalOptions {
   jsonEvents?: boolean;
   /** `--progress-interval`, in milliseconds. */
   progressInterval?: number;
+  /** `--metrics-file`: a node exporter textfile to write after the run. */
+  metricsFile?: string;
+  /** `--pushgateway`: a Prometheus Pushgateway URL to push to after the run. */
+  pushgateway?: string;
 }
 
 /** The default of `--progress-interval`. */
@@ -31,6 +36,14 @@ export const DEFAULT_PROGRESS_INTERVAL_MS = 5000;
 export interface CommandRun {
   /** With `--json-events`: where events, the result and the error go. */
   events?: JsonEventStream;
+  /** The command's name (`backup`, …), once it is about to run. */
+  command?: string;
+  /** Its options, global ones included. */
+  options?: GlobalOptions;
+  /** With `--metrics-file` or `--pushgateway`: the run's figures. */
+  recorder?: RunRecorder;
+  /** The target, redacted, once resolved: the `target` label of the metrics. */
+  target?: string;
 }
 
 /** Progress output for one run; `finish` clears a bar before results are printed. */
@@ -85,6 +98,7 @@ export class CommandContext {
         ? (await this.config()).target
         : toTargetUrl(this.options.target, this.io.cwd, '--target');
     if (target) {
+      this.#run.target = redactUrl(target);
       const parts = [target.username, target.password, target.search.slice(1), target.hash.slice(1)];
       for (const part of [...parts, ...target.searchParams.values()]) {
         if (part.length < 3) continue;
@@ -129,6 +143,22 @@ export class CommandContext {
    * `--json` or `--quiet`. `--no-progress` turns a bar into lines.
    */
   progress(): ProgressReporter {
+    const reporter = this.#reporter();
+    const recorder = this.#run.recorder?.listener;
+    if (!recorder) return reporter;
+    const shown = reporter.listener;
+    return {
+      listener: shown
+        ? (event) => {
+            recorder(event);
+            shown(event);
+          }
+        : recorder,
+      finish: () => reporter.finish(),
+    };
+  }
+
+  #reporter(): ProgressReporter {
     const { stderr } = this.io;
     const events = this.#run.events;
     if (events) return { listener: events.listener, finish: () => events.finish() };

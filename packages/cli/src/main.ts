@@ -1,3 +1,4 @@
+import { resolve as resolvePath } from 'node:path';
 import { BK_VERSION, ConfigError } from '@bk/core';
 import { Command, CommanderError } from 'commander';
 import type { CliIo } from './cli-io.ts';
@@ -19,7 +20,9 @@ import { defineVerifyCommand } from './commands/verify-command.ts';
 import { EXIT_CODES, type ExitCode } from './exit-codes.ts';
 import { JsonEventStream } from './json-event-stream.ts';
 import { parseDuration } from './option-parsers.ts';
+import { redactUrl } from './redact-url.ts';
 import { describeError, reportError, scrubber } from './report-error.ts';
+import { pushMetrics, type RunOutcome, RunRecorder, writeMetricsFile } from './run-metrics.ts';
 
 function wantsFlag(argv: string[], flag: string): boolean {
   const end = argv.indexOf('--');
@@ -47,6 +50,11 @@ function createProgram(io: CliIo, secrets: Set<string>, run: CommandRun): Comman
       parseDuration,
     )
     .option('--json-events', 'machine output: one JSON object per line (NDJSON) on stdout for each step')
+    .option(
+      '--metrics-file <path>',
+      'after the run, write Prometheus metrics to this node exporter textfile (atomically)',
+    )
+    .option('--pushgateway <url>', 'after the run, push Prometheus metrics to this Pushgateway')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -57,6 +65,10 @@ function createProgram(io: CliIo, secrets: Set<string>, run: CommandRun): Comman
     .showSuggestionAfterError()
     .hook('preAction', (_program, action) => {
       const options = action.optsWithGlobals<GlobalOptions>();
+      run.command = action.name();
+      run.options = options;
+      if (options.metricsFile !== undefined || options.pushgateway !== undefined)
+        run.recorder = new RunRecorder();
       if (options.jsonEvents && options.json) {
         throw new ConfigError('Pass either --json (one document) or --json-events (a stream), not both.');
       }
@@ -79,6 +91,55 @@ function createProgram(io: CliIo, secrets: Set<string>, run: CommandRun): Comman
   defineKeygenCommand(program, contextOf);
   defineRekeyCommand(program, contextOf);
   return program;
+}
+
+/**
+ * Writes the run's metrics where `--metrics-file` and `--pushgateway` say. A failure to deliver
+ * them is reported on stderr and does not change the exit code: the run itself is done, and a
+ * missing update shows in Prometheus as a stale `bk_last_run_timestamp_seconds`.
+ */
+async function deliverMetrics(
+  run: CommandRun,
+  io: CliIo,
+  startedAt: number,
+  errorCode?: string,
+): Promise<void> {
+  const { recorder, options, command } = run;
+  if (!recorder || !options || !command) return;
+  const outcome: RunOutcome = {
+    command,
+    target: run.target ?? '',
+    endedAt: Date.now(),
+    durationSeconds: (performance.now() - startedAt) / 1000,
+    ...(errorCode === undefined ? {} : { errorCode }),
+    ...(recorder.archiveSize === undefined ? {} : { archiveSize: recorder.archiveSize }),
+    ...(recorder.entries === undefined ? {} : { entries: recorder.entries }),
+    ...(recorder.bytes === undefined ? {} : { bytes: recorder.bytes }),
+    components: recorder.components,
+  };
+  if (options.metricsFile !== undefined) {
+    const file = resolvePath(io.cwd, options.metricsFile);
+    try {
+      await writeMetricsFile(file, outcome);
+    } catch (error) {
+      io.stderr.write(`bk: warning: could not write the metrics file ${file}: ${(error as Error).message}\n`);
+    }
+  }
+  if (options.pushgateway !== undefined) {
+    try {
+      await pushMetrics(options.pushgateway, outcome);
+    } catch (error) {
+      const reason =
+        error instanceof Error
+          ? error.cause instanceof Error
+            ? error.cause.message
+            : error.message
+          : String(error);
+      io.stderr.write(
+        `bk: warning: could not push metrics to ${redactUrl(options.pushgateway)}: ${reason}\n`,
+      );
+    }
+  }
 }
 
 function usageError(error: CommanderError): ConfigError {
@@ -110,8 +171,10 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<Exi
   const json = wantsFlag(argv, '--json');
   const secrets = new Set<string>();
   const run: CommandRun = {};
+  const startedAt = performance.now();
   try {
     await createProgram(resolved, secrets, run).parseAsync(argv, { from: 'user' });
+    await deliverMetrics(run, resolved, startedAt);
     return EXIT_CODES.ok;
   } catch (error) {
     // A usage error comes before any command ran, but a stream asked for still ends in its error.
@@ -127,7 +190,9 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<Exi
       return reportError(usage, resolved, json);
     }
     const code = reportError(error, resolved, json, secrets);
-    events?.write('error', { error: describeError(error, secrets) });
+    const described = describeError(error, secrets);
+    events?.write('error', { error: described });
+    await deliverMetrics(run, resolved, startedAt, described.code);
     // Whatever failed after an interrupt failed because of it.
     return resolved.signal?.aborted ? EXIT_CODES.interrupted : code;
   }

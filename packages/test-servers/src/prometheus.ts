@@ -28,6 +28,11 @@ export interface StartPrometheusOptions {
   scrapeSelf?: boolean;
   /** Rule files to write under `<dir>/rules/<name>` and load (`rule_files: [rules/*.yml]`). */
   ruleFiles?: Record<string, string>;
+  /**
+   * More scrape jobs, each scraping `host:port` targets every second; `honorLabels` keeps the
+   * scraped `job`/`instance` labels (as a Pushgateway needs).
+   */
+  scrape?: { job: string; targets: string[]; honorLabels?: boolean }[];
 }
 
 async function ready(url: string): Promise<boolean> {
@@ -59,13 +64,17 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
     }
     const lines = ['global:', '  scrape_interval: 1s', '  evaluation_interval: 1s'];
     if (names.length > 0) lines.push('rule_files:', ...names.map((name) => `  - rules/${name}`));
-    if (options.scrapeSelf ?? true) {
-      lines.push(
-        'scrape_configs:',
-        '  - job_name: self',
-        '    static_configs:',
-        `      - targets: ['127.0.0.1:${port}']`,
-      );
+    const jobs = [
+      ...((options.scrapeSelf ?? true) ? [{ job: 'self', targets: [`127.0.0.1:${port}`] }] : []),
+      ...(options.scrape ?? []),
+    ];
+    if (jobs.length > 0) {
+      lines.push('scrape_configs:');
+      for (const { job, targets, honorLabels } of jobs) {
+        lines.push(`  - job_name: ${JSON.stringify(job)}`);
+        if (honorLabels) lines.push('    honor_labels: true');
+        lines.push('    static_configs:', `      - targets: ${JSON.stringify(targets)}`);
+      }
     } else {
       lines.push('scrape_configs: []');
     }
@@ -91,6 +100,47 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
       dataDir,
       configFile,
       ruleFiles,
+      dir,
+      stop: async () => {
+        await server.stop();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  });
+}
+
+/** A private Prometheus Pushgateway (Debian `prometheus-pushgateway`) started by {@link startPushgateway}. */
+export interface PushgatewayServer {
+  /** `http://127.0.0.1:PORT`; pushes go to `/metrics/job/<job>/…`, its own and pushed metrics are at `/metrics`. */
+  url: string;
+  port: number;
+  pid: number;
+  /** The temp dir holding its log. */
+  dir: string;
+  /** Stops the server by PID (SIGTERM) and removes `dir`. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a private `prometheus-pushgateway` on loopback at a free port below 32768, keeping
+ * pushed metrics in memory only. Ready once `GET /-/ready` answers 200. Retries with a new port
+ * when the server fails to start.
+ */
+export async function startPushgateway(): Promise<PushgatewayServer> {
+  return inNewTempDir('bk-pushgateway-', async (dir) => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const server = await startProcess({
+      command: 'prometheus-pushgateway',
+      args: [`--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+      logFile: join(dir, 'pushgateway.log'),
+      cwd: dir,
+      ready: () => ready(url),
+    });
+    return {
+      url,
+      port,
+      pid: server.pid,
       dir,
       stop: async () => {
         await server.stop();
