@@ -11,10 +11,11 @@ export {
   loadConfig,
   parseConfig,
 } from './load-config.ts';
+export { JsonEventStream, type JsonEventStreamOptions } from './json-event-stream.ts';
 export { main } from './main.ts';
 export type { OutputStream } from './output-stream.ts';
 export { ProgressBar, type ProgressBarOptions } from './progress-bar.ts';
-export { ProgressLog } from './progress-log.ts';
+export { ProgressLog, type ProgressLogOptions } from './progress-log.ts';
 export { redactUrl } from './redact-url.ts';
 export { type JsonError, reportError } from './report-error.ts';
 export { createStorageRegistry, type StorageFactory, StorageRegistry } from './storage-registry.ts';
