@@ -4,6 +4,7 @@ export { type ComponentFactory, ComponentRegistry, createComponentRegistry } fro
 export { EXIT_CODES, type ExitCode, exitCodeFor } from './exit-codes.ts';
 export { formatBytes } from './format-bytes.ts';
 export { formatEntries } from './format-entries.ts';
+export { JsonEventStream, type JsonEventStreamOptions } from './json-event-stream.ts';
 export {
   type BkConfig,
   type ComponentConfig,
@@ -11,7 +12,6 @@ export {
   loadConfig,
   parseConfig,
 } from './load-config.ts';
-export { JsonEventStream, type JsonEventStreamOptions } from './json-event-stream.ts';
 export { main } from './main.ts';
 export type { OutputStream } from './output-stream.ts';
 export { ProgressBar, type ProgressBarOptions } from './progress-bar.ts';
