@@ -98,6 +98,24 @@ describe('the age format', () => {
     }
   });
 
+  it('decrypts past its 1 MiB batches, at exact chunk multiples too', async () => {
+    const identity = generateAgeIdentity();
+    for (const [size, piece] of [
+      [32 * 65_536, 100_003],
+      [3_000_000, 1 << 20],
+      [17 * 65_536 + 5, 65_552],
+    ] as const) {
+      const data = randomBytes(size);
+      const sealed = await encryptAgeBytes(data, { recipients: [identity.recipient] });
+      const back: Uint8Array[] = [];
+      for await (const part of decryptAge(chunks(sealed, piece), { identities: [identity] })) back.push(part);
+      expect(Buffer.concat(back).equals(data)).toBe(true);
+      await expect(
+        decryptAgeBytes(sealed.subarray(0, sealed.length - 1), { identities: [identity] }),
+      ).rejects.toMatchObject({ code: 'BK_INTEGRITY' });
+    }
+  });
+
   it('streams in any chunking, and fails on a wrong key, a flipped bit or a cut', async () => {
     const identity = generateAgeIdentity();
     const data = randomBytes(200_000);
