@@ -51,6 +51,8 @@ let workspace: string;
 let secret: Record<string, string>;
 /** Where the ConfigMap is "mounted". */
 let configDir: string;
+/** Env values that name a cluster service, with the test server's address. */
+let services: Record<string, string>;
 
 /** Kubernetes' expansion of `$(VAR)` in args from the container's env (`$$` escapes a `$`). */
 function expand(arg: string, env: Record<string, string>): string {
@@ -69,6 +71,10 @@ function containerEnv(container: Container, overrides: Record<string, string> = 
       const value = secret[reference.key];
       if (value === undefined && !reference.optional) throw new Error(`Secret has no key ${reference.key}`);
       if (value !== undefined) env[variable.name] = value;
+    } else if (variable.name in services) {
+      // A cluster address: the test server instead.
+      expect(variable.value).toMatch(/^[a-z0-9.-]+\.svc\.cluster\.local:\d+$/);
+      env[variable.name] = services[variable.name]!;
     } else {
       env[variable.name] = expand(variable.value ?? '', env);
     }
@@ -188,8 +194,9 @@ beforeAll(async () => {
   const addresses: Record<string, Record<string, unknown>> = {
     postgres: { host: postgres.host, port: postgres.port, user: postgres.user },
     etcd: { endpoints: [etcd.endpoint] },
-    influx: { addr: `${influxd.host}:${influxd.rpcPort}`, httpUrl: influxd.httpUrl },
+    influx: { httpUrl: influxd.httpUrl },
   };
+  services = { INFLUX_ADDR: `${influxd.host}:${influxd.rpcPort}` };
   for (const component of config.components) {
     const address = addresses[component.name as string];
     if (!address) throw new Error(`no test server for component ${component.name}`);

@@ -407,15 +407,29 @@ export function influx(options: InfluxOptions): InfluxComponent {
 
 /**
  * Builds the component from the CLI's JSON config (`{ "kind": "influx", "host": …, "rpcPort": … }`).
+ * A config with neither `addr` nor `host` takes `addr` from `INFLUX_ADDR`, as the one-line
+ * `backup()` does, so a scheduled job can carry the address in its environment.
  *
- * @throws {ConfigError} naming an unknown or invalid field.
+ * @param env Where to read `INFLUX_ADDR`; default `process.env`.
+ * @throws {ConfigError} naming an unknown or invalid field, or when there is no address at all.
  */
-export function fromConfig(config: Record<string, unknown>): InfluxComponent {
+export function fromConfig(
+  config: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): InfluxComponent {
   const where = checkComponentConfig(config, 'influx', CONFIG_FIELDS);
   if (isRecord(config.incremental) && typeof config.incremental.since !== 'string') {
     throw new ConfigError(`${where}: "incremental.since" must be an ISO 8601 string.`);
   }
   if (isRecord(config.restore)) checkNestedConfig(config.restore, 'restore', RESTORE_FIELDS, where);
   const { kind: _kind, ...options } = config;
+  if (options.addr === undefined && options.host === undefined) {
+    if (!env.INFLUX_ADDR) {
+      throw new ConfigError(
+        `${where}: no InfluxDB to talk to: give "addr" (host:port of the RPC bind-address, e.g. 127.0.0.1:8088), or "host" and "rpcPort", or set INFLUX_ADDR.`,
+      );
+    }
+    options.addr = env.INFLUX_ADDR;
+  }
   return new InfluxComponent(options as unknown as InfluxOptions);
 }

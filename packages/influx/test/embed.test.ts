@@ -111,4 +111,21 @@ describe("the one-line embed: import { backup, restore } from '@bk/influx'", () 
     expect(() => fromConfig({ kind: 'influx', addr: '127.0.0.1:8088', host: 'x' })).toThrow(/not both/);
     expect(() => fromConfig({ kind: 'influx', addr: 'no-port' })).toThrow(/"addr" must be host:port/);
   });
+
+  it("takes the config's address from INFLUX_ADDR when the config gives none, as bk's config file does", () => {
+    const env = { INFLUX_ADDR: '10.0.0.7:8089' };
+    expect(fromConfig({ kind: 'influx', name: 'metrics' }, env).options).toMatchObject({
+      host: '10.0.0.7',
+      rpcPort: 8089,
+    });
+    // An address in the config wins over the environment.
+    expect(fromConfig({ kind: 'influx', addr: '127.0.0.1:8088' }, env).options).toMatchObject({
+      rpcPort: 8088,
+    });
+    expect(fromConfig({ kind: 'influx', host: '127.0.0.2', rpcPort: 8090 }, env).options).toMatchObject({
+      host: '127.0.0.2',
+    });
+    expect(() => fromConfig({ kind: 'influx', name: 'metrics' }, {})).toThrow(ConfigError);
+    expect(() => fromConfig({ kind: 'influx', name: 'metrics' }, {})).toThrow(/"addr".*or set INFLUX_ADDR/);
+  });
 });
