@@ -21,6 +21,7 @@ import {
   MemoryStorage,
   manifestEntries,
   parseAgeIdentities,
+  prune,
   type Restorer,
   rekey,
   restore,
@@ -233,6 +234,25 @@ describe('an encrypted backup', () => {
       expect(restorer.restored.get('var/blob.bin')).toBe(300_000);
       await verify({ storage, name: 'latest', identities: [identity.secretKey] });
     }
+  });
+
+  it('is listed and pruned without a key', async () => {
+    const storage = new MemoryStorage();
+    const identity = generateAgeIdentity();
+    const options = { storage, components: [source()], encryption: { recipients: [identity.recipient] } };
+    const older = await backup({ ...options, now: () => new Date('2026-01-01T00:00:00Z') });
+    const newer = await backup({ ...options, now: () => new Date('2026-01-02T00:00:00Z') });
+    expect((await list({ storage })).map((summary) => [summary.name, summary.size])).toEqual([
+      [older.name, older.size],
+      [newer.name, newer.size],
+    ]);
+    const pruned = await prune({ storage, keepLast: 1 });
+    expect(pruned.deleted).toEqual([older.name]);
+    const left: string[] = [];
+    for await (const object of storage.list('')) left.push(object.key);
+    expect(left).toContain(newer.key);
+    expect(left).toContain(newer.sidecarKey);
+    expect(left.every((key) => key.startsWith(`${newer.name}.`))).toBe(true);
   });
 
   it('refuses a recipient that is not an age public key before anything is stored', async () => {
