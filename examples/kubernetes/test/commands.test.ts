@@ -16,7 +16,7 @@ import {
   startSwift,
 } from '@bk/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Container, type Manifest, nameOf, podOf, readManifests } from './manifests.ts';
+import { type Container, EXAMPLE, type Manifest, nameOf, podOf, readManifests } from './manifests.ts';
 
 /**
  * Runs the command lines of the manifests, as Kubernetes would run them in the image (entrypoint
@@ -127,7 +127,7 @@ async function runJob(manifest: Manifest, overrides: Record<string, string> = {}
 }
 
 /** `bk ls --json` on the configured target, with the Secret's S3 credentials. */
-async function listBackups(): Promise<Array<{ name: string; components: string[] }>> {
+async function listBackups(): Promise<Array<{ name: string }>> {
   const { stdout } = await run(
     process.execPath,
     [BIN, 'ls', '--json', '--config', join(configDir, 'bk.config.json')],
@@ -135,7 +135,7 @@ async function listBackups(): Promise<Array<{ name: string; components: string[]
       env: { PATH: process.env.PATH, HOME: workspace, ...secret },
     },
   );
-  return (JSON.parse(stdout) as { backups: Array<{ name: string; components: string[] }> }).backups;
+  return (JSON.parse(stdout) as { backups: Array<{ name: string }> }).backups;
 }
 
 async function psql(sql: string, database = 'postgres'): Promise<string> {
@@ -294,5 +294,36 @@ describe('the manifests’ command lines against real servers', () => {
     const after = await listBackups();
     // keepLast 3; keepDaily keeps the newest of today, already among them.
     expect(after.map((backup) => backup.name)).toEqual(before.slice(-3).map((backup) => backup.name));
+  });
+
+  it('the systemd service’s ExecStart lines back up every component, then prune', async () => {
+    const unit = await readFile(join(EXAMPLE, 'systemd/bk-backup.service'), 'utf8');
+    const lines = [...unit.matchAll(/^ExecStart=(.+)$/gm)].map((match) => match[1]!.split(' '));
+    expect(lines.map((line) => line.slice(0, 2))).toEqual([
+      ['/usr/local/bin/bk', 'backup'],
+      ['/usr/local/bin/bk', 'prune'],
+    ]);
+    // EnvironmentFile=/etc/bk/bk.env holds what the Secret holds, and the InfluxDB address.
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: workspace, ...secret, ...services };
+    for (const [_bk, ...args] of lines) {
+      const local = args.map((arg) =>
+        arg.startsWith('/etc/bk/') ? join(configDir, arg.slice('/etc/bk/'.length)) : arg,
+      );
+      const { stdout } = await run(process.execPath, [BIN, ...local], { cwd: workspace, env });
+      if (args[0] === 'backup') expect(stdout).toMatch(/backup_\d{8}_\d{6}/);
+    }
+    const backups = await listBackups();
+    expect(backups).toHaveLength(3);
+    const { stdout } = await run(
+      process.execPath,
+      [BIN, 'inspect', 'latest', '--json', '--config', join(configDir, 'bk.config.json')],
+      { env },
+    );
+    const manifest = JSON.parse(stdout) as { components: Array<{ name: string }> };
+    expect(manifest.components.map((component) => component.name).sort()).toEqual([
+      'etcd',
+      'influx',
+      'postgres',
+    ]);
   });
 });
