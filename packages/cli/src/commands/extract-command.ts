@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { type ConflictPolicy, inspect, type Restorer, restore } from '@bk/core';
+import { type ConflictPolicy, inspect, type Restorer } from '@bk/core';
 import { files } from '@bk/files';
 import { type Command, Option } from 'commander';
 import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
@@ -7,6 +7,7 @@ import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
 import { collectValues, parseNameList, parseReadConcurrency } from '../option-parsers.ts';
+import { restoreWithProgress } from './restore-with-progress.ts';
 
 interface ExtractFlags {
   identity?: string[];
@@ -69,30 +70,18 @@ export function defineExtractCommand(
       const restorers = manifest.components.map((component) =>
         fileWriter(component.kind, component.name, join(to, component.name)),
       );
-      const progress = context.progress();
-      let result: Awaited<ReturnType<typeof restore>>;
-      try {
-        result = await restore({
-          storage,
-          name: manifest.name,
-          restorers,
-          conflict: flags.conflict,
-          prefix,
-          ...(flags.only ? { only: flags.only } : {}),
-          ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
-          ...(progress.listener ? { onProgress: progress.listener } : {}),
-          ...(identities ? { identities } : {}),
-          signal,
-        });
-      } finally {
-        progress.finish();
-      }
-      const reports = Object.entries(result.components);
-      const entries = reports.reduce((sum, [, report]) => sum + report.entries, 0);
-      const bytes = reports.reduce((sum, [, report]) => sum + report.bytes, 0);
-      const skipped = reports.reduce((sum, [, report]) => sum + (report.skipped ?? 0), 0);
+      const { result, entries, bytes, skipped } = await restoreWithProgress(context, {
+        storage,
+        name: manifest.name,
+        restorers,
+        conflict: flags.conflict,
+        prefix,
+        ...(flags.only ? { only: flags.only } : {}),
+        ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
+        ...(identities ? { identities } : {}),
+      });
       const components = Object.fromEntries(
-        reports.map(([component, report]) => [
+        Object.entries(result.components).map(([component, report]) => [
           component,
           { directory: join(to, component), entries: report.entries, bytes: report.bytes },
         ]),

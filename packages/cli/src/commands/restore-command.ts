@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { ConfigError, type ConflictPolicy, inspect, type Restorer, restore } from '@bk/core';
+import { ConfigError, type ConflictPolicy, inspect, type Restorer } from '@bk/core';
 import { type Command, Option } from 'commander';
 import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
@@ -7,6 +7,7 @@ import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
 import type { ComponentConfig } from '../load-config.ts';
 import { collectValues, parseNameList, parseReadConcurrency } from '../option-parsers.ts';
+import { restoreWithProgress } from './restore-with-progress.ts';
 
 interface RestoreFlags {
   identity?: string[];
@@ -79,28 +80,16 @@ export function defineRestoreCommand(
           )),
         );
       }
-      const progress = context.progress();
-      let result: Awaited<ReturnType<typeof restore>>;
-      try {
-        result = await restore({
-          storage,
-          name: manifest.name,
-          restorers,
-          conflict: flags.conflict,
-          prefix,
-          ...(flags.only ? { only: flags.only } : {}),
-          ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
-          ...(progress.listener ? { onProgress: progress.listener } : {}),
-          ...(identities ? { identities } : {}),
-          signal,
-        });
-      } finally {
-        progress.finish();
-      }
-      const reports = Object.entries(result.components);
-      const entries = reports.reduce((sum, [, report]) => sum + report.entries, 0);
-      const bytes = reports.reduce((sum, [, report]) => sum + report.bytes, 0);
-      const skipped = reports.reduce((sum, [, report]) => sum + (report.skipped ?? 0), 0);
+      const { result, entries, bytes, skipped } = await restoreWithProgress(context, {
+        storage,
+        name: manifest.name,
+        restorers,
+        conflict: flags.conflict,
+        prefix,
+        ...(flags.only ? { only: flags.only } : {}),
+        ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
+        ...(identities ? { identities } : {}),
+      });
       context.printJson({ name: result.name, entries, bytes, skipped, components: result.components });
       context.print(
         `restored ${result.name}: ${formatEntries(entries)}, ${formatBytes(bytes)}${skipped ? `, ${skipped} skipped` : ''}`,

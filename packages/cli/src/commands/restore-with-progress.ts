@@ -1,0 +1,55 @@
+import { type ConflictPolicy, type RestoreResult, type Restorer, restore, type Storage } from '@bk/core';
+import type { CommandContext } from '../command-context.ts';
+
+/** What `bk restore` and `bk extract` hand to the restore runner. */
+export interface RestoreRun {
+  storage: Storage;
+  /** The resolved backup name (never `"latest"`, so the run stays on the backup inspected). */
+  name: string;
+  restorers: Restorer[];
+  conflict: ConflictPolicy;
+  prefix: string | undefined;
+  only?: string[];
+  readConcurrency?: number;
+  identities?: string[];
+}
+
+/** Totals over every component of a restore, as both commands print them. */
+export interface RestoreTotals {
+  result: RestoreResult;
+  entries: number;
+  bytes: number;
+  skipped: number;
+}
+
+/**
+ * Runs the restore runner with the command's progress reporter and abort signal, finishing the
+ * progress display whatever happens, and sums the components' reports.
+ */
+export async function restoreWithProgress(context: CommandContext, run: RestoreRun): Promise<RestoreTotals> {
+  const progress = context.progress();
+  let result: RestoreResult;
+  try {
+    result = await restore({
+      storage: run.storage,
+      name: run.name,
+      restorers: run.restorers,
+      conflict: run.conflict,
+      prefix: run.prefix,
+      ...(run.only ? { only: run.only } : {}),
+      ...(run.readConcurrency ? { readConcurrency: run.readConcurrency } : {}),
+      ...(progress.listener ? { onProgress: progress.listener } : {}),
+      ...(run.identities ? { identities: run.identities } : {}),
+      signal: context.signal,
+    });
+  } finally {
+    progress.finish();
+  }
+  const reports = Object.values(result.components);
+  return {
+    result,
+    entries: reports.reduce((sum, report) => sum + report.entries, 0),
+    bytes: reports.reduce((sum, report) => sum + report.bytes, 0),
+    skipped: reports.reduce((sum, report) => sum + (report.skipped ?? 0), 0),
+  };
+}
