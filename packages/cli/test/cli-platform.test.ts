@@ -241,9 +241,11 @@ describe('bk with a whole platform in one config (end to end, real servers)', ()
     for (const component of made.json.components)
       expect(component.entries, component.name).toBeGreaterThan(0);
 
-    // Exactly one archive and its sidecar, no leftover lock, and nothing left in the fs storage's temp dir.
+    // Exactly one archive, its entry index and its sidecar, no leftover lock, and nothing left in
+    // the fs storage's temp dir.
     const inTarget = (await readdir(target)).sort();
     expect(inTarget.filter((key) => key !== '.bk-tmp')).toEqual([
+      `${backupName}.entries.ndjson.gz`,
       `${backupName}.manifest.json`,
       `${backupName}.tar.gz`,
     ]);

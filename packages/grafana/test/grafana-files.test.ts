@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { BkError, backup, inspect, MemoryStorage, restore } from '@bk/core';
-import { componentRoundTrip } from '@bk/test-suite';
+import { componentRoundTrip, recordedEntries } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromConfig, GrafanaFilesComponent, grafanaFiles } from '../src/index.ts';
 
@@ -148,7 +148,7 @@ describe('GrafanaFilesComponent (SQLite file mode)', () => {
       }
       const manifest = await inspect({ storage, name });
       deepStrictEqual(
-        manifest.components[0]!.entries.map((entry) => entry.path),
+        (await recordedEntries(storage, manifest, manifest.components[0]!.name)).map((entry) => entry.path),
         [
           'database/grafana.db',
           'config/grafana.ini',

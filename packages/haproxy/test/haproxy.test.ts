@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BkError, backup, type ComponentInfo, MemoryStorage, restore } from '@bk/core';
 import { type HaproxyServer, startHaproxy } from '@bk/test-servers';
-import { componentRoundTrip } from '@bk/test-suite';
+import { componentRoundTrip, recordedEntries } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromConfig, haproxy, parseServersState } from '../src/index.ts';
 
@@ -97,7 +97,7 @@ describe('HaproxyComponent against a real HAProxy 2.6', () => {
     const recorded = result.manifest.components[0]!;
     info = recorded.info;
     deepStrictEqual(
-      recorded.entries.map((entry) => entry.path),
+      (await recordedEntries(storage, result.manifest, recorded.name)).map((entry) => entry.path),
       ['config/errors/503.http', 'config/haproxy.cfg', 'config/maps/hosts.map', 'server-state'],
     );
   }, 60_000);

@@ -11,6 +11,7 @@ import {
   restore,
 } from '@bk/core';
 import { type AlertmanagerServer, startAlertmanager, waitFor } from '@bk/test-servers';
+import { recordedEntries } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertmanager, type Silence } from '../src/index.ts';
 import {
@@ -100,10 +101,14 @@ afterAll(async () => {
 
 describe('@bk/prometheus alertmanager against a real Alertmanager 0.25', () => {
   it('backs up the config and every silence, and records the version', async () => {
-    const recorded = (await inspect({ storage, name: backupName })).components[0]!;
+    const manifest = await inspect({ storage, name: backupName });
+    const recorded = manifest.components[0]!;
     expect(recorded.kind).toBe('alertmanager');
     expect(recorded.version).toBe('0.25.0');
-    expect(recorded.entries.map((entry) => entry.path)).toEqual(['config/alertmanager.yml', 'silences.json']);
+    expect((await recordedEntries(storage, manifest, recorded.name)).map((entry) => entry.path)).toEqual([
+      'config/alertmanager.yml',
+      'silences.json',
+    ]);
     expect(recorded.info.details).toMatchObject({
       configFrom: 'file',
       cluster: 'disabled',

@@ -14,6 +14,7 @@ import {
   restore,
 } from '@bk/core';
 import { type PrometheusServer, startPrometheus } from '@bk/test-servers';
+import { recordedEntries } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrometheusComponent, prometheus } from '../src/index.ts';
 import { rawSamples, type SampleWindow, seriesList, waitForSamples } from './prometheus-queries.ts';
@@ -74,7 +75,8 @@ afterAll(async () => {
 
 describe('@bk/prometheus against a real Prometheus 2.42', () => {
   it('records the version, the data dir and the files found through the API', async () => {
-    const recorded = (await inspect({ storage, name: backupName })).components[0]!;
+    const manifest = await inspect({ storage, name: backupName });
+    const recorded = manifest.components[0]!;
     expect(recorded.kind).toBe('prometheus');
     expect(recorded.version).toBe('2.42.0+ds');
     expect(recorded.info.details).toMatchObject({
@@ -86,7 +88,7 @@ describe('@bk/prometheus against a real Prometheus 2.42', () => {
         { entry: 'config/rules/self.yml', role: 'rules', source: source.ruleFiles[0] },
       ],
     });
-    const paths = recorded.entries.map((entry) => entry.path);
+    const paths = (await recordedEntries(storage, manifest, recorded.name)).map((entry) => entry.path);
     expect(paths.slice(0, 2)).toEqual(['config/prometheus.yml', 'config/rules/self.yml']);
     const blocks = new Set(
       paths.filter((path) => path.startsWith('tsdb/')).map((path) => path.split('/')[1]),

@@ -10,7 +10,7 @@ import {
   restore,
 } from '@bk/core';
 import { type RabbitmqServer, startRabbitmq } from '@bk/test-servers';
-import { componentRoundTrip } from '@bk/test-suite';
+import { componentRoundTrip, recordedEntries } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import {
   DEFINITIONS_ENTRY,
@@ -290,7 +290,7 @@ describe('@bk/rabbitmq against two real RabbitMQ 3.10 nodes', () => {
     });
     const record = result.manifest.components[0]!;
     deepStrictEqual(
-      record.entries.map((entry) => entry.path),
+      (await recordedEntries(vhostStorage, result.manifest, record.name)).map((entry) => entry.path),
       ['vhosts/shop.json'],
     );
     deepStrictEqual(record.info.details?.hashingAlgorithms, []);

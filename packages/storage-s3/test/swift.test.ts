@@ -58,7 +58,11 @@ function cliTests(context: () => SuiteContext): void {
       // Swift's s3api ignores If-None-Match: the run takes a name no other run can pick.
       expect(made.name).toMatch(/^backup_\d{8}_\d{6}_1\d{15}$/);
       const keys = await rawKeys(client, bucket, 'cli/nightly/');
-      expect(keys).toEqual([`cli/nightly/${made.name}.manifest.json`, `cli/nightly/${made.name}.tar.gz`]);
+      expect(keys).toEqual([
+        `cli/nightly/${made.name}.entries.ndjson.gz`,
+        `cli/nightly/${made.name}.manifest.json`,
+        `cli/nightly/${made.name}.tar.gz`,
+      ]);
       expect(await openUploads(client, bucket, 'cli/')).toEqual([]);
 
       const listed = await runBk(['--json', 'ls', '--target', target], env);
