@@ -1,13 +1,13 @@
 import { join, resolve } from 'node:path';
-import { type ConflictPolicy, inspect, type Restorer } from '@bk/core';
+import type { ConflictPolicy, Restorer } from '@bk/core';
 import { files } from '@bk/files';
 import { type Command, Option } from 'commander';
-import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
+import { IDENTITY_FLAG, IDENTITY_HELP } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
 import { collectValues, parseNameList, parseReadConcurrency } from '../option-parsers.ts';
-import { restoreWithProgress } from './restore-with-progress.ts';
+import { resolveBackup, restoreWithProgress } from './restore-with-progress.ts';
 
 interface ExtractFlags {
   identity?: string[];
@@ -54,18 +54,7 @@ export function defineExtractCommand(
     .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
     .action(async (name: string, flags: ExtractFlags, command: Command) => {
       const context = contextOf(command);
-      const identities = await identitiesFrom(context, flags.identity);
-      const storage = await context.storage();
-      const prefix = await context.prefix();
-      const { signal } = context;
-      const manifest = await inspect({
-        storage,
-        name,
-        prefix,
-        ...(identities ? { identities } : {}),
-        signal,
-        ...(flags.only ? { components: flags.only } : {}),
-      });
+      const { storage, prefix, identities, manifest } = await resolveBackup(context, name, flags);
       const to = resolve(context.io.cwd, flags.to);
       const restorers = manifest.components.map((component) =>
         fileWriter(component.kind, component.name, join(to, component.name)),

@@ -1,13 +1,13 @@
 import { resolve } from 'node:path';
-import { ConfigError, type ConflictPolicy, inspect, type Restorer } from '@bk/core';
+import { ConfigError, type ConflictPolicy, type Restorer } from '@bk/core';
 import { type Command, Option } from 'commander';
-import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
+import { IDENTITY_FLAG, IDENTITY_HELP } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
 import type { ComponentConfig } from '../load-config.ts';
 import { collectValues, parseNameList, parseReadConcurrency } from '../option-parsers.ts';
-import { restoreWithProgress } from './restore-with-progress.ts';
+import { resolveBackup, restoreWithProgress } from './restore-with-progress.ts';
 
 interface RestoreFlags {
   identity?: string[];
@@ -41,20 +41,7 @@ export function defineRestoreCommand(
     .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
     .action(async (name: string, flags: RestoreFlags, command: Command) => {
       const context = contextOf(command);
-      const identities = await identitiesFrom(context, flags.identity);
-      const storage = await context.storage();
-      const prefix = await context.prefix();
-      const { signal } = context;
-      // Resolving "latest" once keeps the restore on this backup even if another completes meanwhile.
-      // With --only, "latest" is the newest backup that holds those components.
-      const manifest = await inspect({
-        storage,
-        name,
-        prefix,
-        ...(identities ? { identities } : {}),
-        signal,
-        ...(flags.only ? { components: flags.only } : {}),
-      });
+      const { storage, prefix, identities, manifest } = await resolveBackup(context, name, flags);
       const wanted = new Set(flags.only ?? manifest.components.map((component) => component.name));
       const to = flags.to === undefined ? undefined : resolve(context.io.cwd, flags.to);
       const configs: ComponentConfig[] = (await context.config()).components

@@ -1,5 +1,47 @@
-import { type ConflictPolicy, type RestoreResult, type Restorer, restore, type Storage } from '@bk/core';
+import {
+  type ConflictPolicy,
+  inspect,
+  type RestoreResult,
+  type Restorer,
+  restore,
+  type SidecarManifest,
+  type Storage,
+} from '@bk/core';
+import { identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
+
+/** The backup `bk restore` and `bk extract` work on, and what they need to read it. */
+export interface ResolvedBackup {
+  storage: Storage;
+  prefix: string | undefined;
+  identities: string[] | undefined;
+  /** The backup's manifest: `"latest"` resolved once, so the run stays on this backup. */
+  manifest: SidecarManifest;
+}
+
+/**
+ * Opens the target and reads the manifest of `name`, with the identities from `--identity` (or
+ * the environment and config). With `only`, `"latest"` is the newest backup holding those
+ * components; resolving it once keeps the run on this backup even if another completes meanwhile.
+ */
+export async function resolveBackup(
+  context: CommandContext,
+  name: string,
+  flags: { only?: string[]; identity?: string[] },
+): Promise<ResolvedBackup> {
+  const identities = await identitiesFrom(context, flags.identity);
+  const storage = await context.storage();
+  const prefix = await context.prefix();
+  const manifest = await inspect({
+    storage,
+    name,
+    prefix,
+    ...(identities ? { identities } : {}),
+    signal: context.signal,
+    ...(flags.only ? { components: flags.only } : {}),
+  });
+  return { storage, prefix, identities, manifest };
+}
 
 /** What `bk restore` and `bk extract` hand to the restore runner. */
 export interface RestoreRun {
