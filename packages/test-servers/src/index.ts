@@ -1,4 +1,9 @@
 export { type AzuriteServer, startAzurite } from './azurite.ts';
+export {
+  type ElasticsearchDouble,
+  type ElasticsearchDoubleOptions,
+  startElasticsearchDouble,
+} from './elasticsearch-double.ts';
 export { type EtcdServer, type StartEtcdOptions, startEtcd } from './etcd.ts';
 export {
   type ChunkFault,
