@@ -1,4 +1,5 @@
 export { backup, restore } from './embed.ts';
+export type { KubeConnection } from './kube-api.ts';
 export {
   DEFAULT_KUBEADM_PATHS,
   fromConfig,
@@ -7,3 +8,14 @@ export {
   type KubernetesRestoreOptions,
   kubernetesControlPlane,
 } from './kubernetes-control-plane.ts';
+export {
+  DEFAULT_EXCLUDED_RESOURCES,
+  KubernetesResources,
+  type KubernetesResourcesOptions,
+  type KubernetesResourcesRestoreOptions,
+  kubernetesResources,
+  objectEntryPath,
+  RESTORE_ORDER,
+  resourcesFromConfig,
+  stripServerFields,
+} from './kubernetes-resources.ts';

@@ -18,6 +18,7 @@ import {
 } from '@bk/core';
 import { assertNoRunningMember, EtcdComponent, type EtcdOptions, type EtcdRestoreOptions } from '@bk/etcd';
 import { FilesComponent } from '@bk/files';
+import { type KubernetesResources, resourcesFromConfig } from './kubernetes-resources.ts';
 
 /** The kubeadm files backed up by default (those that exist; the others are listed as missing). */
 export const DEFAULT_KUBEADM_PATHS: readonly string[] = [
@@ -423,13 +424,31 @@ export function kubernetesControlPlane(options: KubernetesControlPlaneOptions = 
 }
 
 /**
- * Builds the preset from the CLI's JSON config (`{ "kind": "kubernetes", "etcd": { "endpoints": […] } }`).
+ * Builds the component from the CLI's JSON config: the control plane
+ * (`{ "kind": "kubernetes", "etcd": { "endpoints": […] } }`, `"mode": "control-plane"` by default),
+ * or with `"mode": "resources"` the application objects over the API
+ * (`{ "kind": "kubernetes", "mode": "resources", "namespaces": ["shop"] }`, see {@link KubernetesResources}).
  *
  * @throws {ConfigError} naming an unknown or invalid field.
  */
-export function fromConfig(config: Record<string, unknown>): KubernetesControlPlane {
-  const where = checkComponentConfig(config, 'kubernetes', CONFIG_FIELDS);
-  checkNestedConfig(config.restore, 'restore', RESTORE_FIELDS, where);
-  const { kind: _kind, ...options } = config;
+export function fromConfig(config: Record<string, unknown>): KubernetesControlPlane | KubernetesResources {
+  if (
+    isRecord(config) &&
+    config.mode !== undefined &&
+    config.mode !== 'control-plane' &&
+    config.mode !== 'resources'
+  ) {
+    throw new ConfigError(
+      `kubernetes component config: "mode" must be "control-plane" or "resources", got ${JSON.stringify(config.mode)}.`,
+    );
+  }
+  if (isRecord(config) && config.mode === 'resources') {
+    const { kind: _kind, mode: _mode, ...options } = config;
+    return resourcesFromConfig(options);
+  }
+  const { mode: _mode, ...rest } = isRecord(config) ? config : { config };
+  const where = checkComponentConfig(rest, 'kubernetes', CONFIG_FIELDS);
+  checkNestedConfig(rest.restore, 'restore', RESTORE_FIELDS, where);
+  const { kind: _kind, ...options } = rest;
   return new KubernetesControlPlane(options as KubernetesControlPlaneOptions);
 }
