@@ -24,6 +24,10 @@ export const EXIT_CODES = {
   storage: 6,
   /** An encrypted backup and no identity (or none of its recipients') to open it (`BK_DECRYPTION`). */
   decryption: 7,
+  /** Encryption is required and the backup would store secrets unencrypted; nothing was stored (`BK_UNENCRYPTED_SECRETS`). */
+  unencryptedSecrets: 8,
+  /** Restore refused before writing: the target's version cannot take the backup (`BK_VERSION_MISMATCH`); see `--force`. */
+  versionMismatch: 9,
   /** Interrupted by SIGINT or SIGTERM; the run was aborted and cleaned up (`BK_ABORTED`). */
   interrupted: 130,
 } as const;
@@ -41,6 +45,8 @@ const BY_ERROR_CODE: Partial<Record<BkErrorCode, ExitCode>> = {
   BK_UNSAFE_PATH: EXIT_CODES.conflict,
   BK_STORAGE: EXIT_CODES.storage,
   BK_DECRYPTION: EXIT_CODES.decryption,
+  BK_UNENCRYPTED_SECRETS: EXIT_CODES.unencryptedSecrets,
+  BK_VERSION_MISMATCH: EXIT_CODES.versionMismatch,
   BK_ABORTED: EXIT_CODES.interrupted,
 };
 

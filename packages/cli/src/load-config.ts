@@ -29,9 +29,10 @@ export interface BkConfig {
   retention: RetentionPolicy | undefined;
   /**
    * `encryption.recipients`: `age1…` keys every backup is encrypted to; `encryption.identityFile`:
-   * the identity file (resolved against the config's directory) restores and verifies read with.
+   * the identity file (resolved against the config's directory) restores and verifies read with;
+   * `encryption.required`: refuse to store secrets unencrypted, as `bk backup --require-encryption`.
    */
-  encryption: { recipients?: string[]; identityFile?: string } | undefined;
+  encryption: { recipients?: string[]; identityFile?: string; required?: boolean } | undefined;
 }
 
 const TOP_LEVEL_FIELDS = new Set(['$schema', 'target', 'prefix', 'components', 'retention', 'encryption']);
@@ -119,13 +120,17 @@ function parseEncryption(
   value: unknown,
   directory: string,
   where: string,
-): { recipients?: string[]; identityFile?: string } {
+): { recipients?: string[]; identityFile?: string; required?: boolean } {
   if (!isRecord(value)) throw new ConfigError(`${where} must be an object.`);
   for (const field of Object.keys(value)) {
-    if (field !== 'recipients' && field !== 'identityFile')
-      throw new ConfigError(`${where}.${field} is not a field; known fields: recipients, identityFile.`);
+    if (field !== 'recipients' && field !== 'identityFile' && field !== 'required')
+      throw new ConfigError(
+        `${where}.${field} is not a field; known fields: recipients, identityFile, required.`,
+      );
   }
-  const { recipients, identityFile } = value;
+  const { recipients, identityFile, required } = value;
+  if (required !== undefined && typeof required !== 'boolean')
+    throw new ConfigError(`${where}.required must be true or false.`);
   if (
     recipients !== undefined &&
     (!Array.isArray(recipients) || recipients.some((recipient) => typeof recipient !== 'string'))
@@ -136,6 +141,7 @@ function parseEncryption(
   return {
     ...(recipients === undefined ? {} : { recipients: checkAgeRecipients(recipients as string[]) }),
     ...(identityFile === undefined ? {} : { identityFile: resolve(directory, identityFile as string) }),
+    ...(required === undefined ? {} : { required }),
   };
 }
 

@@ -8,7 +8,9 @@ import {
   ManifestVersionError,
   NotFoundError,
   StorageError,
+  UnencryptedSecretsError,
   UnsafePathError,
+  VersionMismatchError,
 } from '@bk/core';
 import { describe, expect, it } from 'vitest';
 import { EXIT_CODES, exitCodeFor } from '../src/exit-codes.ts';
@@ -23,6 +25,19 @@ describe('exitCodeFor', () => {
     expect(exitCodeFor(new ConflictError('x'))).toBe(5);
     expect(exitCodeFor(new UnsafePathError('x', 'y'))).toBe(5);
     expect(exitCodeFor(new StorageError('x'))).toBe(6);
+    expect(exitCodeFor(new UnencryptedSecretsError([{ name: 'etcd', secrets: ['x'] }]))).toBe(8);
+    expect(
+      exitCodeFor(
+        new VersionMismatchError({
+          component: 'influx',
+          backup: 'b',
+          backupVersion: '2.7.1',
+          targetVersion: '1.6.7',
+          reason: 'x',
+          forceable: true,
+        }),
+      ),
+    ).toBe(9);
     expect(exitCodeFor(new AbortedError())).toBe(130);
   });
 

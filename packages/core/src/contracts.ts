@@ -31,6 +31,53 @@ export interface Entry {
   /** For `symlink`: where the link points, as stored in the link itself. */
   linkTarget?: string;
   body?: ByteStream;
+  /**
+   * Set when this entry holds a secret (a private key, a password hash, a token). The backup
+   * runner records its path in the manifest under the component's `info.secrets.captured`
+   * (grouped by `what`) and, when encryption is required, refuses to store it unencrypted.
+   * Components that know up front declare their secrets in {@link ComponentInfo.secrets} instead.
+   */
+  secret?: Omit<SecretNote, 'paths' | 'count'>;
+}
+
+/** What kind of secret a {@link SecretNote} is about. */
+export type SecretKind =
+  | 'private-key'
+  | 'password-hash'
+  | 'password'
+  | 'token'
+  | 'kubernetes-secrets'
+  | 'credentials';
+
+/**
+ * One kind of secret a backup holds, or could not capture, in words an operator understands.
+ * It names the secret, never holds it.
+ *
+ * @example
+ * { kind: 'private-key', what: 'the cluster CA and service-account signing keys', paths: ['pki/ca.key', 'pki/sa.key'] }
+ */
+export interface SecretNote {
+  kind: SecretKind;
+  /** What the secret is, e.g. `"password hashes of every InfluxDB user (metastore)"`. */
+  what: string;
+  /** Entries (relative to the component) holding it, when they can be named; globs allowed. At most 100. */
+  paths?: string[];
+  /** How many entries hold it, when more than `paths` lists. */
+  count?: number;
+}
+
+/**
+ * Which secrets a component's backup holds and which it could not capture. A backup that holds
+ * any is stored unencrypted only with a warning, and not at all when encryption is required.
+ */
+export interface ComponentSecrets {
+  /** Secrets the backup holds: whoever reads the stored archive reads them. */
+  captured: SecretNote[];
+  /**
+   * Secrets the component could not capture (an API never returns them, a key lives outside the
+   * component): a restore does not bring them back.
+   */
+  notCaptured: SecretNote[];
 }
 
 /** What a component tells about itself and the server it talks to; recorded in the manifest. */
@@ -40,6 +87,8 @@ export interface ComponentInfo {
   capabilities?: ComponentCapabilities;
   /** Things this component does not capture, in words an operator understands. */
   notCaptured?: string[];
+  /** Which secrets the backup holds and which it could not capture; see {@link ComponentSecrets}. */
+  secrets?: ComponentSecrets;
   /** Anything else worth reading before a restore (settings, counts, hashes). JSON only. */
   details?: Record<string, unknown>;
 }
@@ -103,10 +152,43 @@ export interface RestoreReport {
   details?: Record<string, unknown>;
 }
 
+/** Passed to {@link Restorer.preflight}. */
+export interface PreflightContext extends OperationContext {
+  backupName: string;
+  /** The manifest's record of this component as it was backed up. */
+  component: RestoreContext['component'];
+}
+
+/** What a restorer found out about the target before a restore writes anything. */
+export interface PreflightResult {
+  /** The target server's version as it reports it, e.g. `"15.18"`. */
+  targetVersion?: string;
+  /**
+   * Set when the target cannot take this backup: `reason` says why and what would work.
+   * `forceable` is false when no override can help (the target's tool cannot read the format at
+   * all); otherwise `force` restores anyway, with a warning.
+   */
+  refusal?: { reason: string; forceable: boolean };
+}
+
 /** Writes entries back into a data store. */
 export interface Restorer {
   readonly kind: string;
   readonly name: string;
+  /**
+   * Optional: reads the target server's version and says whether it can take this backup, before
+   * any component of the restore writes anything. The restore runner calls it for every selected
+   * component and refuses the whole restore with `VersionMismatchError` when one is refused
+   * (unless it is `forceable` and the restore is forced). It must write nothing.
+   *
+   * @throws {ComponentError} When the target cannot be reached.
+   * @example
+   * async preflight(context) {
+   *   const targetVersion = await this.serverVersion(context);
+   *   return { targetVersion, refusal: refuseOtherMajor('InfluxDB', context.component.version, targetVersion) };
+   * }
+   */
+  preflight?(context: PreflightContext): Promise<PreflightResult>;
   /**
    * Consumes `entries` in order. Each entry's body is checked against the manifest as it is read:
    * a mismatch makes the body throw an `IntegrityError` before it ends, so a restorer that

@@ -122,7 +122,7 @@ export async function openStorage(target: BackupTarget, options: OpenStorageOpti
 export interface EmbeddedBackupOptions
   extends Pick<
     BackupOptions,
-    'prefix' | 'labels' | 'compression' | 'compressionLevel' | 'onProgress' | 'signal'
+    'prefix' | 'labels' | 'compression' | 'compressionLevel' | 'requireEncryption' | 'onProgress' | 'signal'
   > {
   /** Environment defaults of the component and the storage; default `process.env`. */
   env?: NodeJS.ProcessEnv;
@@ -132,7 +132,7 @@ export interface EmbeddedBackupOptions
 export interface EmbeddedRestoreOptions
   extends Pick<
     RestoreOptions,
-    'prefix' | 'conflict' | 'chain' | 'readConcurrency' | 'onProgress' | 'signal'
+    'prefix' | 'conflict' | 'chain' | 'readConcurrency' | 'force' | 'onProgress' | 'signal'
   > {
   /**
    * The backup to restore: a name, or `"latest"` (default), the newest backup that holds this
@@ -148,6 +148,7 @@ const BACKUP_KEYS = [
   'labels',
   'compression',
   'compressionLevel',
+  'requireEncryption',
   'onProgress',
   'signal',
   'env',
@@ -157,6 +158,7 @@ const RESTORE_KEYS = [
   'conflict',
   'chain',
   'readConcurrency',
+  'force',
   'onProgress',
   'signal',
   'env',

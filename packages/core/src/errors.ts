@@ -14,7 +14,9 @@ export type BkErrorCode =
   | 'BK_STORAGE'
   | 'BK_COMPONENT'
   | 'BK_UNSUPPORTED'
-  | 'BK_DECRYPTION';
+  | 'BK_DECRYPTION'
+  | 'BK_UNENCRYPTED_SECRETS'
+  | 'BK_VERSION_MISMATCH';
 
 export interface BkErrorOptions {
   cause?: unknown;
@@ -191,6 +193,62 @@ export class DecryptionError extends BkError {
     this.name = 'DecryptionError';
     this.expected = expected;
     this.tried = tried;
+  }
+}
+
+/**
+ * Encryption is required and a backup would store secrets unencrypted. Thrown before anything
+ * is written when a component declares its secrets up front, and otherwise as soon as an entry
+ * holding one is read, with the run's objects removed: no backup is published either way.
+ */
+export class UnencryptedSecretsError extends BkError {
+  /** The components holding secrets, with what they hold. */
+  readonly components: readonly { name: string; secrets: readonly string[] }[];
+  constructor(components: readonly { name: string; secrets: readonly string[] }[]) {
+    const listed = components
+      .map((component) => `"${component.name}" (${component.secrets.join('; ')})`)
+      .join(', ');
+    super(
+      'BK_UNENCRYPTED_SECRETS',
+      `Refusing to store secrets unencrypted: ${listed}, and encryption is required (--require-encryption or encryption.required). Encrypt the backup (--recipient age1… or encryption.recipients in the config) or leave these components out; nothing was stored.`,
+    );
+    this.name = 'UnencryptedSecretsError';
+    this.components = components;
+  }
+}
+
+/**
+ * A restore target runs a version that cannot take the backup (another major, older than the
+ * backup, a tool that cannot read its format). Thrown before anything is written. `forceable`
+ * says whether restoring with `force` may still work.
+ */
+export class VersionMismatchError extends BkError {
+  readonly component: string;
+  readonly backupVersion: string | undefined;
+  readonly targetVersion: string | undefined;
+  readonly forceable: boolean;
+  constructor(
+    details: {
+      component: string;
+      backup: string;
+      backupVersion: string | undefined;
+      targetVersion: string | undefined;
+      reason: string;
+      forceable: boolean;
+    },
+    options: BkErrorOptions = {},
+  ) {
+    const { component, backup, backupVersion, targetVersion, reason, forceable } = details;
+    super(
+      'BK_VERSION_MISMATCH',
+      `${component}: refusing to restore ${backup} (backed up from version ${backupVersion ?? 'unknown'}) into the target's version ${targetVersion ?? 'unknown'}: ${reason}. Nothing was written.${forceable ? ' Restore with --force to try anyway.' : ''}`,
+      options,
+    );
+    this.name = 'VersionMismatchError';
+    this.component = component;
+    this.backupVersion = backupVersion;
+    this.targetVersion = targetVersion;
+    this.forceable = forceable;
   }
 }
 

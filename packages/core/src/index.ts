@@ -25,6 +25,12 @@ export {
 export { BodyReader } from './body-reader.ts';
 export { checkComponentConfig, checkNestedConfig, isRecord } from './component-config.ts';
 export {
+  type ComponentSecretsSummary,
+  componentSecrets,
+  describeSecret,
+  SECRET_PATHS_LISTED,
+} from './component-secrets.ts';
+export {
   type CompressionFormat,
   type CompressOptions,
   compress,
@@ -45,6 +51,7 @@ export type {
   Component,
   ComponentCapabilities,
   ComponentInfo,
+  ComponentSecrets,
   ConflictPolicy,
   Entry,
   EntryType,
@@ -52,10 +59,14 @@ export type {
   IncompleteUpload,
   ObjectInfo,
   OperationContext,
+  PreflightContext,
+  PreflightResult,
   PutOptions,
   RestoreContext,
   RestoreReport,
   Restorer,
+  SecretKind,
+  SecretNote,
   Source,
   Storage,
   StorageCapabilities,
@@ -97,8 +108,10 @@ export {
   StorageError,
   throwIfAborted,
   toAbortedError,
+  UnencryptedSecretsError,
   UnsafePathError,
   UnsupportedError,
+  VersionMismatchError,
 } from './errors.ts';
 export { type GzipOptions, gunzip, gzip } from './gzip.ts';
 export { type GunzipOptions, gunzipMembers } from './gzip-members.ts';
@@ -173,3 +186,10 @@ export { openSidecar, type SealedSidecar, sealedSummary, sealSidecar } from './s
 export { abortable, collect, countBytes, fromBytes, rechunk, toByteStream } from './streams.ts';
 export { packTar, type TarRecord, type TarRecordInput, unpackTar } from './tar.ts';
 export { BK_VERSION } from './version.ts';
+export {
+  compareVersions,
+  type ParsedVersion,
+  parseVersion,
+  refuseOlderTarget,
+  refuseOtherMajor,
+} from './version-rules.ts';

@@ -274,7 +274,8 @@ export function validateManifest(value: unknown): Manifest {
     names.add(name);
     expectString(component.kind, `${where}.kind`);
     expectOptional(component.version, `${where}.version`, expectString);
-    expectObject(component.info, `${where}.info`);
+    const info = expectObject(component.info, `${where}.info`);
+    if (info.secrets !== undefined) validateSecrets(info.secrets, `${where}.info.secrets`);
     if (indexed) {
       if (component.entries !== undefined)
         fail(`${where}.entries`, 'must be absent: the entry index lists them');
@@ -303,6 +304,28 @@ export function validateManifest(value: unknown): Manifest {
       );
   }
   return manifest as unknown as Manifest;
+}
+
+/** `info.secrets`: `captured` and `notCaptured` lists of `{ kind, what, paths?, count? }`. */
+function validateSecrets(value: unknown, where: string): void {
+  const secrets = expectObject(value, where);
+  for (const list of ['captured', 'notCaptured'] as const) {
+    const notes = secrets[list];
+    if (!Array.isArray(notes)) fail(`${where}.${list}`, 'must be an array');
+    notes.forEach((item: unknown, index: number) => {
+      const at = `${where}.${list}[${index}]`;
+      const note = expectObject(item, at);
+      expectString(note.kind, `${at}.kind`);
+      expectString(note.what, `${at}.what`);
+      if (note.paths !== undefined) {
+        if (!Array.isArray(note.paths)) fail(`${at}.paths`, 'must be an array');
+        note.paths.forEach((path: unknown, pathIndex: number) => {
+          expectString(path, `${at}.paths[${pathIndex}]`);
+        });
+      }
+      expectOptional(note.count, `${at}.count`, expectSize);
+    });
+  }
 }
 
 function validateEncryption(value: unknown): ManifestEncryption {

@@ -54,6 +54,7 @@ import {
   type RestoreContext,
   type RestoreReport,
   releaseWholeHandedOver,
+  type SecretKind,
   safeEntryPath,
   throwIfAborted,
   UnsafePathError,
@@ -121,7 +122,71 @@ export interface FilesOptions {
    * default, as with `tar -x`.
    */
   fsync?: boolean;
+  /**
+   * picomatch globs (root-relative, like `include`) of further files that hold secrets, beside
+   * {@link SECRET_FILES}: the manifest lists the files they match as secrets, an unencrypted
+   * backup warns, and `requireEncryption` refuses one. Default: none.
+   */
+  secretFiles?: string[];
 }
+
+/**
+ * Files that hold secrets by their name: private keys and keystores, SSH keys, password hashes,
+ * kubeconfigs, credential files. A file matching one is recorded as a secret in the manifest.
+ */
+export const SECRET_FILES: readonly { globs: string[]; kind: SecretKind; what: string }[] = [
+  {
+    kind: 'private-key',
+    what: 'private keys and keystores (by file name)',
+    globs: [
+      '**/*.key',
+      '**/*-key.pem',
+      '**/*_key.pem',
+      '**/privkey*.pem',
+      '**/*.p12',
+      '**/*.pfx',
+      '**/*.jks',
+      '**/*.keystore',
+      '**/ssl/private/**',
+    ],
+  },
+  {
+    kind: 'private-key',
+    what: 'SSH private keys',
+    globs: ['**/id_rsa', '**/id_dsa', '**/id_ecdsa', '**/id_ed25519', '**/ssh_host_*_key'],
+  },
+  {
+    kind: 'password-hash',
+    what: 'password hashes (shadow, htpasswd)',
+    globs: ['**/shadow', '**/gshadow', '**/.htpasswd', '**/*.htpasswd', '**/htpasswd'],
+  },
+  {
+    kind: 'credentials',
+    what: 'kubeconfigs with client keys or tokens',
+    globs: [
+      '**/*.kubeconfig',
+      '**/.kube/config',
+      '**/kubernetes/admin.conf',
+      '**/kubernetes/super-admin.conf',
+      '**/kubernetes/controller-manager.conf',
+      '**/kubernetes/scheduler.conf',
+      '**/kubernetes/kubelet.conf',
+    ],
+  },
+  {
+    kind: 'credentials',
+    what: 'credential files (.env, .pgpass, .netrc, cloud and registry credentials)',
+    globs: [
+      '**/.env',
+      '**/*.env',
+      '**/.pgpass',
+      '**/.netrc',
+      '**/.aws/credentials',
+      '**/.docker/config.json',
+      '**/.config/gcloud/**',
+    ],
+  },
+];
 
 /** A configured path, as written and as an entry path (`''` for the root itself). */
 interface ConfiguredPath {
@@ -148,6 +213,7 @@ const CONFIG_FIELDS = [
   'restoreTo',
   'followSymlinks',
   'fsync',
+  'secretFiles',
 ];
 
 /** Filesystems that cannot make hard links answer `link()` with one of these. */
@@ -298,6 +364,7 @@ export class FilesComponent implements Component {
   private readonly exclude: string[];
   private readonly isIncluded: (path: string) => boolean;
   private readonly isExcluded: (path: string) => boolean;
+  private readonly secretOf: (path: string) => Entry['secret'];
 
   /**
    * Validates the options; touches no file.
@@ -332,6 +399,27 @@ export class FilesComponent implements Component {
     const include = globs(this.include, 'include', context);
     this.isIncluded = this.include.length === 0 ? () => true : include;
     this.isExcluded = globs(this.exclude, 'exclude', context);
+    const secretFiles = stringList(options.secretFiles ?? [], 'secretFiles', context, false);
+    const secretKinds = [
+      ...SECRET_FILES,
+      ...(secretFiles.length > 0
+        ? [
+            {
+              kind: 'credentials' as const,
+              what: 'secret files (by the "secretFiles" globs)',
+              globs: secretFiles,
+            },
+          ]
+        : []),
+    ].map(({ kind, what, globs: patterns }) => ({
+      kind,
+      what,
+      matches: globs(patterns, 'secretFiles', context),
+    }));
+    this.secretOf = (path) => {
+      const found = secretKinds.find((item) => item.matches(path));
+      return found ? { kind: found.kind, what: found.what } : undefined;
+    };
     const configured = stringList(options.paths, 'paths', context, true).map((path): ConfiguredPath => {
       if (path.includes('\0'))
         throw new ConfigError(`${context}: "paths" entry ${JSON.stringify(path)} contains NUL.`);
@@ -447,12 +535,14 @@ export class FilesComponent implements Component {
     if (!this.isIncluded(path)) return;
     if (stats.isFile()) {
       yield* flush(pending);
+      const secret = this.secretOf(path);
       yield {
         path,
         type: 'file',
         size: Number(stats.size),
         mode,
         ...times,
+        ...(secret ? { secret } : {}),
         body: this.read(absolute, stats, context.signal),
       };
     } else if (stats.isSymbolicLink()) {

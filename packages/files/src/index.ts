@@ -1,2 +1,9 @@
 export { backup, restore } from './embed.ts';
-export { FilesComponent, type FilesOptions, files, fromConfig, READ_CHUNK_SIZE } from './files-component.ts';
+export {
+  FilesComponent,
+  type FilesOptions,
+  files,
+  fromConfig,
+  READ_CHUNK_SIZE,
+  SECRET_FILES,
+} from './files-component.ts';

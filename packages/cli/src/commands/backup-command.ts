@@ -23,6 +23,7 @@ interface BackupFlags {
   workers?: number;
   recipient?: string[];
   recipientsFile?: string[];
+  requireEncryption?: boolean;
 }
 
 /** The name of the ad-hoc component `--path` creates. */
@@ -67,6 +68,10 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       'encrypt to the age1… keys in this file, one a line; repeatable',
       collectValues,
     )
+    .option(
+      '--require-encryption',
+      "refuse to store a component's secrets (keys, password hashes, Kubernetes Secrets) unencrypted, before anything is written (default: the config's encryption.required)",
+    )
     .action(async (flags: BackupFlags, command: Command) => {
       const context = contextOf(command);
       const recipients = await recipientsFrom(context, flags.recipient, flags.recipientsFile);
@@ -85,6 +90,8 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
           'Nothing to back up: add "components" to the config file (see --config) or pass --path <path>.',
         );
       }
+      const requireEncryption =
+        flags.requireEncryption === true || (await context.config()).encryption?.required === true;
       const components = await context.components(configs);
       const storage = await context.storage();
       const progress = context.progress();
@@ -100,6 +107,7 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
           ...(flags.compression ? { compression: flags.compression } : {}),
           ...(flags.workers === undefined ? {} : { compressionWorkers: flags.workers }),
           ...(recipients ? { encryption: { recipients } } : {}),
+          ...(requireEncryption ? { requireEncryption } : {}),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
           signal: context.signal,
         });
@@ -124,7 +132,11 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
           ...(component.version === undefined ? {} : { version: component.version }),
           entries: component.stats.entries,
           bytes: component.stats.bytes,
+          ...(component.info.secrets ? { secrets: component.info.secrets } : {}),
         })),
+        unencryptedSecrets:
+          manifest.encryption === null &&
+          manifest.components.some((component) => (component.info.secrets?.captured.length ?? 0) > 0),
       });
       context.print(`${result.name}  ${formatBytes(result.size)}  sha256 ${result.sha256}  ${location}`);
     });

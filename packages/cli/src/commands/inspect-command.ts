@@ -1,4 +1,11 @@
-import { type ComponentEntry, inspect, type ManifestEntry, manifestEntries } from '@bk/core';
+import {
+  type ComponentEntry,
+  componentSecrets,
+  describeSecret,
+  inspect,
+  type ManifestEntry,
+  manifestEntries,
+} from '@bk/core';
 import type { Command } from 'commander';
 import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
@@ -50,6 +57,13 @@ export function defineInspectCommand(
       if (manifest.parent) context.print(`  parent      ${manifest.parent}`);
       if (labels.length > 0) context.print(`  labels      ${labels.join(' ')}`);
       context.print(`  contents    ${formatEntries(entries)}, ${formatBytes(bytes)}`);
+      const holding = componentSecrets(manifest.components)
+        .filter((item) => item.secrets.captured.length > 0)
+        .map((item) => item.component);
+      if (holding.length > 0)
+        context.print(
+          `  secrets     held by ${holding.join(', ')}${manifest.encryption ? ' (encrypted)' : ': stored UNENCRYPTED, readable by anyone who can read the target'}`,
+        );
       context.print('  components');
       // The entries come as one stream in component order (read from the entry index of a
       // format-2 backup), never held whole.
@@ -66,6 +80,12 @@ export function defineInspectCommand(
           `    ${component.name}  (${component.kind})${version}  ${formatEntries(component.stats.entries)}  ${formatBytes(component.stats.bytes)}`,
         );
         for (const note of component.info.notCaptured ?? []) context.print(`      not captured: ${note}`);
+        for (const secret of component.info.secrets?.captured ?? [])
+          context.print(
+            `      secret${manifest.encryption ? '' : ' (stored unencrypted)'}: ${describeSecret(secret)}`,
+          );
+        for (const secret of component.info.secrets?.notCaptured ?? [])
+          context.print(`      secret not captured: ${describeSecret(secret)}`);
         while (listed && next && !next.done && next.value.component === component) {
           context.print(`      ${describeEntry(component.name, next.value.record)}`);
           next = await listed.next();

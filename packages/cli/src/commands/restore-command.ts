@@ -15,6 +15,7 @@ interface RestoreFlags {
   conflict: ConflictPolicy;
   to?: string;
   readConcurrency?: number;
+  force?: boolean;
 }
 
 /** Defines `bk restore [name|latest]`. */
@@ -39,6 +40,10 @@ export function defineRestoreCommand(
       parseReadConcurrency,
     )
     .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
+    .option(
+      '--force',
+      "restore although a component's server version was refused (another major, older than the backup) where a forced restore can work; warns",
+    )
     .action(async (name: string, flags: RestoreFlags, command: Command) => {
       const context = contextOf(command);
       const { storage, prefix, identities, manifest } = await resolveBackup(context, name, flags);
@@ -76,8 +81,16 @@ export function defineRestoreCommand(
         ...(flags.only ? { only: flags.only } : {}),
         ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
         ...(identities ? { identities } : {}),
+        ...(flags.force ? { force: true } : {}),
       });
-      context.printJson({ name: result.name, entries, bytes, skipped, components: result.components });
+      context.printJson({
+        name: result.name,
+        entries,
+        bytes,
+        skipped,
+        components: result.components,
+        preflight: result.preflight,
+      });
       context.print(
         `restored ${result.name}: ${formatEntries(entries)}, ${formatBytes(bytes)}${skipped ? `, ${skipped} skipped` : ''}`,
       );

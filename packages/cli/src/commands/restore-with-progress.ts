@@ -54,6 +54,8 @@ export interface RestoreRun {
   only?: string[];
   readConcurrency?: number;
   identities?: string[];
+  /** Restore although a component's preflight refused the target's version (`--force`). */
+  force?: boolean;
 }
 
 /** Totals over every component of a restore, as both commands print them. */
@@ -82,6 +84,7 @@ export async function restoreWithProgress(context: CommandContext, run: RestoreR
       ...(run.readConcurrency ? { readConcurrency: run.readConcurrency } : {}),
       ...(progress.listener ? { onProgress: progress.listener } : {}),
       ...(run.identities ? { identities: run.identities } : {}),
+      ...(run.force ? { force: true } : {}),
       signal: context.signal,
     });
   } finally {

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { checkAgeRecipients, encryptAge } from '../age.ts';
 import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../archive.ts';
+import { componentSecrets, describeSecret, recordSecretEntry } from '../component-secrets.ts';
 import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
-import type { OperationContext, Source, Storage } from '../contracts.ts';
+import type { BackupContext, ComponentInfo, OperationContext, Source, Storage } from '../contracts.ts';
 import { EntryIndexWriter } from '../entry-index.ts';
 import {
   AlreadyExistsError,
@@ -14,6 +15,7 @@ import {
   StorageError,
   throwIfAborted,
   toAbortedError,
+  UnencryptedSecretsError,
 } from '../errors.ts';
 import { digest, sha256Hex } from '../hash.ts';
 import {
@@ -69,6 +71,13 @@ export interface BackupOptions {
    * times, sizes and recipients in clear. Default: not encrypted.
    */
   encryption?: { recipients: string[] };
+  /**
+   * Refuse to store secrets unencrypted: without `encryption`, a component that declares secrets
+   * (`ComponentInfo.secrets.captured`) fails the run with `UnencryptedSecretsError` before anything
+   * is written, and one that yields an entry marked `secret` fails it then, with the run's objects
+   * removed. Default false: such a backup is stored with a `warning` progress event.
+   */
+  requireEncryption?: boolean;
   /** Chunk size for entries of unknown length; each costs this much memory. Default 8 MiB. */
   chunkSize?: number;
   /** The clock; the backup is named after its start in UTC. */
@@ -261,6 +270,38 @@ async function checkStored(
  * (a failed `fetch`, a refused socket) says nothing of which component failed: it is wrapped in a
  * `ComponentError` that names the component, keeping the original as `cause`.
  */
+/** The components whose secrets are captured, in the words of `UnencryptedSecretsError`. */
+function holdingSecrets(components: { source: Source; info: ComponentInfo }[]) {
+  return componentSecrets(
+    components.map(({ source, info }) => ({ name: source.name, kind: source.kind, info })),
+  )
+    .filter((item) => item.secrets.captured.length > 0)
+    .map((item) => ({ name: item.component, secrets: item.secrets.captured.map(describeSecret) }));
+}
+
+/**
+ * `source` with its entries marked `secret` recorded in `info.secrets.captured`; with `refuse`,
+ * the first such entry throws `UnencryptedSecretsError` instead.
+ */
+function accountSecrets(source: Source, info: ComponentInfo, refuse: boolean): Source {
+  return {
+    kind: source.kind,
+    name: source.name,
+    describe: (context) => source.describe(context),
+    async *backup(context: BackupContext) {
+      for await (const entry of source.backup(context)) {
+        if (entry.secret && refuse) {
+          throw new UnencryptedSecretsError([
+            { name: source.name, secrets: [`${entry.secret.what} (${entry.path})`] },
+          ]);
+        }
+        recordSecretEntry(info, entry);
+        yield entry;
+      }
+    },
+  };
+}
+
 async function describeSource(source: Source, context: OperationContext) {
   try {
     return await source.describe(context);
@@ -298,7 +339,19 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const context = { signal: abort.signal, progress };
   try {
     const components: ArchiveComponent[] = [];
-    for (const source of selected) components.push({ source, info: await describeSource(source, context) });
+    for (const source of selected) {
+      const info = await describeSource(source, context);
+      // The runner adds entries marked secret to its own copy, never to the component's object.
+      const secrets = info.secrets && structuredClone(info.secrets);
+      components.push({ source, info: { ...info, ...(secrets ? { secrets } : {}) } });
+    }
+    const refuseSecrets = options.requireEncryption === true && recipients === undefined;
+    if (refuseSecrets) {
+      const holding = holdingSecrets(components);
+      if (holding.length > 0) throw new UnencryptedSecretsError(holding);
+    }
+    for (const component of components)
+      component.source = accountSecrets(component.source, component.info, refuseSecrets);
     const startedAt = (options.now ?? (() => new Date()))();
     const capabilities = storage.probeCapabilities
       ? await storage.probeCapabilities({ signal: abort.signal })
@@ -415,6 +468,15 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         throw overwritten(storage, wrong.key, wrong.what);
       }
       await storage.delete(lockKey).catch(() => {});
+      if (!recipients) {
+        for (const holding of holdingSecrets(components)) {
+          progress({
+            type: 'warning',
+            component: holding.name,
+            message: `stored unencrypted although it holds secrets: ${holding.secrets.join('; ')}. Anyone who can read ${storage.description} can read them; encrypt backups (--recipient age1… or encryption.recipients) and require it (--require-encryption).`,
+          });
+        }
+      }
       const entries = manifest.components.reduce((sum, component) => sum + component.stats.entries, 0);
       progress({
         type: 'backup-end',

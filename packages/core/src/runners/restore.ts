@@ -1,7 +1,21 @@
 import { type ArchivedEntry, readArchive } from '../archive.ts';
-import type { ConflictPolicy, Entry, RestoreReport, Restorer, Storage } from '../contracts.ts';
+import type {
+  ConflictPolicy,
+  Entry,
+  PreflightResult,
+  RestoreReport,
+  Restorer,
+  Storage,
+} from '../contracts.ts';
 import { manifestEntries } from '../entry-index.ts';
-import { BkError, ConfigError, throwIfAborted, toAbortedError } from '../errors.ts';
+import {
+  BkError,
+  ComponentError,
+  ConfigError,
+  throwIfAborted,
+  toAbortedError,
+  VersionMismatchError,
+} from '../errors.ts';
 import type { SidecarManifest } from '../manifest.ts';
 import { openForRead } from '../parallel-get.ts';
 import { ignoreProgress, type ProgressListener } from '../progress.ts';
@@ -44,6 +58,11 @@ export interface RestoreOptions {
    * reads the archive or writes anything.
    */
   identities?: readonly string[];
+  /**
+   * Restore although a component's preflight refused the target's version (a `warning` event
+   * says so), where the refusal is `forceable`; one that is not still throws. Default false.
+   */
+  force?: boolean;
   onProgress?: ProgressListener;
   signal?: AbortSignal;
 }
@@ -52,6 +71,8 @@ export interface RestoreResult {
   name: string;
   manifest: SidecarManifest;
   components: Record<string, RestoreReport>;
+  /** What each selected component's preflight found (the target's version), by component name. */
+  preflight: Record<string, PreflightResult>;
   /** With `chain: true`: each link's result, oldest first (the last is this result's own). */
   chain?: RestoreResult[];
 }
@@ -60,7 +81,9 @@ export interface RestoreResult {
  * Streams a backup back into its components. Every entry is checked against the manifest as it
  * is read (size, sha256; a corrupt entry fails its body with an `IntegrityError` naming it),
  * and the whole archive is checked at the end. Components not selected are read and checked but
- * not restored. Versions are recorded in the manifest for restorers to check before they write.
+ * not restored. Before the archive is opened, every selected restorer's `preflight` compares the
+ * version the manifest recorded with the target's: a refusal throws `VersionMismatchError` (or,
+ * with `force` and a forceable refusal, becomes a `warning`) before anything is written.
  */
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (!options.chain) return restoreOne(options);
@@ -105,6 +128,50 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
         `Component "${component.name}" was backed up by kind "${component.kind}" but the restorer is "${restorer.kind}".`,
       );
     }
+  }
+  const preflight: Record<string, PreflightResult> = {};
+  for (const component of selected) {
+    const restorer = restorers.get(component.name)!;
+    if (!restorer.preflight) continue;
+    const recorded = {
+      name: component.name,
+      kind: component.kind,
+      version: component.version,
+      info: component.info,
+    };
+    let result: PreflightResult;
+    try {
+      result = await restorer.preflight({
+        signal: signal ?? new AbortController().signal,
+        progress,
+        backupName: manifest.name,
+        component: recorded,
+      });
+    } catch (error) {
+      if (BkError.isInstance(error) || signal?.aborted) throw error;
+      throw new ComponentError(
+        component.name,
+        `cannot read the target's version before restoring: ${(error as Error).message}`,
+        { cause: error, retryable: true },
+      );
+    }
+    preflight[component.name] = result;
+    const { refusal } = result;
+    if (!refusal) continue;
+    const details = {
+      component: component.name,
+      backup: manifest.name,
+      backupVersion: component.version,
+      targetVersion: result.targetVersion,
+      reason: refusal.reason,
+      forceable: refusal.forceable,
+    };
+    if (!options.force || !refusal.forceable) throw new VersionMismatchError(details);
+    progress({
+      type: 'warning',
+      component: component.name,
+      message: `restoring anyway (forced) from version ${component.version ?? 'unknown'} into ${result.targetVersion ?? 'unknown'}: ${refusal.reason}`,
+    });
   }
   const totalBytes = manifest.components.reduce((sum, component) => sum + component.stats.bytes, 0);
   progress({
@@ -204,5 +271,5 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
     await shared.return?.();
   }
   progress({ type: 'restore-end', backup: manifest.name, entries, bytes });
-  return { name: manifest.name, manifest, components: reports };
+  return { name: manifest.name, manifest, components: reports, preflight };
 }
