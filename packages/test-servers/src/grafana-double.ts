@@ -74,11 +74,13 @@ const DEFAULT_POLICY = {
 };
 
 class HttpFailure extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: Record<string, unknown>,
-  ) {
+  // Plain fields, not parameter properties: benchmarks import this package with Node's type stripping.
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+  constructor(status: number, body: Record<string, unknown>) {
     super(String(body.message));
+    this.status = status;
+    this.body = body;
   }
 }
 
