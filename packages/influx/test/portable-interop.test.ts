@@ -117,6 +117,27 @@ describe('portable backup/restore interop with influxd 1.6.7', () => {
     deepStrictEqual(await counts(target, 'via_cli'), expected);
   });
 
+  it('writes each shard as gzip members compressed in parallel, which gzip -t accepts, and stops cleanly midway', async () => {
+    const directory = await mkdtemp(join(scratch, 'members-'));
+    const names = await writeEntries(
+      portableBackup({ rpcAddress: source.rpcAddress, database: 'metrics', compressionWorkers: 2 }),
+      directory,
+    );
+    for (const name of names.filter((file) => file.endsWith('.tar.gz'))) {
+      await run('gzip', ['-t', join(directory, name)]);
+      const listed = await run('tar', ['-tzf', join(directory, name)]);
+      ok(/metrics\/autogen\/\d+\/\d+-\d+\.tsm/.test(listed.stdout), listed.stdout);
+    }
+    // A consumer that stops after the first shard: the next shard, already requested, is let go.
+    for await (const entry of portableBackup({ rpcAddress: source.rpcAddress, database: 'metrics' })) {
+      if (entry.path.endsWith('.tar.gz')) {
+        await collect(entry.body!);
+        break;
+      }
+    }
+    deepStrictEqual(await counts(source, 'metrics'), expected);
+  });
+
   it('B: a directory the real `influxd backup -portable` wrote restores through portableRestore', async () => {
     const directory = join(scratch, 'cli-backup');
     await run('influxd', ['backup', '-portable', '-host', source.rpcAddress, '-db', 'metrics', directory]);
