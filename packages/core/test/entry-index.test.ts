@@ -241,3 +241,25 @@ describe('EntryTree past the paths it holds', () => {
     expect(tree.add('b', 'file')).toBeUndefined();
   });
 });
+
+describe('EntryTree while it holds paths', () => {
+  it('finds repeats and entries under files among many paths, non-ASCII and deep ones too', () => {
+    const tree = new EntryTree();
+    const deep = Array.from({ length: 80 }, (_, index) => `d${index}`);
+    for (let depth = 1; depth <= deep.length; depth += 1)
+      expect(tree.add(deep.slice(0, depth).join('/'), 'directory')).toBeUndefined();
+    expect(tree.add(`${deep.join('/')}/été`, 'file')).toBeUndefined();
+    expect(tree.add(`${deep.join('/')}/été/x`, 'file')).toMatch(/lies under ".*\/été", which is a file/);
+    // Unsorted, so every path stays held.
+    for (let index = 5000; index > 0; index -= 1)
+      expect(tree.add(`z/${index}/ü${index}`, index % 2 === 0 ? 'file' : 'symlink')).toBeUndefined();
+    expect(tree.add('z/4321/ü4321', 'file')).toMatch(/appears twice/);
+    expect(tree.add('z/4321/ü4321/a', 'file')).toMatch(
+      /lies under "z\/4321\/ü4321", which is a symbolic link/,
+    );
+    expect(tree.add('z/4322/ü4322/a', 'file')).toMatch(/lies under "z\/4322\/ü4322", which is a file/);
+    expect(tree.add('z/4321', 'file')).toMatch(/is a file, yet other entries lie under it/);
+    expect(tree.add('z/4321/other', 'file')).toBeUndefined();
+    expect(tree.add('d0', 'directory')).toMatch(/appears twice/);
+  });
+});
