@@ -86,6 +86,9 @@ export const CLUSTER_ENTRY = 'cluster.json';
 export const GROUPS_ENTRY = 'groups.json';
 /** The prefix of record chunks: `records/<topic>/<partition>/<first offset, 20 digits>.ndjson`. */
 export const RECORDS_PREFIX = 'records/';
+/** Largest timestamp delta (ms) within one produced batch: about 24.8 days. */
+const MAX_DELTA = 2n ** 31n;
+
 /** The layout version of `cluster.json`, `groups.json` and the chunks. */
 export const FORMAT_VERSION = 1;
 
@@ -867,7 +870,13 @@ export class KafkaComponent implements Component {
           if (skippedTopics.has(target)) continue;
           const record = decodeRecord(line, `${entry.path} line ${lineNumber}`, this.name);
           const size = (record.key?.length ?? 0) + (record.value?.length ?? 0) + 64;
-          if (pending.length > 0 && pendingBytes + size > produceBytes) await flush();
+          // A batch holds its records' timestamps as deltas from the first one. @platformatic/kafka
+          // (dynamic-buffer 0.3.1) encodes a delta of 2^31 ms or more wrongly, so a batch never spans that.
+          const first = pending[0]?.record.timestamp;
+          const far =
+            first !== undefined &&
+            (record.timestamp - first >= MAX_DELTA || first - record.timestamp >= MAX_DELTA);
+          if (pending.length > 0 && (pendingBytes + size > produceBytes || far)) await flush();
           pending.push({ record, target });
           pendingBytes += size;
         }
