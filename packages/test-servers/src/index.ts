@@ -31,5 +31,6 @@ export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor }
 export * from './prometheus.ts';
 export * from './rabbitmq.ts';
 export { type S3rverServer, startS3rver } from './s3rver.ts';
+export { type SshdServer, startSshd } from './sshd.ts';
 export { type SwiftServer, startSwift } from './swift.ts';
 export * from './zookeeper.ts';
