@@ -558,6 +558,18 @@ export class KubernetesResources implements Component {
         selectiveRestore: false,
       },
       notCaptured: [...NOT_CAPTURED],
+      secrets: {
+        captured: plan.types.some((type) => type.groupResource === 'secrets')
+          ? [
+              {
+                kind: 'kubernetes-secrets',
+                what: `Secret objects of namespace${plan.namespaces.length === 1 ? '' : 's'} ${plan.namespaces.join(', ')} (values base64, not encrypted)`,
+                paths: ['resources/secrets/**'],
+              },
+            ]
+          : [],
+        notCaptured: [],
+      },
       details: {
         format:
           'one JSON object per entry: resources/<group.resource>/namespaces/<ns>/<name>.json, resources/<group.resource>/cluster/<name>.json',

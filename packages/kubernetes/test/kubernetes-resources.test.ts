@@ -290,6 +290,7 @@ describe(`KubernetesResources against ${realKubeconfig ? 'the cluster of BK_TEST
     );
     ok(sequence.every((index) => index >= 0));
     strictEqual(info.details?.holdsSecrets, true);
+    strictEqual(info.secrets?.captured[0]?.kind, 'kubernetes-secrets');
     deepStrictEqual(info.details?.namespaces, [BLOG, SHOP]);
     ok(String(info.version).startsWith('v1.'));
     deepStrictEqual(RESTORE_ORDER.slice(0, 2), [

@@ -19,6 +19,8 @@ import {
   throwIfAborted,
   UnsafePathError,
 } from '@bk/core';
+import { SECRET_FILES } from '@bk/files';
+import picomatch from 'picomatch';
 import type { SFTPWrapper, Stats } from 'ssh2';
 import { SshSession, type SshTarget } from './ssh-session.ts';
 
@@ -88,6 +90,18 @@ async function lstatOrUndefined(sftp: SFTPWrapper, path: string): Promise<Stats 
     if (isMissing(error)) return undefined;
     throw error;
   }
+}
+
+const SECRET_MATCHERS = SECRET_FILES.map(({ kind, what, globs }) => ({
+  kind,
+  what,
+  matches: picomatch(globs, { dot: true }),
+}));
+
+/** The secret a file holds by its name (a private key, a kubeconfig, …), as `@bk/files` judges it. */
+function secretOf(path: string): Entry['secret'] {
+  const found = SECRET_MATCHERS.find((item) => item.matches(path.replace(/^\/+/, '')));
+  return found ? { kind: found.kind, what: found.what } : undefined;
 }
 
 /** A remote file's bytes; returns only once its handle is closed, so closing the session loses nothing. */
@@ -252,6 +266,7 @@ export class SshComponent implements Component {
         size: stats.size,
         ...common,
         body: readRemote(sftp, path),
+        ...(secretOf(path) === undefined ? {} : { secret: secretOf(path) }),
       };
     }
   }

@@ -64,6 +64,9 @@ describe('SshComponent against a real OpenSSH server', () => {
     const result = await backup({ storage, components: [component] });
     const info = result.manifest.components[0]!.info;
     ok(info.notCaptured?.some((item) => item.includes('absent.conf')));
+    // Private keys are recorded as secrets by their names, as @bk/files does.
+    const secretPaths = info.secrets?.captured.flatMap((note) => note.paths ?? []) ?? [];
+    ok(secretPaths.includes(`files${root}/etc/kubernetes/pki/ca.key`), JSON.stringify(info.secrets));
     const paths = (await recordedEntries(storage, result.manifest, 'master')).map((entry) => entry.path);
     for (const path of [
       'admin.conf',

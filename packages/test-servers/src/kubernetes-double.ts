@@ -333,14 +333,16 @@ const BUILT_IN: ResourceType[] = [
 const INITIAL_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 const NAME_PATTERN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
+// Plain fields, no parameter properties: benchmarks load this file through Node's type stripping.
 class ApiFailure extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: string,
-    message: string,
-    readonly details: Json = {},
-  ) {
+  readonly code: number;
+  readonly reason: string;
+  readonly details: Json;
+  constructor(code: number, reason: string, message: string, details: Json = {}) {
     super(message);
+    this.code = code;
+    this.reason = reason;
+    this.details = details;
   }
 }
 
