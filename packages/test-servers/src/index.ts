@@ -25,6 +25,7 @@ export {
 } from './http-proxy.ts';
 export { type InfluxdServer, startInfluxd } from './influxd.ts';
 export { type KafkaDouble, type KafkaDoubleOptions, startKafkaDouble } from './kafka-double.ts';
+export { type KibanaDouble, type KibanaDoubleOptions, startKibanaDouble } from './kibana-double.ts';
 export { type KubernetesDouble, startKubernetesDouble } from './kubernetes-double.ts';
 export { type PostgresServer, type StartPostgresOptions, startPostgres } from './postgres.ts';
 export { freePort, listenOnFreePort, type ServerProcess, startProcess, waitFor } from './process.ts';
