@@ -79,14 +79,25 @@ interface Hit {
 }
 
 class EsFailure extends Error {
+  // Plain fields, not parameter properties: benchmarks import this package with Node's type stripping.
+  readonly status: number;
+  readonly type: string;
+  readonly reason: string;
+  readonly extra: Record<string, unknown>;
+  readonly headers: Record<string, string>;
   constructor(
-    readonly status: number,
-    readonly type: string,
-    readonly reason: string,
-    readonly extra: Record<string, unknown> = {},
-    readonly headers: Record<string, string> = {},
+    status: number,
+    type: string,
+    reason: string,
+    extra: Record<string, unknown> = {},
+    headers: Record<string, string> = {},
   ) {
     super(reason);
+    this.status = status;
+    this.type = type;
+    this.reason = reason;
+    this.extra = extra;
+    this.headers = headers;
   }
 }
 

@@ -70,11 +70,11 @@ interface SavedObject {
 }
 
 class KibanaFailure extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
+  // A plain field, not a parameter property: benchmarks import this package with Node's type stripping.
+  readonly status: number;
+  constructor(status: number, message: string) {
     super(message);
+    this.status = status;
   }
 }
 
