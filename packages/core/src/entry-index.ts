@@ -172,7 +172,9 @@ export async function* manifestEntries(
         what: `the entry index of backup "${manifest.name}"`,
       })
     : stored.stream;
-  for await (const line of lines(gunzip(compressed))) {
+  // 64 KiB of text at a time: a larger piece decodes into a string in V8's large-object space,
+  // which only a full collection frees (megabytes of them pile up over an index of many entries).
+  for await (const line of lines(gunzip(compressed, { chunkSize: 64 * 1024 }))) {
     number += 1;
     let value: unknown;
     try {

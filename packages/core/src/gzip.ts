@@ -46,10 +46,13 @@ export function gzip(source: ByteStream, options: GzipOptions = {}): ByteStream 
 /**
  * Decompresses gzip, including multi-member files (independent members concatenated, as
  * `pigz` and bk's parallel compressor write). Corrupt or truncated input fails with an
- * `IntegrityError`.
+ * `IntegrityError`. `chunkSize`: the size of the pieces it yields, default 1 MiB.
  */
-export function gunzip(source: ByteStream): ByteStream {
-  return corruptAsIntegrityError(transform(source, createGunzip({ chunkSize: 1024 * 1024 })), 'gzip');
+export function gunzip(source: ByteStream, options: { chunkSize?: number } = {}): ByteStream {
+  return corruptAsIntegrityError(
+    transform(source, createGunzip({ chunkSize: options.chunkSize ?? 1024 * 1024 })),
+    'gzip',
+  );
 }
 
 /**
