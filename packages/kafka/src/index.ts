@@ -7,6 +7,7 @@ export {
   fromConfig,
   GROUPS_ENTRY,
   type GroupRecord,
+  incrementalFrom,
   KafkaComponent,
   type KafkaOptions,
   kafka,
@@ -14,7 +15,7 @@ export {
   RECORDS_PREFIX,
   type TopicRecord,
 } from './kafka-component.ts';
-export { OffsetTranslation } from './offset-translation.ts';
+export { type OffsetRun, OffsetTranslation, translateThroughRuns } from './offset-translation.ts';
 export {
   decodeRecord,
   encodeRecord,

@@ -10,6 +10,7 @@ import {
   collect,
   type Entry,
   isRecord,
+  type Manifest,
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
@@ -25,7 +26,7 @@ import {
   type MessageToProduce,
   Producer,
 } from '@platformatic/kafka';
-import { OffsetTranslation } from './offset-translation.ts';
+import { type OffsetRun, OffsetTranslation, translateThroughRuns } from './offset-translation.ts';
 import { decodeRecord, encodeRecord, linesOf, type PartitionRecord } from './record-chunks.ts';
 
 /**
@@ -62,6 +63,12 @@ export interface KafkaOptions {
   produceBytes?: number;
   /** Timeout of one request in milliseconds; default 30 000. */
   timeoutMs?: number;
+  /**
+   * Back up only the records after a parent backup's cut: `from` maps topic → partition → the
+   * parent's end offset (see {@link incrementalFrom}). Topics and partitions the parent did not
+   * have are backed up whole; metadata and group offsets are always complete.
+   */
+  incremental?: { from: Record<string, Record<string, string>> };
 }
 
 const CONFIG_FIELDS = [
@@ -78,6 +85,7 @@ const CONFIG_FIELDS = [
   'chunkBytes',
   'produceBytes',
   'timeoutMs',
+  'incremental',
 ];
 
 /** The cluster's topics, configs and per-partition cut. */
@@ -108,6 +116,12 @@ export interface PartitionCut {
   logStartOffset: string;
   /** The last stable offset (high watermark when no transaction is open) read at the start: records below it are backed up. */
   endOffset: string;
+  /** Where this backup's records start: the log start, or in an incremental the parent's end (or the log start when retention passed it). */
+  startOffset: string;
+  /** In an incremental: the parent's end offset for this partition, when the parent had it. */
+  parentEndOffset?: string;
+  /** In an incremental: offsets `[first, last]` deleted by retention after the parent's cut, never backed up. */
+  lost?: [string, string];
 }
 
 /** A topic as `cluster.json` records it. */
@@ -123,6 +137,8 @@ export interface TopicRecord {
 /** `cluster.json`. */
 export interface ClusterRecord {
   format: number;
+  /** Whether the records start at a parent backup's cut. */
+  incremental: boolean;
   clusterId: string | null;
   brokers: number;
   topics: TopicRecord[];
@@ -204,6 +220,11 @@ export class KafkaComponent implements Component {
   readonly options: Readonly<KafkaOptions>;
   readonly #pattern: RegExp | undefined;
   #plan: Plan | undefined;
+  /**
+   * What earlier restores by this instance wrote, per target partition: the old→new runs, so a
+   * later link of an incremental chain translates offsets that point into an earlier link.
+   */
+  readonly #restoredRuns = new Map<string, OffsetRun[]>();
 
   /**
    * Validates the options; opens no connection.
@@ -252,6 +273,20 @@ export class KafkaComponent implements Component {
     positiveInteger(options.chunkBytes, 'chunkBytes', context);
     positiveInteger(options.produceBytes, 'produceBytes', context);
     positiveInteger(options.timeoutMs, 'timeoutMs', context);
+    if (options.incremental !== undefined) {
+      const from = isRecord(options.incremental) ? options.incremental.from : undefined;
+      if (
+        !isRecord(from) ||
+        !Object.values(from).every(
+          (partitions) =>
+            isRecord(partitions) &&
+            Object.values(partitions).every((offset) => typeof offset === 'string' && /^\d+$/.test(offset)),
+        )
+      )
+        throw new ConfigError(
+          `${context}: "incremental.from" must map topic → partition → offset (see incrementalFrom()).`,
+        );
+    }
     this.name = name;
     this.#pattern = pattern;
     this.options = { ...options, name };
@@ -402,16 +437,40 @@ export class KafkaComponent implements Component {
         partitions: described?.partitionsCount ?? 0,
         replicationFactor: described?.partitions[0]?.replicas.length ?? 1,
         configs: overrides,
-        cut: partitionsOf(name).map((partition) => ({
-          partition,
-          logStartOffset: offsetOf(starts, name, partition).toString(),
-          endOffset: offsetOf(ends, name, partition).toString(),
-        })),
+        cut: partitionsOf(name).map((partition) => {
+          const logStart = offsetOf(starts, name, partition);
+          const end = offsetOf(ends, name, partition);
+          const parentEnd = this.options.incremental?.from[name]?.[String(partition)];
+          if (parentEnd === undefined)
+            return {
+              partition,
+              logStartOffset: logStart.toString(),
+              endOffset: end.toString(),
+              startOffset: logStart.toString(),
+            };
+          const parent = BigInt(parentEnd);
+          if (parent > end)
+            throw new ConfigError(
+              `kafka component "${this.name}": ${name}[${partition}] ends at ${end}, before the parent backup's cut ${parent}; the topic was recreated or truncated. Take a full backup to start a new chain.`,
+            );
+          const start = parent > logStart ? parent : logStart;
+          return {
+            partition,
+            logStartOffset: logStart.toString(),
+            endOffset: end.toString(),
+            startOffset: start.toString(),
+            parentEndOffset: parentEnd,
+            ...(logStart > parent
+              ? { lost: [parent.toString(), (logStart - 1n).toString()] as [string, string] }
+              : {}),
+          };
+        }),
       };
     });
     return {
       cluster: {
         format: FORMAT_VERSION,
+        incremental: this.options.incremental !== undefined,
         clusterId: metadata.id ?? null,
         brokers: metadata.brokers.size,
         topics,
@@ -443,10 +502,15 @@ export class KafkaComponent implements Component {
     this.#plan = plan;
     let records = 0n;
     for (const topic of plan.cluster.topics)
-      for (const cut of topic.cut) records += BigInt(cut.endOffset) - BigInt(cut.logStartOffset);
+      for (const cut of topic.cut) records += BigInt(cut.endOffset) - BigInt(cut.startOffset);
+    const lost = plan.cluster.topics.flatMap((topic) =>
+      topic.cut
+        .filter((cut) => cut.lost)
+        .map((cut) => `${topic.name}[${cut.partition}] offsets ${cut.lost![0]}–${cut.lost![1]}`),
+    );
     return {
       capabilities: {
-        incremental: false,
+        incremental: true,
         pointInTime: false,
         consistentSnapshot: false,
         restoreIntoExisting: true,
@@ -457,9 +521,16 @@ export class KafkaComponent implements Component {
         ...(plan.groupsOutside.length > 0
           ? [`committed offsets for topics outside the selection: ${plan.groupsOutside.join(', ')}`]
           : []),
+        ...(lost.length > 0
+          ? [
+              `records deleted by retention after the parent backup's cut, never backed up: ${lost.join(', ')}`,
+            ]
+          : []),
       ],
       details: {
         format: `bk kafka v${FORMAT_VERSION}: ${CLUSTER_ENTRY}, ${GROUPS_ENTRY}, NDJSON record chunks under ${RECORDS_PREFIX}<topic>/<partition>/`,
+        incremental: plan.cluster.incremental,
+        ...(lost.length > 0 ? { lost } : {}),
         clusterId: plan.cluster.clusterId,
         brokers: plan.cluster.brokers,
         topics: plan.cluster.topics.map((topic) => ({
@@ -517,7 +588,7 @@ export class KafkaComponent implements Component {
     signal: AbortSignal,
   ): AsyncIterable<PartitionRecord> {
     const end = BigInt(cut.endOffset);
-    let next = BigInt(cut.logStartOffset);
+    let next = BigInt(cut.startOffset);
     const fetchBytes = this.options.fetchBytes ?? 1024 * 1024;
     while (next < end) {
       throwIfAborted(signal);
@@ -908,6 +979,9 @@ export class KafkaComponent implements Component {
               ?.partitions.find((entry) => entry.partitionIndex === cut.partition)?.offset ??
             0n;
           translation.finish(end);
+          const runs = this.#restoredRuns.get(keyOf(target, cut.partition)) ?? [];
+          runs.push(...translation.kept);
+          this.#restoredRuns.set(keyOf(target, cut.partition), runs);
           (offsetMap[target] ??= {})[cut.partition] = {
             records: translation.records,
             runs: translation.runs,
@@ -922,6 +996,7 @@ export class KafkaComponent implements Component {
         Record<string, Record<string, { from: string; to: string }>>
       > = {};
       const skippedGroupOffsets: string[] = [];
+      const approximated: string[] = [];
       for (const group of wantedGroups) {
         if (skippedGroups.has(group.groupId)) continue;
         const byTopic = new Map<string, { partition: number; offset: bigint }[]>();
@@ -933,7 +1008,23 @@ export class KafkaComponent implements Component {
           }
           const translation = translations.get(keyOf(entry.topic, entry.partition));
           if (!translation) continue;
-          const to = translation.translate(BigInt(entry.offset));
+          const committed = BigInt(entry.offset);
+          const start = BigInt(
+            cluster.topics
+              .find((topic) => topic.name === entry.topic)
+              ?.cut.find((cut) => cut.partition === entry.partition)?.startOffset ?? '0',
+          );
+          let to = translation.translate(committed);
+          if (committed < start) {
+            // The offset points into records an earlier backup of the chain holds.
+            const earlier = translateThroughRuns(
+              this.#restoredRuns.get(keyOf(target, entry.partition)) ?? [],
+              committed,
+            );
+            if (earlier !== undefined) to = earlier;
+            else if (cluster.incremental)
+              approximated.push(`${group.groupId}: ${target}[${entry.partition}] ${committed}→${to}`);
+          }
           if (!byTopic.has(target)) byTopic.set(target, []);
           byTopic.get(target)!.push({ partition: entry.partition, offset: to });
           ((committedGroups[group.groupId] ??= {})[target] ??= {})[entry.partition] = {
@@ -959,6 +1050,7 @@ export class KafkaComponent implements Component {
           ...(skippedTopics.size > 0 ? { topicsSkipped: [...skippedTopics] } : {}),
           ...(skippedGroups.size > 0 ? { groupsSkipped: [...skippedGroups] } : {}),
           ...(skippedGroupOffsets.length > 0 ? { groupOffsetsSkipped: skippedGroupOffsets } : {}),
+          ...(approximated.length > 0 ? { groupOffsetsBeforeThisLink: approximated } : {}),
           groupOffsets: committedGroups,
           offsetMap,
         },
@@ -993,6 +1085,36 @@ function jsonlessEntry(path: string, bytes: Buffer): Entry {
 
 function jsonEntry(path: string, value: unknown): Entry {
   return jsonlessEntry(path, Buffer.from(`${JSON.stringify(value, null, 2)}\n`));
+}
+
+/**
+ * Where the next incremental after `parent` starts: each partition's end offset that `parent`
+ * recorded for the kafka component `component` (default `kafka`). Pass it as
+ * `incremental: { from }` and `parent.name` as the core `backup({ parent })`.
+ *
+ * @example
+ * const parent = await inspect({ storage, name: 'latest' });
+ * await backup({
+ *   storage,
+ *   parent: parent.name,
+ *   components: [kafka({ brokers, incremental: { from: incrementalFrom(parent) } })],
+ * });
+ *
+ * @throws {ConfigError} when the parent has no such kafka component or recorded no cut.
+ */
+export function incrementalFrom(
+  parent: Manifest,
+  component = 'kafka',
+): Record<string, Record<string, string>> {
+  const recorded = parent.components.find((item) => item.name === component);
+  const topics = recorded?.info?.details?.topics;
+  if (recorded?.kind !== 'kafka' || !Array.isArray(topics))
+    throw new ConfigError(`Backup "${parent.name}" has no kafka component "${component}" to continue from.`);
+  const from: Record<string, Record<string, string>> = {};
+  for (const topic of topics as TopicRecord[]) {
+    from[topic.name] = Object.fromEntries(topic.cut.map((cut) => [String(cut.partition), cut.endOffset]));
+  }
+  return from;
 }
 
 /** Same as `new KafkaComponent(options)`. */

@@ -10,6 +10,25 @@
  * The map is kept as runs `[oldStart, newStart, count]` (a partition without gaps is one run);
  * only the committed offsets to translate are looked up, so memory does not grow with records.
  */
+/** Records at old offsets `old … old + count - 1` were restored at `new … new + count - 1`. */
+export interface OffsetRun {
+  old: bigint;
+  new: bigint;
+  count: bigint;
+}
+
+/**
+ * Translates `committed` through runs of an earlier restore: the new offset of the first record
+ * at or after it, or `undefined` when it is past every run.
+ */
+export function translateThroughRuns(runs: readonly OffsetRun[], committed: bigint): bigint | undefined {
+  for (const run of runs) {
+    if (committed < run.old) return run.new;
+    if (committed < run.old + run.count) return run.new + (committed - run.old);
+  }
+  return undefined;
+}
+
 export class OffsetTranslation {
   /** Committed offsets still waiting for the first record at or after them, ascending. */
   readonly #pending: bigint[];
@@ -17,12 +36,18 @@ export class OffsetTranslation {
   readonly runs: [oldStart: string, newStart: string, count: number][] = [];
   /** Whether `runs` stopped growing at `maxRuns`. */
   runsTruncated = false;
-  #last: { old: bigint; new: bigint; count: number; run?: [string, string, number] } | undefined;
+  /** Every run as numbers, for translating offsets of a later link of an incremental chain (up to `maxKept`). */
+  readonly kept: OffsetRun[] = [];
+  keptTruncated = false;
+  #last:
+    | { old: bigint; new: bigint; count: number; run?: [string, string, number]; kept?: OffsetRun }
+    | undefined;
   records = 0;
 
   constructor(
     committed: Iterable<bigint>,
     readonly maxRuns = 1_000,
+    readonly maxKept = 1_000_000,
   ) {
     this.#pending = [...new Set(committed)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
@@ -37,9 +62,14 @@ export class OffsetTranslation {
     if (last && oldOffset === last.old + BigInt(last.count) && newOffset === last.new + BigInt(last.count)) {
       last.count += 1;
       if (last.run) last.run[2] = last.count;
+      if (last.kept) last.kept.count = BigInt(last.count);
       return;
     }
     this.#last = { old: oldOffset, new: newOffset, count: 1 };
+    if (this.kept.length < this.maxKept) {
+      this.#last.kept = { old: oldOffset, new: newOffset, count: 1n };
+      this.kept.push(this.#last.kept);
+    } else this.keptTruncated = true;
     if (this.runs.length < this.maxRuns) {
       this.#last.run = [oldOffset.toString(), newOffset.toString(), 1];
       this.runs.push(this.#last.run);
