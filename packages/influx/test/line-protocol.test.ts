@@ -225,4 +225,47 @@ describe('exportLineProtocol → importLineProtocol', () => {
     // Round trip through gunzip to check the detector leaves plain input alone.
     expect(new TextDecoder().decode(await collect(gunzip(gzip(fromBytes(file)))))).toBe(file);
   });
+
+  it('cuts lines across any chunking, keeps batches within batchBytes and sends a longer line alone', async () => {
+    const long = `big,k=v s="${'x'.repeat(70_000)}" 1000000000000000000`;
+    const lines = [
+      ...Array.from(
+        { length: 3_000 },
+        (_, index) => `m,h=h${index % 7} v=${index}i ${1_000_000_000_000_000_000n + BigInt(index)}`,
+      ),
+      long,
+      'm,h=é v=-1i 999999999999999999',
+    ];
+    const text = `${lines.join('\r\n')}\n\n`;
+    const bytes = new TextEncoder().encode(text);
+    async function* pieces(): AsyncIterable<Uint8Array> {
+      // Uneven chunks: lines, the é and the \r\n all end up split between two chunks somewhere.
+      for (
+        let offset = 0, size = 1;
+        offset < bytes.byteLength;
+        offset += size, size = (size * 7 + 3) % 997 || 1
+      )
+        yield bytes.slice(offset, offset + size);
+    }
+    const result = await importLineProtocol(pieces(), {
+      httpUrl: second.httpUrl,
+      database: 'chunked',
+      createDatabase: true,
+      batchBytes: 64 * 1024,
+    });
+    expect(result.lines).toBe(3_002);
+    // 3,000 lines of ~40 bytes fit in two 64 KiB batches; the 70 kB line goes alone.
+    expect(result.batches).toBeGreaterThanOrEqual(3);
+    expect(await countOf(second, 'chunked', 'm')).toMatchObject({
+      results: [{ series: [{ values: [['1970-01-01T00:00:00Z', 3_001]] }] }],
+    });
+    const big = (await query(second, 'SELECT s FROM big', 'chunked')) as {
+      results: { series: { values: unknown[][] }[] }[];
+    };
+    expect(String(big.results[0]!.series[0]!.values[0]![1])).toBe('x'.repeat(70_000));
+    const accent = (await query(second, `SELECT v FROM m WHERE h = 'é'`, 'chunked')) as {
+      results: { series: { values: unknown[][] }[] }[];
+    };
+    expect(accent.results[0]!.series[0]!.values).toEqual([['2001-09-09T01:46:39.999999999Z', -1]]);
+  });
 });

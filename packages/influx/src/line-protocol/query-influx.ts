@@ -93,7 +93,11 @@ function parseDocument(line: string, query: string): ResultDocument {
 /** Fails with the server's message when the response status is not 2xx. */
 export async function checkResponse(response: Response, query: string): Promise<void> {
   if (response.ok) return;
-  const text = (await response.text().catch(() => '')).slice(0, 2000);
+  throw statusError(response.status, (await response.text().catch(() => '')).slice(0, 2000), query);
+}
+
+/** The error for a non-2xx status, with the server's message from its body (JSON `error` or text). */
+export function statusError(status: number, text: string, query: string): InfluxQueryError {
   let message = text.trim();
   try {
     const parsed = JSON.parse(text) as { error?: unknown };
@@ -101,14 +105,11 @@ export async function checkResponse(response: Response, query: string): Promise<
   } catch {
     // Not JSON: keep the text as it is.
   }
-  throw new InfluxQueryError(
-    `HTTP ${response.status} from InfluxDB for ${query}: ${message || '(no body)'}`,
-    {
-      query,
-      status: response.status,
-      retryable: response.status >= 500,
-    },
-  );
+  return new InfluxQueryError(`HTTP ${status} from InfluxDB for ${query}: ${message || '(no body)'}`, {
+    query,
+    status,
+    retryable: status >= 500,
+  });
 }
 
 /** Wraps a fetch failure: aborts stay aborts, anything else is a retryable connection error. */
