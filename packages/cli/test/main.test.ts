@@ -122,6 +122,7 @@ describe('main (in process)', () => {
           time: expect.any(String),
           size: made.json.size,
           key: `${made.json.name}.tar.gz`,
+          parent: null,
         },
       ],
     });
@@ -133,6 +134,7 @@ describe('main (in process)', () => {
     expect(pruned.json).toEqual({
       dryRun: false,
       kept: [made.json.name],
+      keptForChain: [],
       deleted: [],
       orphans: [],
       incomplete: [],
@@ -304,6 +306,7 @@ describe('main (in process)', () => {
     expect(dry.json).toEqual({
       dryRun: true,
       kept: ['backup_20261102_110000', 'backup_20261103_100000'],
+      keptForChain: [],
       deleted: ['backup_20261101_100000', 'backup_20261102_100000'],
       orphans: [],
       incomplete: [],

@@ -30,6 +30,8 @@ export function chunkName(archivePath: string, index: number): string {
 export interface ArchiveComponent {
   source: Source;
   info: ComponentInfo;
+  /** Recorded as `incremental: true`: the source holds only what changed since the backup's parent. */
+  incremental?: boolean;
 }
 
 /**
@@ -54,12 +56,13 @@ export async function* archiveRecords(
   chunkSize = DEFAULT_CHUNK_SIZE,
 ): AsyncIterable<TarRecordInput> {
   const { progress, signal } = context;
-  for (const { source, info } of components) {
+  for (const { source, info, incremental } of components) {
     const record: ManifestComponent = {
       name: source.name,
       kind: source.kind,
       ...(info.version === undefined ? {} : { version: info.version }),
       info,
+      ...(incremental ? { incremental: true } : {}),
       stats: { entries: 0, bytes: 0 },
     };
     manifest.components.push(record);

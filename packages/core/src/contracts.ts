@@ -1,3 +1,4 @@
+import type { ManifestEntry } from './manifest.ts';
 import type { ProgressListener } from './progress.ts';
 
 /** Bytes as they move through bk: any `AsyncIterable` of `Uint8Array` (a Node `Readable` is one). */
@@ -132,6 +133,19 @@ export interface RestoreContext extends OperationContext {
   conflict: ConflictPolicy;
 }
 
+/** Passed to {@link Source.incremental}: the backup an incremental builds on. */
+export interface IncrementalParent {
+  /** The parent backup's name, e.g. `backup_20261121_101500`. */
+  backupName: string;
+  /** The parent's record of this component (same name and kind). */
+  component: RestoreContext['component'];
+  /**
+   * The parent's recorded entries of this component, in archive order, read from storage on
+   * demand (the entry index of a format-2 backup), each checked as it is read.
+   */
+  entries(): AsyncIterable<ManifestEntry>;
+}
+
 /** Reads a data store and yields its entries. */
 export interface Source {
   /** The component's kind, e.g. `"files"`, `"influx"`. */
@@ -142,6 +156,14 @@ export interface Source {
   describe(context: OperationContext): Promise<ComponentInfo>;
   /** Yields every entry. Stop early by returning from the iterator; abort with the signal. */
   backup(context: BackupContext): AsyncIterable<Entry>;
+  /**
+   * Present on components that can back up only what changed since a parent backup: returns a
+   * source that does so (the component itself is left unchanged). `planIncremental` calls it
+   * with the newest backup holding the component. May be async to read the parent's entries.
+   *
+   * @throws {ConfigError} when the parent cannot be continued from (it recorded too little).
+   */
+  incremental?(parent: IncrementalParent): Source | Promise<Source>;
 }
 
 /** What a restore did. */

@@ -57,6 +57,7 @@ export type {
   EntryType,
   GetOptions,
   IncompleteUpload,
+  IncrementalParent,
   ObjectInfo,
   OperationContext,
   PreflightContext,
@@ -172,6 +173,12 @@ export {
   resolveName,
 } from './runners/catalog.ts';
 export { type ChainLink, type ResolveChainOptions, resolveChain } from './runners/chain.ts';
+export {
+  type IncrementalPlan,
+  type PlanIncrementalOptions,
+  planIncremental,
+  readParents,
+} from './runners/incremental.ts';
 export {
   type PruneOptions,
   type PruneResult,

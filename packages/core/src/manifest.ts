@@ -41,6 +41,11 @@ export interface ManifestComponent {
   kind: string;
   version?: string;
   info: ComponentInfo;
+  /**
+   * `true` when this component holds only what changed since the backup's `parent`: restoring it
+   * needs the parent's copy first (see `restore({ chain: true })`). Absent for a full copy.
+   */
+  incremental?: boolean;
   /** Format 1 only: every entry. Format 2 lists them in the entry index. */
   entries?: ManifestEntry[];
   stats: { entries: number; bytes: number };
@@ -276,6 +281,10 @@ export function validateManifest(value: unknown): Manifest {
     expectOptional(component.version, `${where}.version`, expectString);
     const info = expectObject(component.info, `${where}.info`);
     if (info.secrets !== undefined) validateSecrets(info.secrets, `${where}.info.secrets`);
+    if (component.incremental !== undefined && typeof component.incremental !== 'boolean')
+      fail(`${where}.incremental`, 'must be a boolean');
+    if (component.incremental === true && manifest.parent === null)
+      fail(`${where}.incremental`, 'needs the backup to have a parent');
     if (indexed) {
       if (component.entries !== undefined)
         fail(`${where}.entries`, 'must be absent: the entry index lists them');

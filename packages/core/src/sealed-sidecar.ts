@@ -23,6 +23,11 @@ export interface SealedSidecar {
   compression: 'gzip' | 'zstd';
   encryption: ManifestEncryption;
   archive: { key: string; size: number; sha256: string };
+  /**
+   * The backup this one builds on (`null` for none), so `bk prune` and `bk ls` can follow
+   * incremental chains without a key. Absent in sidecars sealed by older versions.
+   */
+  parent?: string | null;
   /** The full sidecar manifest (JSON), encrypted to `encryption.recipients`, base64. */
   sealed: string;
 }
@@ -42,6 +47,7 @@ export async function sealSidecar(sidecar: SidecarManifest): Promise<Uint8Array>
     compression: sidecar.compression,
     encryption,
     archive: sidecar.archive,
+    parent: sidecar.parent,
     sealed: sealed.toString('base64'),
   };
   return new TextEncoder().encode(`${JSON.stringify(summary, null, 2)}\n`);
@@ -106,6 +112,7 @@ export async function openSidecar(
     manifest.archive.key !== summary.archive.key ||
     manifest.archive.size !== summary.archive.size ||
     manifest.archive.sha256 !== summary.archive.sha256 ||
+    (summary.parent !== undefined && summary.parent !== manifest.parent) ||
     manifest.encryption === null
   )
     throw new ManifestError(

@@ -11,6 +11,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   type Entry,
   fetchWithDeadline,
+  type IncrementalParent,
   isRecord,
   type OperationContext,
   type RestoreContext,
@@ -229,6 +230,35 @@ export class InfluxComponent implements Component {
     }
     this.name = name;
     this.options = { ...options, name, host: rpc.host, rpcPort: rpc.port };
+  }
+
+  /**
+   * A copy of this component that backs up only the points written since `parent`'s window end
+   * (`incremental.since`), for `planIncremental` and `bk backup --incremental`.
+   *
+   * @throws {ConfigError} when `database` is not set, when the parent recorded no window (made
+   *   by an older bk) or covered another database or retention policy.
+   */
+  incremental(parent: IncrementalParent): InfluxComponent {
+    const where = `influx component "${this.name}"`;
+    if (this.options.database === undefined) {
+      throw new ConfigError(`${where}: an incremental backup needs "database".`);
+    }
+    const window = influxWindow(parent.component.info);
+    if (!window) {
+      throw new ConfigError(
+        `${where}: backup "${parent.backupName}" recorded no time window (made by an older bk); take a full backup (without --incremental) to start a chain.`,
+      );
+    }
+    const details = parent.component.info.details ?? {};
+    const database = details.database ?? null;
+    const retentionPolicy = details.retentionPolicy ?? null;
+    if (database !== this.options.database || retentionPolicy !== (this.options.retentionPolicy ?? null)) {
+      throw new ConfigError(
+        `${where}: backup "${parent.backupName}" covers database ${JSON.stringify(database)}, retention policy ${JSON.stringify(retentionPolicy)}, not the configured ones; take a full backup (without --incremental) to start a new chain.`,
+      );
+    }
+    return new InfluxComponent({ ...this.options, incremental: { since: window.end } });
   }
 
   /**

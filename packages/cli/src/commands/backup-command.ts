@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
-import { backup, ConfigError } from '@bk/core';
+import { backup, ConfigError, type IncrementalPlan, planIncremental } from '@bk/core';
 import type { Command } from 'commander';
-import { recipientsFrom } from '../age-keys.ts';
+import { IDENTITY_FLAG, identitiesFrom, recipientsFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import type { ComponentConfig } from '../load-config.ts';
@@ -24,6 +24,8 @@ interface BackupFlags {
   recipient?: string[];
   recipientsFile?: string[];
   requireEncryption?: boolean;
+  incremental?: boolean;
+  identity?: string[];
 }
 
 /** The name of the ad-hoc component `--path` creates. */
@@ -72,6 +74,15 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       '--require-encryption',
       "refuse to store a component's secrets (keys, password hashes, Kubernetes Secrets) unencrypted, before anything is written (default: the config's encryption.required)",
     )
+    .option(
+      '--incremental',
+      'components that can (influx, files) back up only what changed since the newest backup holding them, recorded as its parent; the first run takes a full backup',
+    )
+    .option(
+      IDENTITY_FLAG,
+      "with --incremental: age identity file to read an encrypted parent; repeatable (default: BK_AGE_IDENTITY, else the config's encryption.identityFile)",
+      collectValues,
+    )
     .action(async (flags: BackupFlags, command: Command) => {
       const context = contextOf(command);
       const recipients = await recipientsFrom(context, flags.recipient, flags.recipientsFile);
@@ -94,13 +105,42 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
         flags.requireEncryption === true || (await context.config()).encryption?.required === true;
       const components = await context.components(configs);
       const storage = await context.storage();
+      const prefix = await context.prefix();
+      let plan: IncrementalPlan | undefined;
+      if (flags.incremental) {
+        const identities = await identitiesFrom(context, flags.identity);
+        plan = await planIncremental({
+          storage,
+          components,
+          prefix,
+          ...(flags.only ? { only: flags.only } : {}),
+          ...(identities ? { identities } : {}),
+          signal: context.signal,
+        });
+        const capable = components
+          .filter((component) => typeof component.incremental === 'function')
+          .filter((component) => !flags.only || flags.only.includes(component.name))
+          .map((component) => component.name);
+        if (capable.length === 0) {
+          context.note('no selected component can back up incrementally: taking a full backup');
+        } else if (plan.parent === null) {
+          context.note(
+            `no backup in the target holds ${capable.join(', ')} yet: taking a full backup to start the chain`,
+          );
+        } else {
+          context.note(
+            `incremental on ${plan.parent}: ${plan.incrementalComponents.join(', ')}${plan.fullComponents.length > 0 ? `; in full: ${plan.fullComponents.join(', ')}` : ''}`,
+          );
+        }
+      }
       const progress = context.progress();
       let result: Awaited<ReturnType<typeof backup>>;
       try {
         result = await backup({
           storage,
-          components,
-          prefix: await context.prefix(),
+          components: plan?.components ?? components,
+          prefix,
+          ...(plan?.parent ? { parent: plan.parent, incrementalComponents: plan.incrementalComponents } : {}),
           ...(flags.only ? { only: flags.only } : {}),
           ...(flags.label ? { labels: flags.label } : {}),
           ...(flags.level ? { compressionLevel: flags.level } : {}),
@@ -124,12 +164,14 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
         size: result.size,
         sha256: result.sha256,
         encrypted: manifest.encryption !== null,
+        parent: manifest.parent,
         createdAt: manifest.createdAt,
         completedAt: manifest.completedAt,
         components: manifest.components.map((component) => ({
           name: component.name,
           kind: component.kind,
           ...(component.version === undefined ? {} : { version: component.version }),
+          incremental: component.incremental === true,
           entries: component.stats.entries,
           bytes: component.stats.bytes,
           ...(component.info.secrets ? { secrets: component.info.secrets } : {}),
@@ -138,6 +180,8 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
           manifest.encryption === null &&
           manifest.components.some((component) => (component.info.secrets?.captured.length ?? 0) > 0),
       });
-      context.print(`${result.name}  ${formatBytes(result.size)}  sha256 ${result.sha256}  ${location}`);
+      context.print(
+        `${result.name}  ${formatBytes(result.size)}  sha256 ${result.sha256}  ${location}${manifest.parent ? `  parent ${manifest.parent}` : ''}`,
+      );
     });
 }

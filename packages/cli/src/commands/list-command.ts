@@ -1,4 +1,4 @@
-import { list } from '@bk/core';
+import { list, readParents } from '@bk/core';
 import type { Command } from 'commander';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
@@ -11,6 +11,11 @@ export interface ListedBackup {
   /** Archive bytes; `null` when the archive object is missing. */
   size: number | null;
   key: string;
+  /**
+   * The backup this incremental builds on, `null` for a full backup; absent when it cannot be
+   * told (an encrypted backup sealed by a version that did not record it in clear).
+   */
+  parent?: string | null;
 }
 
 /** Defines `bk ls`. */
@@ -21,23 +26,37 @@ export function defineListCommand(program: Command, contextOf: (command: Command
     .description('list complete backups in the target, oldest first')
     .action(async (_flags: unknown, command: Command) => {
       const context = contextOf(command);
-      const backups = await list({
-        storage: await context.storage(),
-        prefix: await context.prefix(),
+      const storage = await context.storage();
+      const prefix = await context.prefix();
+      const backups = await list({ storage, prefix, signal: context.signal });
+      const parents = await readParents({
+        storage,
+        prefix,
+        names: backups.map((item) => item.name),
         signal: context.signal,
       });
-      const listed: ListedBackup[] = backups.map((item) => ({
-        name: item.name,
-        time: item.time.toISOString(),
-        size: item.size ?? null,
-        key: item.key,
-      }));
+      const listed: ListedBackup[] = backups.map((item) => {
+        const parent = parents.get(item.name);
+        return {
+          name: item.name,
+          time: item.time.toISOString(),
+          size: item.size ?? null,
+          key: item.key,
+          ...(parent === undefined ? {} : { parent }),
+        };
+      });
       context.printJson({ backups: listed });
       if (listed.length === 0) context.note(`no backups in ${await context.location('')}`);
       const width = Math.max(0, ...listed.map((item) => item.name.length));
       for (const item of listed) {
         const size = item.size === null ? 'archive missing' : formatBytes(item.size);
-        context.print(`${item.name.padEnd(width)}  ${item.time.replace('.000Z', 'Z')}  ${size}`);
+        const parent =
+          item.parent === undefined
+            ? '  parent unknown (encrypted)'
+            : item.parent === null
+              ? ''
+              : `  parent ${item.parent}`;
+        context.print(`${item.name.padEnd(width)}  ${item.time.replace('.000Z', 'Z')}  ${size}${parent}`);
       }
     });
 }

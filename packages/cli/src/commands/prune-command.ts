@@ -1,11 +1,13 @@
 import { prune, type RetentionPolicy } from '@bk/core';
 import type { Command } from 'commander';
+import { IDENTITY_FLAG, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
-import { parseCount, parseDuration } from '../option-parsers.ts';
+import { collectValues, parseCount, parseDuration } from '../option-parsers.ts';
 
 interface PruneFlags extends RetentionPolicy {
   dryRun?: boolean;
   leftoverAge?: number;
+  identity?: string[];
 }
 
 /** Defines `bk prune`. */
@@ -23,6 +25,11 @@ export function definePruneCommand(program: Command, contextOf: (command: Comman
       'remove leftovers of killed runs (locks, temp files, multipart uploads, segments) older than this, e.g. 24h, 30m, 0s',
       parseDuration,
     )
+    .option(
+      IDENTITY_FLAG,
+      'age identity file to read the parents of encrypted backups made by older versions; repeatable',
+      collectValues,
+    )
     .action(async (flags: PruneFlags, command: Command) => {
       const context = contextOf(command);
       const policy: RetentionPolicy = { ...(await context.config()).retention };
@@ -30,11 +37,13 @@ export function definePruneCommand(program: Command, contextOf: (command: Comman
         if (flags[field] !== undefined) policy[field] = flags[field];
       }
       const dryRun = flags.dryRun === true;
+      const identities = await identitiesFrom(context, flags.identity);
       const result = await prune({
         storage: await context.storage(),
         prefix: await context.prefix(),
         ...policy,
         dryRun,
+        ...(identities ? { identities } : {}),
         ...(flags.leftoverAge === undefined ? {} : { orphanAgeMs: flags.leftoverAge }),
         signal: context.signal,
       });
@@ -44,6 +53,10 @@ export function definePruneCommand(program: Command, contextOf: (command: Comman
       for (const key of result.orphans) context.print(`${verb} leftover ${key}`);
       for (const item of result.incomplete) context.print(`${verb} incomplete ${item.kind} ${item.location}`);
       for (const note of result.notes) context.print(`note: ${note}`);
-      for (const name of result.kept) context.print(`kept ${name}`);
+      const neededBy = new Map(result.keptForChain.map((item) => [item.name, item.neededBy]));
+      for (const name of result.kept) {
+        const by = neededBy.get(name);
+        context.print(by === undefined ? `kept ${name}` : `kept ${name} (incremental ${by} builds on it)`);
+      }
     });
 }

@@ -16,6 +16,7 @@ interface RestoreFlags {
   to?: string;
   readConcurrency?: number;
   force?: boolean;
+  chain: boolean;
 }
 
 /** Defines `bk restore [name|latest]`. */
@@ -38,6 +39,10 @@ export function defineRestoreCommand(
       '--read-concurrency <n>',
       'ranged requests in flight on a remote store (default 4; memory (n + 1) × 3 MiB; 1 reads one stream)',
       parseReadConcurrency,
+    )
+    .option(
+      '--no-chain',
+      'restore only the named backup, not the incremental chain it builds on (by default its parents are restored first, oldest first)',
     )
     .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
     .option(
@@ -82,7 +87,9 @@ export function defineRestoreCommand(
         ...(flags.readConcurrency ? { readConcurrency: flags.readConcurrency } : {}),
         ...(identities ? { identities } : {}),
         ...(flags.force ? { force: true } : {}),
+        chain: flags.chain && manifest.parent !== null,
       });
+      const links = result.chain ?? [result];
       context.printJson({
         name: result.name,
         entries,
@@ -90,7 +97,13 @@ export function defineRestoreCommand(
         skipped,
         components: result.components,
         preflight: result.preflight,
+        chain: links.map((link) => ({ name: link.name, components: link.components })),
       });
+      if (links.length > 1) {
+        for (const link of links.slice(0, -1)) {
+          context.print(`restored ${link.name} (chain link): ${Object.keys(link.components).join(', ')}`);
+        }
+      }
       context.print(
         `restored ${result.name}: ${formatEntries(entries)}, ${formatBytes(bytes)}${skipped ? `, ${skipped} skipped` : ''}`,
       );

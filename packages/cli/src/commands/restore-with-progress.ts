@@ -56,6 +56,8 @@ export interface RestoreRun {
   identities?: string[];
   /** Restore although a component's preflight refused the target's version (`--force`). */
   force?: boolean;
+  /** Restore the incremental chain that ends at `name` (see core `restore`'s `chain`). */
+  chain?: boolean;
 }
 
 /** Totals over every component of a restore, as both commands print them. */
@@ -85,12 +87,13 @@ export async function restoreWithProgress(context: CommandContext, run: RestoreR
       ...(progress.listener ? { onProgress: progress.listener } : {}),
       ...(run.identities ? { identities: run.identities } : {}),
       ...(run.force ? { force: true } : {}),
+      ...(run.chain ? { chain: true } : {}),
       signal: context.signal,
     });
   } finally {
     progress.finish();
   }
-  const reports = Object.values(result.components);
+  const reports = (result.chain ?? [result]).flatMap((link) => Object.values(link.components));
   return {
     result,
     entries: reports.reduce((sum, report) => sum + report.entries, 0),

@@ -53,8 +53,14 @@ export interface BackupOptions {
   /** Key prefix in the storage, e.g. `"nightly"`. */
   prefix?: string;
   labels?: Record<string, string>;
-  /** The backup this one builds on (incremental chains). */
+  /** The backup this one builds on (incremental chains); see `planIncremental`. */
   parent?: string;
+  /**
+   * Components (by name) that hold only what changed since `parent`, recorded as
+   * `incremental: true` in the manifest so a chain restore knows to restore the parent's copy
+   * first; needs `parent`. `planIncremental` returns this list.
+   */
+  incrementalComponents?: readonly string[];
   /** `gzip` (default, `.tar.gz`) or `zstd` (`.tar.zst`, Node 22.15+). */
   compression?: CompressionFormat;
   /** gzip 0–9 (default 6) or zstd 1–19 (default 3). */
@@ -333,6 +339,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   if (recipients?.length === 0)
     throw new ConfigError('Encryption needs at least one recipient (an age1… public key).');
   if (selected.length === 0) throw new ConfigError('Nothing to back up: no components are configured.');
+  const incremental = new Set(options.incrementalComponents ?? []);
+  if (incremental.size > 0 && options.parent === undefined)
+    throw new ConfigError('"incrementalComponents" needs "parent": the backup they build on.');
   const abort = new AbortController();
   const onAbort = () => abort.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -343,7 +352,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       const info = await describeSource(source, context);
       // The runner adds entries marked secret to its own copy, never to the component's object.
       const secrets = info.secrets && structuredClone(info.secrets);
-      components.push({ source, info: { ...info, ...(secrets ? { secrets } : {}) } });
+      components.push({
+        source,
+        info: { ...info, ...(secrets ? { secrets } : {}) },
+        ...(incremental.has(source.name) ? { incremental: true } : {}),
+      });
     }
     const refuseSecrets = options.requireEncryption === true && recipients === undefined;
     if (refuseSecrets) {

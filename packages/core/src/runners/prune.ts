@@ -2,6 +2,7 @@ import type { IncompleteUpload, Storage } from '../contracts.ts';
 import { ConfigError, throwIfAborted } from '../errors.ts';
 import { joinKey } from '../naming.ts';
 import { type CatalogItem, catalog } from './catalog.ts';
+import { readParents } from './incremental.ts';
 
 export interface RetentionPolicy {
   /** Keep the N newest backups. */
@@ -25,6 +26,11 @@ export interface PruneOptions extends RetentionPolicy {
    * orphaned segments). Default 24 hours; younger ones may belong to a backup still running.
    */
   orphanAgeMs?: number;
+  /**
+   * Secret keys to read the parent of an encrypted backup sealed by a version that did not
+   * record it in clear; without one, every backup older than such a backup is kept.
+   */
+  identities?: readonly string[];
   now?: () => Date;
   signal?: AbortSignal;
 }
@@ -32,6 +38,11 @@ export interface PruneOptions extends RetentionPolicy {
 export interface PruneResult {
   /** Backups kept, oldest first. */
   kept: string[];
+  /**
+   * Backups the policy alone would delete but that a kept incremental builds on (directly or
+   * through other links), oldest first, each with the kept backup that needs it: kept too.
+   */
+  keptForChain: Array<{ name: string; neededBy: string }>;
   /** Backups deleted (or, with `dryRun`, to be deleted), oldest first. */
   deleted: string[];
   /** Keys of leftovers from interrupted runs that were removed (locks, archives without a sidecar). */
@@ -109,6 +120,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   const items = await catalog({ storage, prefix: options.prefix, signal });
   const complete = items.filter((item) => item.sidecar).reverse();
   const kept = selectKept(complete, policy);
+  const { keptForChain, notes: chainNotes } = await keepChains(options, complete, kept);
   const doomed = complete.filter((item) => !kept.has(item.name));
   const now = (options.now ?? (() => new Date()))().getTime();
   const orphanAge = options.orphanAgeMs ?? 24 * 60 * 60 * 1000;
@@ -136,10 +148,11 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
       .filter((item) => kept.has(item.name))
       .map((item) => item.name)
       .reverse(),
+    keptForChain,
     deleted: doomed.map((item) => item.name).reverse(),
     orphans,
     incomplete: incomplete.removed,
-    notes: incomplete.notes,
+    notes: [...chainNotes, ...incomplete.notes],
   };
 }
 
@@ -148,4 +161,64 @@ async function deleteBackup(storage: Storage, item: CatalogItem, signal?: AbortS
   if (item.archive) await storage.delete(item.archive.key, { signal });
   if (item.index) await storage.delete(item.index.key, { signal });
   if (item.lock) await storage.delete(item.lock.key, { signal });
+}
+
+/**
+ * Adds to `kept` every backup a kept one builds on, following parents to each chain's full
+ * backup, so that pruning never leaves an incremental that cannot be restored. A backup whose
+ * parent cannot be read (sealed by an older version, no key) keeps every older backup.
+ */
+async function keepChains(
+  options: PruneOptions,
+  newestFirst: CatalogItem[],
+  kept: Set<string>,
+): Promise<{ keptForChain: Array<{ name: string; neededBy: string }>; notes: string[] }> {
+  const complete = new Set(newestFirst.map((item) => item.name));
+  const keptForChain: Array<{ name: string; neededBy: string }> = [];
+  const notes: string[] = [];
+  const queue = newestFirst.filter((item) => kept.has(item.name)).map((item) => item.name);
+  const neededBy = new Map(queue.map((name) => [name, name]));
+  while (queue.length > 0) {
+    const name = queue.shift()!;
+    const parents = await readParents({
+      storage: options.storage,
+      names: [name],
+      prefix: options.prefix,
+      signal: options.signal,
+      ...(options.identities ? { identities: options.identities } : {}),
+    });
+    const parent = parents.get(name);
+    if (parent === null) continue;
+    if (parent === undefined) {
+      const older = newestFirst.filter(
+        (item) => compareNewer(name, item.name, newestFirst) && !kept.has(item.name),
+      );
+      for (const item of older) {
+        kept.add(item.name);
+        keptForChain.push({ name: item.name, neededBy: neededBy.get(name)! });
+      }
+      notes.push(
+        `the parent of encrypted backup ${name} is not recorded in clear; every older backup is kept (pass a key with --identity to follow its chain)`,
+      );
+      continue;
+    }
+    if (!complete.has(parent)) {
+      notes.push(`backup ${name} builds on ${parent}, which is missing: it cannot be restored as a chain`);
+      continue;
+    }
+    if (kept.has(parent)) continue;
+    kept.add(parent);
+    neededBy.set(parent, neededBy.get(name)!);
+    keptForChain.push({ name: parent, neededBy: neededBy.get(name)! });
+    queue.push(parent);
+  }
+  const order = newestFirst.map((item) => item.name).reverse();
+  keptForChain.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+  return { keptForChain, notes };
+}
+
+/** Whether `older` comes after `name` in the newest-first list, i.e. is older. */
+function compareNewer(name: string, older: string, newestFirst: CatalogItem[]): boolean {
+  const names = newestFirst.map((item) => item.name);
+  return names.indexOf(older) > names.indexOf(name);
 }

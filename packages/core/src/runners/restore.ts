@@ -12,6 +12,9 @@ import {
   BkError,
   ComponentError,
   ConfigError,
+  IntegrityError,
+  ManifestError,
+  NotFoundError,
   throwIfAborted,
   toAbortedError,
   VersionMismatchError,
@@ -22,7 +25,6 @@ import { ignoreProgress, type ProgressListener } from '../progress.ts';
 import { abortable } from '../streams.ts';
 import { selectComponents } from './backup.ts';
 import { inspect } from './catalog.ts';
-import { resolveChain } from './chain.ts';
 
 export interface RestoreOptions {
   storage: Storage;
@@ -38,11 +40,14 @@ export interface RestoreOptions {
   /** What to do with data that exists in the target; default `fail`. */
   conflict?: ConflictPolicy;
   /**
-   * Restore the whole incremental chain that ends at `name` (see `resolveChain`): the full backup
-   * first, with `conflict`, then each incremental in order with `overwrite` (merging into what
-   * the earlier links restored; `skip` stays `skip`). Same restorers and `only` for every link.
-   * A broken chain (missing parent, cycle) fails before anything is restored; a link that fails
-   * stops the chain there, with the links before it restored. Default false: only `name`.
+   * Restore the whole incremental chain that ends at `name`: each selected component that `name`
+   * holds as incremental (`incremental: true` in the manifest) is restored from its full copy
+   * first, with `conflict`, then from each later link in order with `overwrite` (merging into
+   * what the earlier links restored; `skip` stays `skip`); a component held in full is restored
+   * from `name` alone. Same restorers for every link. A broken chain (a missing or damaged
+   * link's manifest, archive or entry index, a cycle) fails naming the link before anything is
+   * restored; a link that fails while restoring stops the chain there, with the links before it
+   * restored. Default false: only `name`.
    */
   chain?: boolean;
   prefix?: string;
@@ -88,18 +93,143 @@ export interface RestoreResult {
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (!options.chain) return restoreOne(options);
   throwIfAborted(options.signal);
-  const links = await resolveChain({ ...options, ...(options.only ? { components: options.only } : {}) });
+  const links = await planChain(options);
   const results: RestoreResult[] = [];
-  for (const [index, link] of links.entries()) {
-    const conflict =
-      index === 0 ? options.conflict : options.conflict === 'skip' ? 'skip' : ('overwrite' as const);
-    results.push(await restoreOne({ ...options, name: link.name, conflict }, link.manifest));
+  const later = options.conflict === 'skip' ? 'skip' : ('overwrite' as const);
+  for (const link of links) {
+    const conflicts = new Map(
+      link.components.map((name) => [name, link.first.has(name) ? (options.conflict ?? 'fail') : later]),
+    );
+    results.push(
+      await restoreOne({ ...options, name: link.name, only: link.components }, link.manifest, conflicts),
+    );
   }
   const last = results.at(-1)!;
   return { ...last, chain: results };
 }
 
-async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Promise<RestoreResult> {
+/** One backup of a chain restore: which components it restores, and which start there. */
+interface PlannedLink {
+  name: string;
+  manifest: SidecarManifest;
+  components: string[];
+  /** Components whose chain starts at this link: restored with the caller's conflict policy. */
+  first: Set<string>;
+}
+
+/**
+ * Whether `manifest` holds only the changes since its parent for `component`. Manifests written
+ * before components were marked record a parent and no marks: every component builds on it.
+ */
+function buildsOnParent(manifest: SidecarManifest, component: string): boolean {
+  if (manifest.parent === null) return false;
+  if (manifest.components.every((item) => item.incremental === undefined)) return true;
+  return manifest.components.find((item) => item.name === component)?.incremental === true;
+}
+
+/**
+ * The links a chain restore reads, oldest first. Each selected component goes back from the
+ * named backup through its parents while it is recorded as incremental, to its full copy; a
+ * component the named backup holds in full is restored from it alone. Every link's manifest is
+ * read and checked, its archive and entry index are checked to exist with their recorded sizes,
+ * before anything is restored: a missing or damaged link fails naming it.
+ */
+async function planChain(options: RestoreOptions): Promise<PlannedLink[]> {
+  const { storage, prefix, signal } = options;
+  const identities = options.identities ? { identities: options.identities } : {};
+  const newest = await inspect({
+    storage,
+    name: options.name,
+    prefix,
+    signal,
+    ...(options.only ? { components: options.only } : {}),
+    ...identities,
+  });
+  const selection = selectComponents(newest.components, options.only, `backup ${newest.name}`).map(
+    (component) => component.name,
+  );
+  const links: PlannedLink[] = [
+    { name: newest.name, manifest: newest, components: selection, first: new Set() },
+  ];
+  let pending = selection.filter((name) => buildsOnParent(newest, name));
+  for (const name of selection) if (!pending.includes(name)) links[0]!.first.add(name);
+  const seen = new Set([newest.name]);
+  while (pending.length > 0) {
+    throwIfAborted(signal);
+    const child = links.at(-1)!;
+    const name = child.manifest.parent!;
+    const broken = `The incremental chain of "${newest.name}" is broken: "${child.name}" builds on "${name}"`;
+    if (seen.has(name)) {
+      throw new IntegrityError(
+        `The incremental chain of "${newest.name}" loops: "${child.name}" names "${name}" as its parent, which is already in the chain (${[...seen].join(' → ')}).`,
+      );
+    }
+    seen.add(name);
+    let manifest: SidecarManifest;
+    try {
+      manifest = await inspect({ storage, name, prefix, signal, ...identities });
+    } catch (error) {
+      if (error instanceof NotFoundError)
+        throw new NotFoundError(`${broken}, which is not a complete backup in ${storage.description}.`, {
+          cause: error,
+        });
+      if (error instanceof ManifestError)
+        throw new ManifestError(`${broken}, whose manifest is damaged: ${error.message}`, { cause: error });
+      throw error;
+    }
+    for (const component of pending) {
+      const own = child.manifest.components.find((item) => item.name === component)!;
+      const held = manifest.components.find((item) => item.name === component);
+      if (held?.kind !== own.kind) {
+        throw new IntegrityError(
+          `${broken}, which holds no ${own.kind} component "${component}" for it to build on.`,
+        );
+      }
+    }
+    const link: PlannedLink = { name, manifest, components: pending, first: new Set() };
+    pending = pending.filter((component) => buildsOnParent(manifest, component));
+    for (const component of link.components) if (!pending.includes(component)) link.first.add(component);
+    links.push(link);
+  }
+  for (const link of links) await checkStored(storage, link.manifest, newest.name, signal);
+  return links.reverse();
+}
+
+/** Fails naming the link when its archive or entry index is missing or not the size recorded. */
+async function checkStored(
+  storage: Storage,
+  manifest: SidecarManifest,
+  newest: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const objects = [
+    { what: 'archive', key: manifest.archive.key, size: manifest.archive.size },
+    ...(manifest.entryIndex
+      ? [{ what: 'entry index', key: manifest.entryIndex.key, size: manifest.entryIndex.size }]
+      : []),
+  ];
+  for (const object of objects) {
+    const info = await storage.stat(object.key, { signal });
+    const link =
+      manifest.name === newest ? `"${newest}"` : `"${manifest.name}" (a link of the chain of "${newest}")`;
+    if (!info) {
+      throw new NotFoundError(
+        `The ${object.what} of ${link} is missing from ${storage.description} ("${object.key}"); nothing was restored.`,
+      );
+    }
+    if (info.size !== object.size) {
+      throw new IntegrityError(
+        `The ${object.what} of ${link} is damaged: "${object.key}" holds ${info.size} bytes, the manifest records ${object.size}; nothing was restored.`,
+      );
+    }
+  }
+}
+
+async function restoreOne(
+  options: RestoreOptions,
+  known?: SidecarManifest,
+  conflicts?: ReadonlyMap<string, ConflictPolicy>,
+): Promise<RestoreResult> {
   const { storage, signal } = options;
   const progress = options.onProgress ?? ignoreProgress;
   throwIfAborted(signal);
@@ -244,7 +374,7 @@ async function restoreOne(options: RestoreOptions, known?: SidecarManifest): Pro
             version: component.version,
             info: component.info,
           },
-          conflict: options.conflict ?? 'fail',
+          conflict: conflicts?.get(component.name) ?? options.conflict ?? 'fail',
         });
         reports[component.name] = report;
         entries += report.entries;
