@@ -15,10 +15,11 @@ import {
   fromBytes,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
   throwIfAborted,
-  UnsupportedError,
 } from '@bk/core';
 import {
   type ClusterInfo,
@@ -341,6 +342,15 @@ export class ElasticsearchComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured,
+      secrets: {
+        captured: [],
+        notCaptured: [
+          {
+            kind: 'credentials',
+            what: 'users, roles, role mappings and API keys of the cluster (its security index is not backed up)',
+          },
+        ],
+      },
       details: {
         format: 'logical: indices.json (mappings, settings, aliases) and documents/<index>.ndjson',
         mode: 'logical',
@@ -469,19 +479,43 @@ export class ElasticsearchComponent implements Component {
     }
   }
 
+  /**
+   * Reads the target's version before anything is written: a restore into an older version of
+   * the same distribution is refused (forceable: documents go back through `_bulk`, so an older
+   * cluster may take them if it knows every mapping and setting). Across Elasticsearch and
+   * OpenSearch the cluster itself is left to judge.
+   *
+   * @throws {ComponentError} when the target cannot be reached.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    const cluster = await this.#api.info(context.signal);
+    const details = context.component.info.details ?? {};
+    const distribution = details.distribution === 'opensearch' ? 'opensearch' : 'elasticsearch';
+    const from = context.component.version;
+    if (from === undefined || from === 'unknown' || cluster.distribution !== distribution)
+      return { targetVersion: cluster.version };
+    if (compareVersions(cluster.version, from) >= 0) return { targetVersion: cluster.version };
+    return {
+      targetVersion: cluster.version,
+      refusal: {
+        reason: `${this.#api.url} runs ${distribution} ${cluster.version}, older than the ${from} the backup was taken from, and may not know its mappings and settings; restore into ${distribution} ${from} or newer`,
+        forceable: true,
+      },
+    };
+  }
+
   #targetName(name: string): string {
     return this.#rename ? name.replace(this.#rename.pattern, this.#rename.replacement) : name;
   }
 
   /**
-   * Restores the indices: `indices.json` first (the version is checked and every target index
-   * planned before anything is written), then each index's documents through `_bulk`. An index
+   * Restores the indices: `indices.json` first (every target index is planned before anything
+   * is written; {@link preflight} has checked the version), then each index's documents through `_bulk`. An index
    * that exists on the target (or an alias of that name): `fail` → `ConflictError`, nothing
    * written; `skip` → left alone, its documents skipped; `overwrite` → deleted and recreated.
    * Indices are created with `refresh_interval: -1` and get theirs back, with their aliases,
    * once their documents are in.
    *
-   * @throws {UnsupportedError} when the target runs an older version of the same distribution.
    * @throws {ConflictError} under `fail`, before anything is written.
    * @throws {ComponentError} for an unreadable entry, a document the target refuses, or a
    *   request still rejected after `maxRetries`.
@@ -578,21 +612,12 @@ export class ElasticsearchComponent implements Component {
 
   readonly #finished = new Set<string>();
 
-  /** Checks the version and every target index before anything is written. */
+  /** Checks every target index before anything is written. */
   async #plan(
     backed: IndicesDocument,
     context: RestoreContext,
   ): Promise<Map<string, { record: IndexRecord; target: string; action: 'create' | 'skip' }>> {
     const signal = context.signal;
-    const cluster = await this.#api.info(signal);
-    if (
-      cluster.distribution === backed.cluster.distribution &&
-      compareVersions(cluster.version, backed.cluster.version) < 0
-    ) {
-      throw new UnsupportedError(
-        `${this.name}: the backup was taken from ${backed.cluster.distribution} ${backed.cluster.version} and ${this.#api.url} runs ${cluster.version}; restoring into an older version is refused (mappings and settings may not exist there). Restore into ${backed.cluster.version} or newer.`,
-      );
-    }
     const plan = new Map<string, { record: IndexRecord; target: string; action: 'create' | 'skip' }>();
     const targets = new Set<string>();
     const conflicts: string[] = [];

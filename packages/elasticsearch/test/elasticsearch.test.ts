@@ -187,7 +187,7 @@ describe('ElasticsearchComponent, logical mode', () => {
   }, 60_000);
 
   it.skipIf(real)(
-    'refuses a restore into an older version before writing anything',
+    'refuses a restore into an older version before writing anything, unless forced',
     async () => {
       await emptyCluster(source);
       await seedIndex(source, 'bk-test-orders', 5);
@@ -198,8 +198,8 @@ describe('ElasticsearchComponent, logical mode', () => {
         await rejects(
           restore({ storage, name: result.name, restorers: [component(older)], conflict: 'fail' }),
           (error: unknown) => {
-            ok(BkError.isInstance(error) && error.code === 'BK_UNSUPPORTED', String(error));
-            ok((error as Error).message.includes('runs 8.9.2'), (error as Error).message);
+            ok(BkError.isInstance(error) && error.code === 'BK_VERSION_MISMATCH', String(error));
+            ok((error as Error).message.includes('runs elasticsearch 8.9.2'), (error as Error).message);
             return true;
           },
         );
@@ -207,6 +207,15 @@ describe('ElasticsearchComponent, logical mode', () => {
           !older.double!.requests.some((line) => line.startsWith('PUT ') || line.startsWith('POST ')),
           older.double!.requests.join(', '),
         );
+        const forced = await restore({
+          storage,
+          name: result.name,
+          restorers: [component(older)],
+          conflict: 'fail',
+          force: true,
+        });
+        strictEqual(forced.preflight.elasticsearch?.targetVersion, '8.9.2');
+        strictEqual((await snapshotIndex(older, 'bk-test-orders')).documents.size, 5);
       } finally {
         await older.stop();
       }

@@ -13,10 +13,11 @@ import {
   fromBytes,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
   throwIfAborted,
-  UnsupportedError,
 } from '@bk/core';
 import {
   canonicalJson,
@@ -373,6 +374,34 @@ export class KibanaComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured,
+      secrets: {
+        captured: [],
+        notCaptured: [
+          ...(described.connectors.length > 0
+            ? [
+                {
+                  kind: 'credentials' as const,
+                  what: `secrets of ${described.connectors.length} connector${described.connectors.length === 1 ? '' : 's'} (${described.connectors
+                    .slice(0, 10)
+                    .map((connector) => `"${connector.name}"`)
+                    .join(
+                      ', ',
+                    )}${described.connectors.length > 10 ? ', …' : ''}): Kibana does not export them`,
+                  count: described.connectors.length,
+                },
+              ]
+            : []),
+          ...(described.rules.length > 0
+            ? [
+                {
+                  kind: 'token' as const,
+                  what: `API keys of ${described.rules.length} rule${described.rules.length === 1 ? '' : 's'}: exported disabled, each gets a new key when enabled again`,
+                  count: described.rules.length,
+                },
+              ]
+            : []),
+        ],
+      },
       details: {
         format: 'Kibana saved objects export (NDJSON) per space, and spaces.json',
         url: this.#api.url,
@@ -441,15 +470,38 @@ export class KibanaComponent implements Component {
   }
 
   /**
+   * Reads the target's version before anything is written. Kibana imports saved objects only
+   * into the same version, a newer minor of the same major, or the next major: an older Kibana,
+   * or one two majors ahead, is refused (not forceable: Kibana itself refuses the objects).
+   *
+   * @throws {ComponentError} when the target cannot be reached.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    const version = await this.#version(context.signal);
+    const from = context.component.version;
+    if (from === undefined || from === 'unknown' || version === 'unknown') return { targetVersion: version };
+    const sourceMajor = Number.parseInt(from, 10);
+    const targetMajor = Number.parseInt(version, 10);
+    if (compareVersions(version, from) >= 0 && targetMajor <= sourceMajor + 1)
+      return { targetVersion: version };
+    return {
+      targetVersion: version,
+      refusal: {
+        reason: `Kibana imports saved objects only into the same version, a newer minor of the same major, or the next major; restore into Kibana ${from} up to ${sourceMajor + 1}.x`,
+        forceable: false,
+      },
+    };
+  }
+
+  /**
    * Restores the spaces and their saved objects. Everything is read and compared with the target
-   * before anything is written: Kibana's version (no import into an older version, nor past the
-   * next major), then every object that exists in its space. An object the target has with the
+   * before anything is written ({@link preflight} has checked Kibana's version): every object
+   * that exists in its space. An object the target has with the
    * same content is left alone. One with other content: `fail` → `ConflictError`, nothing
    * written; `skip` → kept; `overwrite` → replaced (`_import?overwrite=true`). Missing spaces are
    * created; existing spaces keep their settings. Connectors come back without secrets and rules
    * disabled: each is named in a `warning` progress event and in the report.
    *
-   * @throws {UnsupportedError} for a target Kibana that cannot import this backup's version.
    * @throws {ConflictError} under `fail`, before anything is written.
    * @throws {ComponentError} for an unreadable entry or objects Kibana refuses to import.
    */
@@ -491,17 +543,7 @@ export class KibanaComponent implements Component {
     }
     if (spaces === undefined) throw new ComponentError(this.name, `the backup has no ${SPACES_ENTRY}.`);
 
-    const version = await this.#version(signal);
     const from = context.component.version;
-    if (from !== undefined && from !== 'unknown' && version !== 'unknown') {
-      const sourceMajor = Number.parseInt(from, 10);
-      const targetMajor = Number.parseInt(version, 10);
-      if (compareVersions(version, from) < 0 || targetMajor > sourceMajor + 1) {
-        throw new UnsupportedError(
-          `${this.name}: the backup holds saved objects of Kibana ${from} and ${this.#api.url} runs ${version}; Kibana imports saved objects only into the same version, a newer minor of the same major, or the next major. Restore into such a Kibana.`,
-        );
-      }
-    }
 
     // Plan: which spaces to create, which objects to import, which conflict.
     const there = new Set((await this.#allSpaces(signal)).map((space) => String(space.id)));

@@ -227,8 +227,8 @@ describe('KibanaComponent', () => {
           await rejects(
             restore({ storage, name: result.name, restorers: [component(other)], conflict: 'fail' }),
             (error: unknown) => {
-              ok(BkError.isInstance(error) && error.code === 'BK_UNSUPPORTED', String(error));
-              ok((error as Error).message.includes(`runs ${version}`), (error as Error).message);
+              ok(BkError.isInstance(error) && error.code === 'BK_VERSION_MISMATCH', String(error));
+              ok((error as Error).message.includes(`target's version ${version}:`), (error as Error).message);
               return true;
             },
           );
