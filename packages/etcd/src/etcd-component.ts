@@ -17,8 +17,12 @@ import {
   type Entry,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
+  refuseOlderTarget,
+  refuseOtherMajor,
   runCommand,
   throwIfAborted,
 } from '@bk/core';
@@ -334,6 +338,26 @@ export class EtcdComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured: [...NOT_CAPTURED],
+      secrets: {
+        captured: [
+          {
+            kind: 'kubernetes-secrets',
+            what: "every key in etcd: a Kubernetes cluster's Secrets (service-account tokens, TLS keys, passwords), unless encrypted at rest",
+            paths: ['snapshot.db'],
+          },
+          {
+            kind: 'password-hash',
+            what: "etcd's own users' password hashes (when auth is enabled)",
+            paths: ['snapshot.db'],
+          },
+        ],
+        notCaptured: [
+          {
+            kind: 'private-key',
+            what: "the members' TLS keys (--key-file, --peer-key-file): files outside etcd; back them up with the node's files",
+          },
+        ],
+      },
       details: {
         format: 'etcd snapshot (bbolt db + sha256 trailer)',
         endpoint: chosen.endpoint,
@@ -439,6 +463,32 @@ export class EtcdComponent implements Component {
    * @throws {ConflictError} when `restore.dataDir` is not empty and the policy is not `overwrite`.
    * @throws {ConfigError} when `bumpRevision` is asked of a tool that lacks it.
    */
+  /**
+   * The restore tool's version (`etcdutl version`, else `etcdctl version`): a snapshot restores
+   * only with a tool of its major version, and not with an older minor (etcd does not downgrade
+   * a data dir). Forceable. Nothing to judge without `restore` options (the restore refuses them).
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    const options = this.options.restore;
+    if (!options) return {};
+    const tool = options.tool ?? ((await onPath('etcdutl')) ? 'etcdutl' : 'etcdctl');
+    const result = await run(tool, ['version'], context.signal).catch(() => undefined);
+    const targetVersion = /version:\s*v?(\d+\.\d+\.\d+\S*)/.exec(result?.output ?? '')?.[1];
+    if (targetVersion === undefined) return {};
+    const backed = context.component.version;
+    const refusal =
+      refuseOtherMajor('etcd', backed, targetVersion) ??
+      refuseOlderTarget('etcd', backed, targetVersion, 'minor');
+    if (!refusal) return { targetVersion };
+    return {
+      targetVersion,
+      refusal: {
+        ...refusal,
+        reason: `${refusal.reason} (the restore tool here is ${tool} ${targetVersion}; set "restore.tool")`,
+      },
+    };
+  }
+
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
     const options = this.options.restore;
     if (!options) throw new ConfigError(`etcd component "${this.name}": restoring needs "restore.dataDir".`);

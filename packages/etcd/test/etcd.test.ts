@@ -15,8 +15,10 @@ import {
   MemoryStorage,
   type Restorer,
   restore,
+  type VersionMismatchError,
 } from '@bk/core';
 import { type EtcdServer, freePort, startEtcd } from '@bk/test-servers';
+import { claimedVersion } from '@bk/test-suite';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import {
@@ -243,6 +245,53 @@ describe('EtcdComponent against a real etcd 3.4', () => {
       (thrown: unknown) => (thrown as ConflictError).code === 'BK_CONFLICT',
     );
     strictEqual(await readFile(join(dataDir, 'keep'), 'utf8'), 'x');
+  });
+
+  it('refuses a snapshot recorded from a newer etcd than the restore tool before writing, and restores it with force', async () => {
+    const other = new MemoryStorage();
+    const newer = await backup({
+      storage: other,
+      components: [
+        claimedVersion(etcd({ endpoints: [source.endpoint] }), (info) => ({ ...info, version: '3.5.17' })),
+      ],
+    });
+    strictEqual(newer.manifest.components[0]!.version, '3.5.17');
+    const dataDir = join(dir, 'newer');
+    const restorer = () => etcd({ endpoints: [source.endpoint], restore: { dataDir, tool: 'etcdctl' } });
+    await rejects(
+      restore({ storage: other, name: newer.name, restorers: [restorer()] }),
+      (thrown: unknown) => {
+        strictEqual((thrown as VersionMismatchError).code, 'BK_VERSION_MISMATCH');
+        strictEqual((thrown as VersionMismatchError).backupVersion, '3.5.17');
+        strictEqual((thrown as VersionMismatchError).targetVersion, '3.4.23');
+        ok(
+          (thrown as Error).message.includes(
+            "(backed up from version 3.5.17) into the target's version 3.4.23: etcd does not take data from a newer version; restore into etcd 3.5 or newer (the restore tool here is etcdctl 3.4.23",
+          ),
+          (thrown as Error).message,
+        );
+        return true;
+      },
+    );
+    deepStrictEqual(await readdir(dir).then((names) => names.filter((name) => name.includes('newer'))), []);
+    const warnings: string[] = [];
+    const forced = await restore({
+      storage: other,
+      name: newer.name,
+      restorers: [restorer()],
+      force: true,
+      onProgress: (event) => {
+        if (event.type === 'warning') warnings.push(event.message);
+      },
+    });
+    strictEqual(forced.preflight.etcd?.targetVersion, '3.4.23');
+    ok(forced.components.etcd!.bytes > 0);
+    ok(
+      warnings.some((message) =>
+        message.startsWith('restoring anyway (forced) from version 3.5.17 into 3.4.23'),
+      ),
+    );
+    ok((await readdir(dataDir)).includes('member'));
   });
 
   it('fails clearly when bumpRevision is asked of etcdctl 3.4', async () => {

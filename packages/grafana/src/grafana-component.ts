@@ -349,6 +349,23 @@ export class GrafanaComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured,
+      secrets: {
+        captured: [],
+        notCaptured: [
+          ...datasourcesWithoutSecrets.map((datasource) => ({
+            kind: 'password' as const,
+            what: `secure fields of data source "${datasource.name}" (${datasource.fields.join(', ')}): the API never returns them`,
+          })),
+          ...contactPointsWithoutSecrets.map((point) => ({
+            kind: 'token' as const,
+            what: `secure settings of contact point "${point.name}" (${point.settings.join(', ')}): redacted by the API`,
+          })),
+          {
+            kind: 'password-hash',
+            what: "users' password hashes, API keys and service-account tokens: the API does not export them",
+          },
+        ],
+      },
       details: {
         format: 'Grafana HTTP API JSON: folders, dashboards/<uid>.json, data sources, alerting provisioning',
         url: this.#api.url,

@@ -159,6 +159,33 @@ export class GrafanaFilesComponent implements Component {
         restoreIntoExisting: true,
         selectiveRestore: false,
       },
+      secrets: {
+        captured: [
+          {
+            kind: 'password-hash',
+            what: "grafana.db: users' password hashes, API keys and service-account tokens (hashed), data source and contact point secrets (encrypted with secret_key)",
+            paths: [DATABASE_ENTRY],
+          },
+          ...(this.options.config === undefined
+            ? []
+            : [
+                {
+                  kind: 'private-key' as const,
+                  what: "grafana.ini: secret_key, which decrypts the database's data source secrets, and any admin password or OAuth client secret set there",
+                  paths: [CONFIG_ENTRY],
+                },
+              ]),
+        ],
+        notCaptured:
+          this.options.config === undefined
+            ? [
+                {
+                  kind: 'private-key' as const,
+                  what: 'grafana.ini\'s secret_key (no "config" given): without it the data source secrets in grafana.db cannot be decrypted',
+                },
+              ]
+            : [],
+      },
       notCaptured: [
         ...NOT_CAPTURED_FILES,
         ...(this.options.config === undefined

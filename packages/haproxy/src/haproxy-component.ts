@@ -6,6 +6,7 @@ import {
   mkdir,
   open,
   readdir,
+  readFile,
   realpath,
   rename,
   rm,
@@ -129,6 +130,12 @@ function inside(path: string, root: string): string | undefined {
   if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return undefined;
   return rel.split(sep).join('/');
 }
+
+/** A TLS bundle as HAProxy's `crt` loads it: certificate and private key in one file. */
+const KEY_FILE = /\.(pem|key)$/;
+const KEY_SECRET = { kind: 'private-key', what: 'TLS private keys (crt bundles, *.pem and *.key)' } as const;
+/** `user … password|insecure-password …` in a userlist, or `stats auth user:password`. */
+const PASSWORD_LINE = /^\s*(user\s+\S+\s+(password|insecure-password)\s|stats\s+auth\s)/m;
 
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
@@ -295,6 +302,8 @@ export class HaproxyComponent implements Component {
       );
       version = /version\s+(\S+)/i.exec(result?.output ?? '')?.[1];
     }
+    const configText = await readFile(this.configFile, 'utf8').catch(() => '');
+    const configEntry = inside(this.configFile, this.configRoot);
     return {
       ...(version === undefined ? {} : { version }),
       capabilities: {
@@ -303,6 +312,24 @@ export class HaproxyComponent implements Component {
         consistentSnapshot: false,
         restoreIntoExisting: true,
         selectiveRestore: false,
+      },
+      secrets: {
+        captured:
+          PASSWORD_LINE.test(configText) && configEntry !== undefined
+            ? [
+                {
+                  kind: 'password-hash',
+                  what: 'userlist passwords (hashed or insecure-password in clear) and stats auth credentials',
+                  paths: [`${CONFIG_PREFIX}${configEntry}`],
+                },
+              ]
+            : [],
+        notCaptured: [
+          {
+            kind: 'private-key',
+            what: 'TLS keys the configuration loads from outside configFile/configFiles',
+          },
+        ],
       },
       notCaptured: this.socket
         ? [...NOT_CAPTURED]
@@ -369,6 +396,7 @@ export class HaproxyComponent implements Component {
       yield {
         path: `${CONFIG_PREFIX}${rel}`,
         type: 'file',
+        ...(KEY_FILE.test(rel) ? { secret: KEY_SECRET } : {}),
         size: stats.size,
         mode: stats.mode & 0o7777,
         mtime: stats.mtime,

@@ -14,8 +14,11 @@ import {
   type IncrementalParent,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
+  refuseOtherMajor,
   toAbortedError,
 } from '@bk/core';
 import { type InfluxWindow, influxWindow, isIncremental, toDate } from './incremental.ts';
@@ -281,6 +284,21 @@ export class InfluxComponent implements Component {
     const info: ComponentInfo = {
       capabilities: { ...INFLUX_CAPABILITIES },
       notCaptured: [...NOT_CAPTURED],
+      secrets: {
+        captured: [
+          {
+            kind: 'password-hash',
+            what: "every InfluxDB user's password hash (bcrypt) and privileges, in the metastore",
+            paths: ['*.meta'],
+          },
+        ],
+        notCaptured: [
+          {
+            kind: 'private-key',
+            what: "the server's TLS certificate and key (https-private-key in influxdb.conf): files outside the database",
+          },
+        ],
+      },
     };
     if (this.options.httpUrl !== undefined) {
       const url = new URL('/ping', this.options.httpUrl);
@@ -361,6 +379,33 @@ export class InfluxComponent implements Component {
    *
    * @throws {ConflictError} when the target exists and may not be merged into.
    */
+  /**
+   * The target's version (`X-Influxdb-Version` of HTTP `/ping`, when `httpUrl` is set): a backup
+   * restores only into the InfluxDB major it came from (1.x portable backups and 2.x backups are
+   * different formats). Forceable. Without `httpUrl` the version is not known and not judged.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    if (this.options.httpUrl === undefined) return {};
+    const url = new URL('/ping', this.options.httpUrl);
+    let targetVersion: string | undefined;
+    try {
+      const response = await fetchWithDeadline(fetch, { idleMs: DEFAULT_REQUEST_TIMEOUT_MS })(url, {
+        signal: context.signal,
+      });
+      await response.body?.cancel();
+      targetVersion = response.headers.get('x-influxdb-version') ?? undefined;
+    } catch (error) {
+      if (context.signal.aborted) throw toAbortedError(context.signal);
+      throw new ComponentError(
+        this.name,
+        `cannot reach the InfluxDB HTTP API at ${url.origin} ("httpUrl") to read its version: ${(error as Error).message}.`,
+        { cause: error, retryable: true },
+      );
+    }
+    const refusal = refuseOtherMajor('InfluxDB', context.component.version, targetVersion);
+    return { ...(targetVersion ? { targetVersion } : {}), ...(refusal ? { refusal } : {}) };
+  }
+
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
     const incremental = isIncremental(context.component.info);
     const intoExisting = this.options.restore?.intoExisting === true;

@@ -1,6 +1,14 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
-import { backup, ConfigError, ConflictError, MemoryStorage, restore } from '@bk/core';
+import {
+  backup,
+  ConfigError,
+  ConflictError,
+  MemoryStorage,
+  restore,
+  type VersionMismatchError,
+} from '@bk/core';
 import { type InfluxdServer, startInfluxd } from '@bk/test-servers';
+import { claimedVersion } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromConfig, influx } from '../src/index.ts';
 import { INFLUX_CAPABILITIES } from '../src/influx-component.ts';
@@ -77,6 +85,41 @@ describe('InfluxComponent against a real influxd 1.6.7', () => {
     );
     strictEqual(error, undefined);
     deepStrictEqual(await counts(target, 'copy'), { cpu: 210, mem: 84 });
+  });
+
+  it('refuses a backup recorded as another major version before writing, restores it with force, and records the metastore hashes as secrets', async () => {
+    const storage = new MemoryStorage();
+    const source2 = claimedVersion(
+      influx({ host: source.host, rpcPort: source.rpcPort, httpUrl: source.httpUrl, database: 'metrics' }),
+      (info) => ({ ...info, version: '2.7.1' }),
+    );
+    const result = await backup({ storage, components: [source2] });
+    deepStrictEqual(
+      result.manifest.components[0]!.info.secrets?.captured.map((note) => [note.kind, note.paths]),
+      [['password-hash', ['*.meta']]],
+    );
+    const restorer = influx({
+      host: target.host,
+      rpcPort: target.rpcPort,
+      httpUrl: target.httpUrl,
+      database: 'metrics',
+      restore: { newDatabase: 'from2' },
+    });
+    await rejects(restore({ storage, name: result.name, restorers: [restorer] }), (thrown: unknown) => {
+      strictEqual((thrown as VersionMismatchError).code, 'BK_VERSION_MISMATCH');
+      ok(
+        (thrown as Error).message.includes(
+          "(backed up from version 2.7.1) into the target's version 1.6.7~rc0: InfluxDB 2 backups restore only into InfluxDB 2.x",
+        ),
+        (thrown as Error).message,
+      );
+      return true;
+    });
+    const databases = JSON.stringify(await query(target, 'SHOW DATABASES'));
+    ok(!databases.includes('from2'), databases);
+    const forced = await restore({ storage, name: result.name, restorers: [restorer], force: true });
+    strictEqual(forced.preflight.influx?.targetVersion, '1.6.7~rc0');
+    deepStrictEqual(await counts(target, 'from2'), { cpu: 210, mem: 84 });
   });
 
   it('fromConfig validates fields and names the bad one', () => {

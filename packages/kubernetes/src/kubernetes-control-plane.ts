@@ -1,5 +1,5 @@
 import { lstat, readdir, readFile } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import {
   type BackupContext,
   type Component,
@@ -14,6 +14,7 @@ import {
   type OperationContext,
   type RestoreContext,
   type RestoreReport,
+  type SecretNote,
   throwIfAborted,
 } from '@bk/core';
 import { assertNoRunningMember, EtcdComponent, type EtcdOptions, type EtcdRestoreOptions } from '@bk/etcd';
@@ -257,8 +258,39 @@ export class KubernetesControlPlane implements Component {
       for (const item of info.notCaptured ?? []) notCaptured.push(`${part}: ${item}`);
     }
     const version = kubernetesVersion ?? apiserverImageVersion;
+    const captured: SecretNote[] = [];
+    if (parts.pki) {
+      captured.push({
+        kind: 'private-key',
+        what: 'the cluster PKI private keys: CA, API server, front-proxy, etcd CA and service-account signing key (sa.key)',
+        paths: ['pki/**/*.key'],
+      });
+    }
+    const kubeconfigs = found.filter((path) => path.endsWith('.conf')).map((path) => basename(path));
+    if (kubeconfigs.length > 0) {
+      captured.push({
+        kind: 'credentials',
+        what: 'kubeconfigs with client keys (admin.conf is cluster-admin)',
+        paths: kubeconfigs.map((name) => `kubeadm/**/${name}`),
+      });
+    }
+    for (const note of parts.etcd?.secrets?.captured ?? [])
+      captured.push({ ...note, ...(note.paths ? { paths: note.paths.map((path) => `etcd/${path}`) } : {}) });
     return {
       ...(version === undefined ? {} : { version }),
+      secrets: {
+        captured,
+        notCaptured: [
+          {
+            kind: 'private-key',
+            what: "the API server's encryption-at-rest key file (--encryption-provider-config), unless it lies under a captured path: without it, Secrets encrypted at rest in the etcd snapshot cannot be read",
+          },
+          {
+            kind: 'private-key',
+            what: "the kubelet's client certificate key under /var/lib/kubelet/pki",
+          },
+        ],
+      },
       capabilities: {
         incremental: false,
         pointInTime: false,
@@ -289,7 +321,9 @@ export class KubernetesControlPlane implements Component {
     for (const part of FILE_PARTS) {
       if (part === 'kubeadm' && found.length === 0) continue;
       for await (const entry of this.#files(part, found).backup(context)) {
-        yield { ...entry, path: `${part}/${entry.path}` };
+        // The secrets of these parts are declared up front in describe().
+        const { secret: _secret, ...rest } = entry;
+        yield { ...rest, path: `${part}/${entry.path}` };
       }
     }
     if (this.#etcd) {

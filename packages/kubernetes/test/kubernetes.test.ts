@@ -76,6 +76,51 @@ describe('KubernetesControlPlane on a kubeadm layout and a real etcd 3.4', () =>
     ok(!JSON.stringify(info).includes(Buffer.from('admin private key').toString('base64')));
   });
 
+  it('declares the PKI keys, kubeconfigs and etcd Secrets it holds; unencrypted it warns, required it refuses before writing', async () => {
+    deepStrictEqual(
+      info.secrets?.captured.map((note) => [note.kind, [...(note.paths ?? [])].sort()]),
+      [
+        ['private-key', ['pki/**/*.key']],
+        [
+          'credentials',
+          [
+            'kubeadm/**/admin.conf',
+            'kubeadm/**/controller-manager.conf',
+            'kubeadm/**/kubelet.conf',
+            'kubeadm/**/scheduler.conf',
+          ],
+        ],
+        ['kubernetes-secrets', ['etcd/snapshot.db']],
+        ['password-hash', ['etcd/snapshot.db']],
+      ],
+    );
+    ok(info.secrets?.notCaptured.some((note) => note.what.includes('encryption-provider-config')));
+    const component = () => kubernetesControlPlane({ root: source, etcd: { endpoints: [etcd.endpoint] } });
+    const warnings: string[] = [];
+    const other = new MemoryStorage();
+    await backup({
+      storage: other,
+      components: [component()],
+      onProgress: (event) => {
+        if (event.type === 'warning') warnings.push(event.message);
+      },
+    });
+    ok(
+      warnings.some((message) =>
+        message.startsWith('stored unencrypted although it holds secrets: the cluster PKI private keys'),
+      ),
+    );
+    const empty = new MemoryStorage();
+    const thrown = await backup({ storage: empty, components: [component()], requireEncryption: true }).catch(
+      (error: unknown) => error,
+    );
+    strictEqual(code(thrown), 'BK_UNENCRYPTED_SECRETS');
+    ok(String((thrown as Error).message).includes('"kubernetes" (the cluster PKI private keys'));
+    const left: string[] = [];
+    for await (const object of empty.list('')) left.push(object.key);
+    deepStrictEqual(left, []);
+  });
+
   it('restores files byte for byte with their modes and the etcd snapshot into a new data dir', async () => {
     const target = join(work, 'restored');
     const dataDir = join(work, 'etcd-restored');

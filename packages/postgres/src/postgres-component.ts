@@ -22,8 +22,11 @@ import {
   type Entry,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
+  refuseOlderTarget,
   throwIfAborted,
   UnsupportedError,
 } from '@bk/core';
@@ -437,6 +440,26 @@ export class PostgresComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured: [...NOT_CAPTURED],
+      secrets: {
+        captured: [
+          {
+            kind: 'password-hash',
+            what: "every role's password (SCRAM-SHA-256 or MD5 hash) from pg_dumpall --globals-only",
+            paths: [GLOBALS_ENTRY],
+          },
+          {
+            kind: 'credentials',
+            what: 'user mapping options of foreign servers (postgres_fdw passwords) and whatever the tables hold',
+            paths: [`${DATABASE_PREFIX}*.dump`],
+          },
+        ],
+        notCaptured: [
+          {
+            kind: 'private-key',
+            what: "the server's TLS key (ssl_key_file) and pg_hba.conf: files outside the databases",
+          },
+        ],
+      },
       details: {
         format: 'pg_dumpall --globals-only + pg_dump -Fc per database',
         client: clientVersion,
@@ -505,6 +528,50 @@ export class PostgresComponent implements Component {
         await exit;
       }
     }
+  }
+
+  /**
+   * Compares the backup with the target before anything is written. `pg_restore` reads no dump
+   * from a newer major `pg_dump` ("unsupported version in file header"): refused, and no force
+   * helps — point `pgBin` at newer client tools. A dump of a newer major server than the target
+   * may use what the target lacks: refused, forceable.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    throwIfAborted(context.signal);
+    let rows: Array<{ server_version: string }>;
+    try {
+      rows = await this.#query('postgres', 'SHOW server_version');
+    } catch (error) {
+      if (pgCode(error) !== '3D000') throw error;
+      rows = await this.#query('template1', 'SHOW server_version');
+    }
+    const targetVersion = rows[0]?.server_version;
+    const dumpedWith = context.component.info.details?.client;
+    if (typeof dumpedWith === 'string') {
+      let restoreTool: string;
+      try {
+        const { stdout } = await run(this.#tool('pg_restore'), ['--version'], { signal: context.signal });
+        restoreTool = stdout.trim();
+      } catch (error) {
+        throw new ConfigError(
+          `postgres component "${this.name}": cannot run ${this.#tool('pg_restore')}: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      const dumpMajor = majorVersion(dumpedWith.replace(/^[^\d]*/, ''));
+      const toolMajor = majorVersion(restoreTool.replace(/^[^\d]*/, ''));
+      if (dumpMajor !== undefined && toolMajor !== undefined && toolMajor < dumpMajor) {
+        return {
+          ...(targetVersion ? { targetVersion } : {}),
+          refusal: {
+            reason: `the dumps were written by "${dumpedWith}" and "${restoreTool}" cannot read them; point "pgBin" at PostgreSQL ${dumpMajor} client tools or newer`,
+            forceable: false,
+          },
+        };
+      }
+    }
+    const refusal = refuseOlderTarget('PostgreSQL', context.component.version, targetVersion, 'major');
+    return { ...(targetVersion ? { targetVersion } : {}), ...(refusal ? { refusal } : {}) };
   }
 
   /**

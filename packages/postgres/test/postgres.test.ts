@@ -10,12 +10,15 @@ import {
   ConfigError,
   ConflictError,
   type Entry,
+  inspect,
   MemoryStorage,
   type RestoreReport,
   type Restorer,
   restore,
+  VersionMismatchError,
 } from '@bk/core';
 import { type PostgresServer, startPostgres } from '@bk/test-servers';
+import { claimedVersion } from '@bk/test-suite';
 import type { Client as PgClient, QueryResultRow } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromConfig, PostgresComponent, postgres } from '../src/index.ts';
@@ -221,6 +224,66 @@ describe('@bk/postgres against real PostgreSQL 15', () => {
     await expect(
       backup({ storage: new MemoryStorage(), components: [component(source, { pgBin: bin })] }),
     ).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('refuses a dump of a newer server before writing anything, and restores it with force', async () => {
+    const other = new MemoryStorage();
+    const newer = await backup({
+      storage: other,
+      components: [
+        claimedVersion(component(source, { databases: ['crm'] }), (info) => ({ ...info, version: '16.4' })),
+      ],
+    });
+    const renames = { crm: 'crm_from_16' };
+    const restorer = () => component(target, { databases: ['crm'], restore: { renames } });
+    const refused = await restore({ storage: other, name: newer.name, restorers: [restorer()] }).catch(
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(VersionMismatchError);
+    expect((refused as VersionMismatchError).targetVersion).toMatch(/^15\./);
+    expect((refused as Error).message).toMatch(
+      /^postgres: refusing to restore backup_\S+ \(backed up from version 16\.4\) into the target's version 15\.[^:]+: PostgreSQL does not take data from a newer major version; restore into PostgreSQL 16 or newer\. Nothing was written\. Restore with --force to try anyway\.$/,
+    );
+    expect(
+      await query(target, 'postgres', "SELECT 1 FROM pg_database WHERE datname = 'crm_from_16'"),
+    ).toEqual([]);
+    const forced = await restore({ storage: other, name: newer.name, restorers: [restorer()], force: true });
+    expect(forced.preflight.postgres?.targetVersion).toMatch(/^15\./);
+    expect(await rows(target, 'crm_from_16', 'contacts')).toEqual(await rows(source, 'crm', 'contacts'));
+  });
+
+  it('refuses a dump that the local pg_restore is too old to read, even with force', async () => {
+    const bin = join(sandbox, 'old-restore-bin');
+    await run('mkdir', ['-p', bin]);
+    await writeFile(join(bin, 'pg_restore'), '#!/bin/sh\necho "pg_restore (PostgreSQL) 14.9"\n');
+    await chmod(join(bin, 'pg_restore'), 0o755);
+    for (const force of [false, true]) {
+      const refused = await restore({
+        storage,
+        name: backupName,
+        restorers: [
+          component(target, { pgBin: bin, restore: { renames: { shop: 'shop_old', crm: 'crm_old' } } }),
+        ],
+        force,
+      }).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(VersionMismatchError);
+      expect((refused as VersionMismatchError).forceable).toBe(false);
+      expect((refused as Error).message).toContain(
+        '"pg_restore (PostgreSQL) 14.9" cannot read them; point "pgBin" at PostgreSQL 15 client tools or newer',
+      );
+      expect((refused as Error).message).not.toContain('--force');
+    }
+    expect(
+      await query(target, 'postgres', "SELECT 1 FROM pg_database WHERE datname IN ('shop_old', 'crm_old')"),
+    ).toEqual([]);
+  });
+
+  it('records the role password hashes it captures as secrets', async () => {
+    const [recorded] = (await inspect({ storage, name: backupName })).components;
+    expect(recorded?.info.secrets?.captured.map((note) => [note.kind, note.paths])).toEqual([
+      ['password-hash', ['globals.sql']],
+      ['credentials', ['databases/*.dump']],
+    ]);
   });
 
   it('fails the entry with the tool’s stderr when pg_dump fails', async () => {

@@ -20,7 +20,14 @@ import {
   throwIfAborted,
   UnsafePathError,
 } from '@bk/core';
-import { CONFIG_PREFIX, type ConfigFile, ConfigFilesRestore, configEntry, readable } from './config-files.ts';
+import {
+  CONFIG_PREFIX,
+  type ConfigFile,
+  ConfigFilesRestore,
+  configEntry,
+  configSecrets,
+  readable,
+} from './config-files.ts';
 import { checkAbsolutePath, checkHeaders, checkTimeout, HttpApi } from './http-api.ts';
 import { parseSilences, planSilences, type Silence } from './silences.ts';
 import { StagingArea } from './staging-area.ts';
@@ -178,6 +185,23 @@ export class AlertmanagerComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured,
+      secrets: {
+        captured: await configSecrets([config], 'Alertmanager'),
+        notCaptured: [
+          {
+            kind: 'credentials',
+            what: 'files the config points at (smtp_auth_password_file, *_file, TLS key_file): outside the backup',
+          },
+          ...(config.source === undefined
+            ? [
+                {
+                  kind: 'credentials' as const,
+                  what: 'receiver secrets in the config: the API masks them as <secret>',
+                },
+              ]
+            : []),
+        ],
+      },
       details: {
         format: 'Alertmanager API v2: config + silences.json',
         url: this.#api.url,

@@ -213,3 +213,33 @@ export class ConfigFilesRestore {
     return this.#staged.map((file) => file.path);
   }
 }
+
+/** YAML keys whose value is a secret in Prometheus' and Alertmanager's configs (`*_file` variants name a file instead). */
+const SECRET_KEYS =
+  /^\s*-?\s*(password|bearer_token|client_secret|credentials|secret_key|access_key|api_key|auth_password|smtp_auth_password|auth_secret|routing_key|service_key|token|api_url|webhook_url|bot_token|http_config_token)\s*:\s*(\S+)/gm;
+
+/**
+ * The secrets the config files hold (a key such as `password:` or `bearer_token:` with a value
+ * that is not the API's `<secret>` mask), as a `SecretNote` list for `ComponentInfo.secrets`.
+ */
+export async function configSecrets(
+  files: readonly ConfigFile[],
+  product: string,
+): Promise<{ kind: 'credentials'; what: string; paths: string[] }[]> {
+  const paths: string[] = [];
+  for (const file of files) {
+    const text = file.text ?? (file.source ? await readFile(file.source, 'utf8').catch(() => '') : '');
+    const unmasked = [...text.matchAll(SECRET_KEYS)].some(
+      (found) => !/^["']?<secret>["']?$/.test(found[2] ?? ''),
+    );
+    if (unmasked) paths.push(`${CONFIG_PREFIX}${file.path}`);
+  }
+  if (paths.length === 0) return [];
+  return [
+    {
+      kind: 'credentials',
+      what: `credentials written in the ${product} config (passwords, bearer tokens, client secrets, webhook URLs)`,
+      paths,
+    },
+  ];
+}

@@ -25,6 +25,7 @@ import {
   type ConfigFile,
   ConfigFilesRestore,
   configEntry,
+  configSecrets,
   expandRuleFiles,
   layoutConfigFiles,
   readable,
@@ -328,6 +329,23 @@ export class PrometheusComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured,
+      secrets: {
+        captured: await configSecrets(plan.files, 'Prometheus'),
+        notCaptured: [
+          {
+            kind: 'credentials',
+            what: 'files the config points at (password_file, bearer_token_file, credentials_file, TLS key_file): outside the backup',
+          },
+          ...(plan.configFrom === 'api'
+            ? [
+                {
+                  kind: 'credentials' as const,
+                  what: 'secrets in the config: the API masks them as <secret>',
+                },
+              ]
+            : []),
+        ],
+      },
       details: {
         format: 'TSDB snapshot blocks (admin API) + config and rule files',
         url: this.#api.url,

@@ -319,6 +319,30 @@ export class RabbitmqComponent implements Component {
         selectiveRestore: false,
       },
       notCaptured: [...NOT_CAPTURED, ...(this.options.vhosts ? NOT_CAPTURED_VHOSTS : [])],
+      secrets: {
+        captured: [
+          ...(users.length > 0
+            ? [
+                {
+                  kind: 'password-hash' as const,
+                  what: `password hashes of ${users.length} RabbitMQ user${users.length === 1 ? '' : 's'} (${hashingAlgorithms.join(', ')})`,
+                  paths: documents.map((document) => document.path),
+                },
+              ]
+            : []),
+          {
+            kind: 'credentials',
+            what: 'URIs of shovels and federation upstreams, with the passwords they carry (parameters)',
+            paths: documents.map((document) => document.path),
+          },
+        ],
+        notCaptured: [
+          {
+            kind: 'token',
+            what: "the Erlang cookie and the nodes' TLS keys: files on each node, outside the definitions",
+          },
+        ],
+      },
       details: {
         format:
           this.options.vhosts === undefined

@@ -1,3 +1,4 @@
+export { claimedVersion } from './claimed-version.ts';
 export {
   type ComponentFixture,
   type ComponentRoundTripOptions,

@@ -301,6 +301,21 @@ export class ZookeeperComponent implements Component {
         selectiveRestore: true,
       },
       notCaptured: [...NOT_CAPTURED],
+      secrets: {
+        captured: [
+          {
+            kind: 'password-hash',
+            what: "digest ACL credentials (user:base64(sha1(user:password))) and whatever znodes hold, e.g. Kafka's SCRAM credentials under /config/users",
+            paths: [ZNODES_ENTRY],
+          },
+        ],
+        notCaptured: [
+          {
+            kind: 'credentials',
+            what: 'SASL/JAAS configuration and keytabs, and the TLS keystores: files on each server',
+          },
+        ],
+      },
       details: {
         format: `${ZNODES_ENTRY}: one JSON object per znode {path, data (base64 or null), acl [{perms, scheme, id}], stat fields}, parents before children`,
         entry: ZNODES_ENTRY,
