@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { decryptAge, parseAgeIdentity } from './age.ts';
 import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
@@ -101,7 +101,16 @@ export async function* archiveRecords(
         ...(entry.size === undefined ? {} : { size: entry.size }),
       });
       let manifestEntry: ManifestEntry;
-      if (type === 'file') {
+      if (type === 'file' && entry.size !== undefined && entry.size <= SMALL_BODY) {
+        // A small body is read whole and hashed in one call, and goes to the tar writer as one
+        // buffer: three stream stages and their promises per entry cost more than the bytes.
+        const body = await readSmallBody(entry.body, entry.size);
+        if (body.byteLength > 0)
+          progress({ type: 'bytes', component: source.name, path, bytes: body.byteLength });
+        // Hashed before the tar writer has it: a handed-over body may be freed once written.
+        manifestEntry = { ...base, size: body.byteLength, sha256: sha256Hex(body) };
+        yield { name: archivePath, type, size: entry.size, mode: entry.mode, ...times, body };
+      } else if (type === 'file') {
         const counted = countEntryBytes(entry.body ?? emptyBody(), source.name, path, context);
         const { stream, result } = digest(counted);
         if (entry.size !== undefined) {
@@ -178,6 +187,32 @@ export async function* archiveRecords(
 
 async function* emptyBody(): ByteStream {}
 
+/** Files of at most this many bytes (announced) are read whole before their record is written. */
+const SMALL_BODY = 64 * 1024;
+const EMPTY_BODY = new Uint8Array(0);
+
+/**
+ * A small body's bytes, read up to one byte past `size` (the tar writer then refuses a body
+ * that grew or shrank, as it does a streamed one). Chunks handed over are freed once copied.
+ */
+async function readSmallBody(body: ByteStream | undefined, size: number): Promise<Uint8Array> {
+  if (body === undefined) return EMPTY_BODY;
+  let first: Uint8Array | undefined;
+  let chunks: Uint8Array[] | undefined;
+  let total = 0;
+  for await (const chunk of body) {
+    if (chunk.byteLength === 0) continue;
+    total += chunk.byteLength;
+    if (first === undefined) first = chunk;
+    else (chunks ??= [first]).push(chunk);
+    if (total > size) break;
+  }
+  if (chunks === undefined) return first ?? EMPTY_BODY;
+  const whole = Buffer.concat(chunks, total);
+  for (const chunk of chunks) releaseWholeHandedOver(chunk);
+  return whole;
+}
+
 async function* countEntryBytes(
   body: ByteStream,
   component: string,
@@ -188,6 +223,10 @@ async function* countEntryBytes(
     context.progress({ type: 'bytes', component, path, bytes: chunk.byteLength });
     yield chunk;
   }
+}
+
+function sha256Hex(bytes: Uint8Array): string {
+  return hash('sha256', bytes, 'hex');
 }
 
 /** An entry read back from an archive, with the manifest record it was checked against. */

@@ -166,6 +166,8 @@ export class EntryTree {
   #prefixHashes = new Int32Array(64);
   /** Entries held (ancestors that are no entry of their own not counted). */
   #held = 0;
+  /** The parent of the latest path held, with a trailing `/`: its ancestors are all checked. */
+  #checkedParent = '';
   #sorted = true;
   #last: string | undefined;
   /** The latest entry and those of its ancestors that were added, outermost first. */
@@ -214,7 +216,12 @@ export class EntryTree {
       if (type !== 'directory' && (own & PARENT) !== 0) {
         return `"${path}" is ${WORDS[type]}, yet other entries lie under it`;
       }
-      for (let level = 0; level < depth; level += 1) {
+      // A sibling of the latest path shares its ancestors, which were checked and marked then.
+      const checked =
+        this.#checkedParent !== '' &&
+        path.startsWith(this.#checkedParent) &&
+        path.indexOf('/', this.#checkedParent.length) < 0;
+      for (let level = checked ? depth : 0; level < depth; level += 1) {
         const prefixLength = this.#prefixLengths[level]!;
         const prefixHash = this.#prefixHashes[level]!;
         const flags = paths.get(prefixLength, prefixHash);
@@ -229,6 +236,7 @@ export class EntryTree {
       }
       paths.mark(length, hash, TYPE_CODES[type]);
       this.#held += 1;
+      this.#checkedParent = depth === 0 ? '' : path.slice(0, path.lastIndexOf('/') + 1);
       if (order > 0) this.#sorted = false;
       if (this.#sorted && this.#held >= ENTRY_TREE_HELD_PATHS) this.#paths = undefined;
     }

@@ -1,6 +1,6 @@
 import type { ByteStream, EntryType } from './contracts.ts';
 import { IntegrityError } from './errors.ts';
-import { type Sharing, shareHandedOver } from './handover.ts';
+import { releaseWholeHandedOver, type Sharing, shareHandedOver } from './handover.ts';
 import { formatPaxMtime, mtimeDate, mtimeNanoseconds, parsePaxMtime } from './mtime.ts';
 
 /** One record to write into a tar stream. Files need `size` up front: tar stores it first. */
@@ -183,17 +183,57 @@ export function tarHeader(record: TarRecordInput): Buffer {
   return Buffer.concat([paxHeader, records, ZEROS.subarray(0, padding), block]);
 }
 
+/** Records with no body or a body in memory of at most this many bytes are copied into batches. */
+const SMALL_RECORD = 16 * 1024;
+/** The size of a batch of small records: one chunk downstream instead of three per record. */
+const BATCH = 64 * 1024;
+
 /**
  * Writes records as a POSIX tar stream (ustar, with pax headers for long or non-ASCII names and
- * link targets and sizes of 8 GiB and more). Pull-based and unbuffered: a record is read only
- * when the stream is read, and each body chunk is passed on as it came (not copied), so what the
- * consumer does with a chunk it is done with (see `handOver`) reaches the body's producer. A body
- * that yields more or fewer bytes than its `size` fails with an `IntegrityError` naming the
- * record. Stopping early releases `records` and the body being read.
+ * link targets and sizes of 8 GiB and more). Pull-based: a record is read only when the stream
+ * is read. Records without a body, or with a body of up to 16 KiB given as one buffer, are copied
+ * into 64 KiB batches (a buffer handed over is released once copied): one chunk for a few dozen
+ * small files instead of three each. Other bodies are passed on chunk by chunk as they came (not
+ * copied), so what the consumer does with a chunk it is done with (see `handOver`) reaches the
+ * body's producer. A body that yields more or fewer bytes than its `size` fails with an
+ * `IntegrityError` naming the record. Stopping early releases `records` and the body being read.
  */
 export async function* packTar(records: AsyncIterable<TarRecordInput>): ByteStream {
+  let batch = Buffer.allocUnsafe(BATCH);
+  let used = 0;
   for await (const record of records) {
-    yield tarHeader(record);
+    const header = tarHeader(record);
+    const inMemory =
+      record.type !== 'file'
+        ? EMPTY
+        : record.body instanceof Uint8Array && record.body.byteLength === record.size
+          ? record.body
+          : undefined;
+    if (inMemory !== undefined && inMemory.byteLength <= SMALL_RECORD) {
+      const padding = paddingOf(inMemory.byteLength);
+      const length = header.byteLength + inMemory.byteLength + padding;
+      if (used + length > batch.byteLength) {
+        if (used > 0) yield batch.subarray(0, used);
+        batch = Buffer.allocUnsafe(Math.max(BATCH, length));
+        used = 0;
+      }
+      batch.set(header, used);
+      used += header.byteLength;
+      if (inMemory.byteLength > 0) {
+        batch.set(inMemory, used);
+        used += inMemory.byteLength;
+        releaseWholeHandedOver(inMemory);
+      }
+      batch.fill(0, used, used + padding);
+      used += padding;
+      continue;
+    }
+    if (used > 0) {
+      yield batch.subarray(0, used);
+      batch = Buffer.allocUnsafe(BATCH);
+      used = 0;
+    }
+    yield header;
     if (record.type !== 'file') continue;
     let total = 0;
     const body = record.body instanceof Uint8Array ? [record.body] : (record.body ?? []);
@@ -216,6 +256,7 @@ export async function* packTar(records: AsyncIterable<TarRecordInput>): ByteStre
     const padding = paddingOf(record.size);
     if (padding > 0) yield ZEROS.subarray(0, padding);
   }
+  if (used > 0) yield batch.subarray(0, used);
   yield ZEROS;
 }
 
