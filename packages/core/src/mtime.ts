@@ -49,13 +49,29 @@ export function formatMtime(ns: bigint): string {
  * a real calendar date and time. Returns the instant in nanoseconds, `undefined` when invalid.
  */
 export function parseMtime(text: string): bigint | undefined {
+  // Restore and verify parse each entry's mtime a few times in a row, and the entries of a tree
+  // share their seconds often: the last answer and the last whole second are kept.
+  if (text === lastParsed.text) return lastParsed.value;
   const match = ISO_MTIME.exec(text);
-  if (!match) return undefined;
-  const seconds = Date.parse(`${match[1]}Z`);
+  let value: bigint | undefined;
+  if (match) {
+    const seconds = match[1] === lastSeconds.text ? lastSeconds.value : validSeconds(match[1]!);
+    lastSeconds = { text: match[1]!, value: seconds };
+    if (seconds !== undefined) value = seconds + BigInt((match[2] ?? '').padEnd(9, '0'));
+  }
+  lastParsed = { text, value };
+  return value;
+}
+
+let lastParsed: { text: string; value: bigint | undefined } = { text: '', value: undefined };
+let lastSeconds: { text: string; value: bigint | undefined } = { text: '', value: undefined };
+
+/** `YYYY-MM-DDTHH:MM:SS` (UTC) in nanoseconds, `undefined` when it is no real date and time. */
+function validSeconds(text: string): bigint | undefined {
+  const seconds = Date.parse(`${text}Z`);
   // Date.parse rolls 2026-02-31 over to March: only a date it prints back the same is real.
-  if (Number.isNaN(seconds) || new Date(seconds).toISOString().slice(0, 19) !== match[1]) return undefined;
-  const fraction = BigInt((match[2] ?? '').padEnd(9, '0'));
-  return BigInt(seconds) * NS_PER_MS + fraction;
+  if (Number.isNaN(seconds) || new Date(seconds).toISOString().slice(0, 19) !== text) return undefined;
+  return BigInt(seconds) * NS_PER_MS;
 }
 
 /** An instant as a pax `mtime` value: decimal seconds, with only the fraction digits it needs. */
