@@ -293,6 +293,7 @@ export async function* readArchive(
         identities: (options.identities ?? []).map(parseAgeIdentity),
         expectedRecipients: sidecar.encryption.recipients,
         what: `the archive of backup "${sidecar.name}"`,
+        thread: true,
       })
     : stored;
   const records = unpackTar(decompress(compressed, sidecar.compression))[Symbol.asyncIterator]();

@@ -92,30 +92,65 @@ describe('the age format', () => {
       expect(
         execFileSync('age', ['-d', '-i', keyFile, join(work, 'ours.age')], { maxBuffer: 1 << 24 }),
       ).toEqual(data);
+      const threaded = await collect(
+        encryptAge(chunks(data, 9_999), { recipients: [identity.recipient], thread: true }),
+      );
+      writeFileSync(join(work, 'threaded.age'), threaded);
+      expect(
+        execFileSync('age', ['-d', '-i', keyFile, join(work, 'threaded.age')], { maxBuffer: 1 << 24 }).equals(
+          data,
+        ),
+      ).toBe(true);
       execFileSync('age', ['-e', '-r', identity.recipient, '-o', join(work, 'theirs.age')], { input: data });
       const theirs = readFileSync(join(work, 'theirs.age'));
       const identities = parseAgeIdentities(readFileSync(keyFile, 'utf8'));
       expect(await decryptAgeBytes(theirs, { identities })).toEqual(data);
+      expect(
+        Buffer.from(await collect(decryptAge(chunks(theirs, 5_000), { identities, thread: true }))).equals(
+          data,
+        ),
+      ).toBe(true);
     }
   });
 
-  it('decrypts past its 1 MiB batches, at exact chunk multiples too', async () => {
-    const identity = generateAgeIdentity();
-    for (const [size, piece] of [
-      [32 * 65_536, 100_003],
-      [3_000_000, 1 << 20],
-      [17 * 65_536 + 5, 65_552],
-    ] as const) {
-      const data = randomBytes(size);
-      const sealed = await encryptAgeBytes(data, { recipients: [identity.recipient] });
-      const back: Uint8Array[] = [];
-      for await (const part of decryptAge(chunks(sealed, piece), { identities: [identity] })) back.push(part);
-      expect(Buffer.concat(back).equals(data)).toBe(true);
-      await expect(
-        decryptAgeBytes(sealed.subarray(0, sealed.length - 1), { identities: [identity] }),
-      ).rejects.toMatchObject({ code: 'BK_INTEGRITY' });
-    }
-  });
+  it.each([false, true])(
+    'decrypts past its 1 MiB batches, at exact chunk multiples too (thread: %s)',
+    async (thread) => {
+      const identity = generateAgeIdentity();
+      for (const [size, piece] of [
+        [32 * 65_536, 100_003],
+        [3_000_000, 1 << 20],
+        [17 * 65_536 + 5, 65_552],
+        [9 * 1024 * 1024 + 3, 65_536],
+      ] as const) {
+        const data = randomBytes(size);
+        const sealed = await collect(
+          encryptAge(chunks(data, piece), { recipients: [identity.recipient], thread }),
+        );
+        const back: Uint8Array[] = [];
+        for await (const part of decryptAge(chunks(sealed, piece), { identities: [identity], thread }))
+          back.push(part);
+        expect(Buffer.concat(back).equals(data)).toBe(true);
+        expect((await decryptAgeBytes(sealed, { identities: [identity] })).equals(data)).toBe(true);
+        const flipped = Buffer.from(sealed);
+        flipped[Math.floor(flipped.length / 3)]! ^= 1;
+        await expect(
+          collect(decryptAge(chunks(flipped, piece), { identities: [identity], thread })),
+        ).rejects.toMatchObject({ code: 'BK_INTEGRITY' });
+        await expect(
+          collect(
+            decryptAge(chunks(sealed.subarray(0, sealed.length - 65_552), piece), {
+              identities: [identity],
+              thread,
+            }),
+          ),
+        ).rejects.toMatchObject({ code: 'BK_INTEGRITY' });
+        await expect(
+          decryptAgeBytes(sealed.subarray(0, sealed.length - 1), { identities: [identity] }),
+        ).rejects.toMatchObject({ code: 'BK_INTEGRITY' });
+      }
+    },
+  );
 
   it('streams in any chunking, and fails on a wrong key, a flipped bit or a cut', async () => {
     const identity = generateAgeIdentity();

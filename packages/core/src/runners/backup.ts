@@ -442,7 +442,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         };
       })();
       const compressed = compress(packTar(records), { ...compressOptions, signal: abort.signal });
-      const archive = digest(recipients ? encryptAge(compressed, { recipients }) : compressed);
+      const archive = digest(recipients ? encryptAge(compressed, { recipients, thread: true }) : compressed);
       const body = countBytes(archive.stream, (bytes) => progress({ type: 'archive-bytes', bytes }));
       await storage.put(key, body, {
         ifNoneMatch: true,
