@@ -7,6 +7,9 @@
  *   node src/hot-path.ts [--sizes 256,1024,8192] [--kinds lp,random,tree] [--dir /var/tmp/bk-bench]
  *                        [--quick] [--keep] [--no-build] [--all-rows] [--estimate]
  *
+ * Encrypted rows (bk backup --recipient, bk restore --identity, and tar│pigz│age│aws and its
+ * restore as peers) sit beside the unencrypted ones; their ratio to those is what encryption costs.
+ *
  * Default plan: line protocol at 256 MiB; line protocol, random bytes and a mixed tree at 1 GiB
  * (every row); the mixed tree at 8 GiB for the memory rows only (bk backup and restore, the
  * pigz pipeline and the restore peer). `--sizes` / `--kinds` run their cross product instead
@@ -122,8 +125,12 @@ type RowId =
   | 'restic'
   | 'bk-gzip'
   | 'bk-zstd'
+  | 'age-pipe'
+  | 'bk-gzip-age'
   | 'restore-peer'
   | 'bk-restore'
+  | 'restore-age-peer'
+  | 'bk-restore-age'
   | 'c-bk-gzip'
   | 'c-pigz'
   | 'c-node'
@@ -137,8 +144,20 @@ const ROWS: Record<RowId, { stage: 'backup' | 'restore' | 'compress'; label: str
   restic: { stage: 'backup', label: 'restic backup (s3: via TLS proxy)', short: 'restic' },
   'bk-gzip': { stage: 'backup', label: 'bk backup (gzip 6, default workers)', short: 'bk backup' },
   'bk-zstd': { stage: 'backup', label: 'bk backup --compression zstd', short: 'bk backup zstd' },
+  'age-pipe': {
+    stage: 'backup',
+    label: 'tar │ pigz -p2 -6 │ age -r │ aws s3 cp -',
+    short: 'pigz│age pipeline',
+  },
+  'bk-gzip-age': { stage: 'backup', label: 'bk backup --recipient (age)', short: 'bk backup age' },
   'restore-peer': { stage: 'restore', label: 'aws s3 cp - │ pigz -d │ tar x', short: 'aws│pigz -d│tar x' },
   'bk-restore': { stage: 'restore', label: 'bk restore', short: 'bk restore' },
+  'restore-age-peer': {
+    stage: 'restore',
+    label: 'aws s3 cp - │ age -d │ pigz -d │ tar x',
+    short: 'aws│age -d│pigz -d│tar x',
+  },
+  'bk-restore-age': { stage: 'restore', label: 'bk restore --identity (age)', short: 'bk restore age' },
   'c-bk-gzip': { stage: 'compress', label: 'bk compress() gzip 6, default workers', short: 'bk compress' },
   'c-pigz': { stage: 'compress', label: 'pigz -p2 -6', short: 'pigz -p2 -6' },
   'c-node': {
@@ -159,6 +178,9 @@ const PEERS: Partial<Record<RowId, RowId[]>> = {
   'bk-gzip': ['gzip-pipe', 'pigz-pipe', 'restic'],
   'bk-zstd': ['pigz-pipe', 'restic'],
   'bk-restore': ['restore-peer'],
+  // Against the unencrypted bk row: the ratio is what encryption costs.
+  'bk-gzip-age': ['bk-gzip', 'age-pipe'],
+  'bk-restore-age': ['bk-restore', 'restore-age-peer'],
   'c-bk-gzip': ['c-node', 'c-pigz', 'c-gzip'],
   'c-bk-zstd': ['c-zstd'],
 };
@@ -176,6 +198,10 @@ const EXPECTED_MBPS: Record<RowId | 'verify', number> = {
   verify: 90,
   'restore-peer': 120,
   'bk-restore': 100,
+  'age-pipe': 70,
+  'bk-gzip-age': 75,
+  'restore-age-peer': 110,
+  'bk-restore-age': 90,
   'c-bk-gzip': 85,
   'c-pigz': 85,
   'c-node': 50,
@@ -481,6 +507,10 @@ try {
   servers = await startServers();
   const { env, endpoint } = servers;
   const aws = `${AWS} --endpoint-url ${endpoint}`;
+  // An age identity for the encrypted rows (bk's and the age pipelines).
+  const ageKey = join(scratch, 'age-key.txt');
+  sh(`rm -f ${q(ageKey)} && age-keygen -o ${q(ageKey)} 2>/dev/null`);
+  const ageRecipient = sh(`age-keygen -y ${q(ageKey)}`).trim();
 
   const objects = (prefix: string): Array<{ key: string; size: number }> =>
     sh(`${aws} s3 ls --recursive s3://bench/${prefix}/ || true`, env)
@@ -568,11 +598,13 @@ try {
   /** Downloads bk's archive and checks it with the standard tools. */
   const verifyArchive = (cell: Cell, row: RowId, prefix: string, result: Result) => {
     const zstd = row === 'bk-zstd';
-    const archive = objects(prefix).find(({ key }) => key.endsWith(zstd ? '.tar.zst' : '.tar.gz'));
+    const sealed = row === 'bk-gzip-age';
+    const suffix = zstd ? '.tar.zst' : sealed ? '.tar.gz.age' : '.tar.gz';
+    const archive = objects(prefix).find(({ key }) => key.endsWith(suffix));
     if (!archive) throw new Error(`no archive under s3://bench/${prefix}/`);
     result.outputBytes = archive.size;
     const local = join(scratch, 'verify', basename(archive.key));
-    const checks = zstd ? 'zstd -t, tar --zstd -tf' : 'gzip -t, tar -tzf';
+    const checks = zstd ? 'zstd -t, tar --zstd -tf' : sealed ? 'age -d │ tar -tz' : 'gzip -t, tar -tzf';
     const verification: Verification = { cell: cell.id, row, key: archive.key, ok: false, checks };
     verifications.push(verification);
     try {
@@ -583,7 +615,9 @@ try {
       );
       const listing = zstd
         ? sh(`zstd -q -t ${q(local)} && tar --zstd -tf ${q(local)} | wc -l`)
-        : sh(`gzip -t ${q(local)} && tar -tzf ${q(local)} | wc -l`);
+        : sealed
+          ? sh(`age -d -i ${q(ageKey)} ${q(local)} | tar -tzf - | wc -l`)
+          : sh(`gzip -t ${q(local)} && tar -tzf ${q(local)} | wc -l`);
       verification.ok = true;
       result.notes.push(
         `archive ${(archive.size / MiB).toFixed(1)} MiB, ${listing.trim()} tar entries: ${checks} ok`,
@@ -688,6 +722,28 @@ try {
         (result) => verifyArchive(cell, 'bk-gzip', target, result),
       );
     }
+    if (rows.has('age-pipe')) {
+      const key = `${prefix}/peer.tar.gz.age`; // kept for the age restore peer
+      await timed(
+        cell,
+        'age-pipe',
+        `${tarInput} | pigz -p2 -6 | age -r ${ageRecipient} | ${aws} s3 cp --only-show-errors - s3://bench/${key}`,
+        data,
+        (result) => {
+          result.outputBytes = objects(`${prefix}`).find((object) => object.key === key)?.size;
+        },
+      );
+    }
+    if (rows.has('bk-gzip-age')) {
+      const target = `${prefix}/bk-gzip-age`; // kept for bk restore --identity
+      await timed(
+        cell,
+        'bk-gzip-age',
+        `node ${q(bk)} backup --quiet --recipient ${ageRecipient} --path ${q(cell.data)} --target s3://bench/${target}`,
+        data,
+        (result) => verifyArchive(cell, 'bk-gzip-age', target, result),
+      );
+    }
     if (rows.has('bk-zstd')) {
       const target = `${prefix}/bk-zstd`;
       await timed(
@@ -719,6 +775,28 @@ try {
         cell,
         'bk-restore',
         `node ${q(bk)} restore latest --quiet --target s3://bench/${prefix}/bk-gzip --to ${q(restoreDir)}`,
+        { bytes: cell.inputBytes },
+        (result) => checkRestore(cell, restoreDir, result),
+      );
+      await rm(restoreDir, { recursive: true, force: true });
+    }
+    if (rows.has('restore-age-peer')) {
+      await mkdir(restoreDir, { recursive: true });
+      await timed(
+        cell,
+        'restore-age-peer',
+        `${aws} s3 cp --only-show-errors s3://bench/${prefix}/peer.tar.gz.age - | age -d -i ${q(ageKey)} | pigz -d | tar -xf - -C ${q(restoreDir)}`,
+        { bytes: cell.inputBytes },
+        (result) => checkRestore(cell, restoreDir, result),
+      );
+      await rm(restoreDir, { recursive: true, force: true });
+    }
+    if (rows.has('bk-restore-age')) {
+      await mkdir(dirname(restoreDir), { recursive: true });
+      await timed(
+        cell,
+        'bk-restore-age',
+        `node ${q(bk)} restore latest --quiet --identity ${q(ageKey)} --target s3://bench/${prefix}/bk-gzip-age --to ${q(restoreDir)}`,
         { bytes: cell.inputBytes },
         (result) => checkRestore(cell, restoreDir, result),
       );
@@ -829,6 +907,9 @@ ratioCheck('bk backup to S3 vs tar│pigz -p2 -6│aws', 'bk-gzip', 'pigz-pipe',
 ratioCheck('compression stage, level 6, vs single-thread Node zlib', 'c-bk-gzip', 'c-node', 1.8);
 ratioCheck('compression stage, level 6, vs pigz -p2 -6', 'c-bk-gzip', 'c-pigz', 1.2);
 ratioCheck('bk restore vs aws│pigz -d│tar x', 'bk-restore', 'restore-peer', 1.0);
+// Encryption costs at most 10 % of the unencrypted run: plain seconds / encrypted seconds ≥ 1 / 1.1.
+ratioCheck('bk backup encrypted vs unencrypted (≤ 10 % more)', 'bk-gzip-age', 'bk-gzip', 1 / 1.1);
+ratioCheck('bk restore encrypted vs unencrypted (≤ 10 % more)', 'bk-restore-age', 'bk-restore', 1 / 1.1);
 {
   const bkRows = results.filter((result) => ['bk-gzip', 'bk-zstd', 'bk-restore'].includes(result.row));
   const bySize = new Map<number, number>();
