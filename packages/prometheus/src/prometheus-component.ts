@@ -14,8 +14,12 @@ import {
   type Entry,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
+  refuseOtherMajor,
+  runCommand,
   safeEntryPath,
   throwIfAborted,
   UnsafePathError,
@@ -433,6 +437,31 @@ export class PrometheusComponent implements Component {
    * @throws {ConfigError} when `restore.dataDir` is not set.
    * @throws {UnsafePathError} for an entry path that would leave its target.
    */
+  /**
+   * The target's version: `/api/v1/status/buildinfo` of `url` when the server answers, else
+   * `prometheus --version` on this machine (restores go into a stopped server's data dir). Blocks
+   * restore only into the Prometheus major they came from; forceable. Unknown is not judged.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    throwIfAborted(context.signal);
+    let targetVersion: string | undefined;
+    try {
+      const buildinfo = await this.#api.data<{ version?: unknown }>('GET', '/api/v1/status/buildinfo', {
+        signal: context.signal,
+      });
+      if (typeof buildinfo.version === 'string') targetVersion = buildinfo.version;
+    } catch {
+      throwIfAborted(context.signal);
+      const local = await runCommand('prometheus', ['--version'], { signal: context.signal }).catch(
+        () => undefined,
+      );
+      targetVersion = /version\s+v?(\d+\.\d+\.\d+\S*)/.exec(local?.output ?? '')?.[1];
+    }
+    if (targetVersion === undefined) return {};
+    const refusal = refuseOtherMajor('Prometheus', context.component.version, targetVersion);
+    return { targetVersion, ...(refusal ? { refusal } : {}) };
+  }
+
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
     const options = this.options.restore;
     if (!options)

@@ -14,7 +14,7 @@ import {
   restore,
 } from '@bk/core';
 import { type PrometheusServer, startPrometheus } from '@bk/test-servers';
-import { recordedEntries } from '@bk/test-suite';
+import { claimedVersion, recordedEntries } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrometheusComponent, prometheus } from '../src/index.ts';
 import { rawSamples, type SampleWindow, seriesList, waitForSamples } from './prometheus-queries.ts';
@@ -261,6 +261,29 @@ describe('@bk/prometheus against a real Prometheus 2.42', () => {
       ),
     ).rejects.toThrow(/meta\.json/);
     expect(await readdir(dataDir)).toEqual([]);
+  });
+
+  it('refuses blocks recorded from another major before writing, reading the local prometheus --version when the server is down, and restores them with force', async () => {
+    const other = new MemoryStorage();
+    const newer = await backup({
+      storage: other,
+      components: [
+        claimedVersion(prometheus({ url: source.url }), (info) => ({ ...info, version: '3.1.0' })),
+      ],
+    });
+    const dataDir = join(sandbox, 'from-3');
+    const restorer = prometheus({ url: 'http://127.0.0.1:1', restore: { dataDir } });
+    const refused = await restore({ storage: other, name: newer.name, restorers: [restorer] }).catch(
+      (error: unknown) => error,
+    );
+    expect(refused).toMatchObject({ code: 'BK_VERSION_MISMATCH', targetVersion: '2.42.0+ds' });
+    expect((refused as Error).message).toContain(
+      "(backed up from version 3.1.0) into the target's version 2.42.0+ds: Prometheus 3 backups restore only into Prometheus 3.x",
+    );
+    await expect(readdir(dataDir)).rejects.toMatchObject({ code: 'ENOENT' });
+    const forced = await restore({ storage: other, name: newer.name, restorers: [restorer], force: true });
+    expect(forced.preflight.prometheus?.targetVersion).toBe('2.42.0+ds');
+    expect((await readdir(dataDir)).length).toBeGreaterThan(0);
   });
 
   it('refuses to restore without restore.dataDir', async () => {

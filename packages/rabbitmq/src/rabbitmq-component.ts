@@ -8,11 +8,16 @@ import {
   checkComponentConfig,
   checkComponentName,
   collect,
+  compareVersions,
   type Entry,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
+  parseVersion,
   type RestoreContext,
   type RestoreReport,
+  refuseOlderTarget,
   throwIfAborted,
 } from '@bk/core';
 import {
@@ -404,6 +409,35 @@ export class RabbitmqComponent implements Component {
    * @throws {ConflictError} under `fail`, before anything is imported.
    * @throws {ComponentError} for an unreadable entry or a refused import (scrubbed of password hashes).
    */
+  /**
+   * The target's version (`GET /api/overview`). Users hashed with SHA-256 or SHA-512 need
+   * RabbitMQ 3.6 or newer (older servers know only MD5, and the users could not log in): refused,
+   * not forceable. Definitions from a newer major than the target may hold what it lacks:
+   * refused, forceable.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    const overview = await this.#api.get('overview', context.signal);
+    const targetVersion = isRecord(overview)
+      ? String(overview.rabbitmq_version ?? '') || undefined
+      : undefined;
+    if (targetVersion === undefined) return {};
+    const target = parseVersion(targetVersion);
+    const recorded = context.component.info.details?.hashingAlgorithms;
+    const algorithms = Array.isArray(recorded) ? recorded.map(String) : [];
+    const modern = algorithms.filter((algorithm) => /sha(256|512)/.test(algorithm));
+    if (target && modern.length > 0 && compareVersions(target, { major: 3, minor: 6, patch: 0 }) < 0) {
+      return {
+        targetVersion,
+        refusal: {
+          reason: `the users' passwords are hashed with ${modern.join(', ')}, which RabbitMQ before 3.6 cannot check; restore into RabbitMQ 3.6 or newer`,
+          forceable: false,
+        },
+      };
+    }
+    const refusal = refuseOlderTarget('RabbitMQ', context.component.version, targetVersion, 'major');
+    return { targetVersion, ...(refusal ? { refusal } : {}) };
+  }
+
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
     const signal = context.signal;
     const documents: Document[] = [];

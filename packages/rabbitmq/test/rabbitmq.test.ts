@@ -10,7 +10,7 @@ import {
   restore,
 } from '@bk/core';
 import { type RabbitmqServer, startRabbitmq } from '@bk/test-servers';
-import { componentRoundTrip, recordedEntries } from '@bk/test-suite';
+import { claimedVersion, componentRoundTrip, recordedEntries } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import {
   DEFINITIONS_ENTRY,
@@ -386,6 +386,44 @@ describe('@bk/rabbitmq against two real RabbitMQ 3.10 nodes', () => {
       backup({ storage: new MemoryStorage(), components: [closed] }),
       isCode('BK_COMPONENT', (error) => strictEqual(error.retryable, true)),
     );
+  });
+
+  it('refuses definitions recorded from a newer major before importing, and imports them with force', async () => {
+    const other = new MemoryStorage();
+    const newer = await backup({
+      storage: other,
+      components: [claimedVersion(component(source), (info) => ({ ...info, version: '4.0.5' }))],
+    });
+    deepStrictEqual(
+      newer.manifest.components[0]!.info.secrets?.captured.map((note) => note.what),
+      [
+        'password hashes of 3 RabbitMQ users (rabbit_password_hashing_sha256)',
+        'URIs of shovels and federation upstreams, with the passwords they carry (parameters)',
+      ],
+    );
+    withoutHashes(JSON.stringify(newer.manifest));
+    await must(target, 'DELETE', 'queues/crm/leads');
+    await rejects(
+      restore({ storage: other, name: newer.name, restorers: [component(target)], conflict: 'overwrite' }),
+      isCode('BK_VERSION_MISMATCH', (error) => {
+        ok(
+          error.message.includes(
+            "(backed up from version 4.0.5) into the target's version 3.10.8: RabbitMQ does not take data from a newer major version; restore into RabbitMQ 4 or newer",
+          ),
+          error.message,
+        );
+      }),
+    );
+    strictEqual((await api(target, 'GET', 'queues/crm/leads')).status, 404);
+    const forced = await restore({
+      storage: other,
+      name: newer.name,
+      restorers: [component(target)],
+      conflict: 'overwrite',
+      force: true,
+    });
+    strictEqual(forced.preflight.rabbitmq?.targetVersion, '3.10.8');
+    strictEqual((await api(target, 'GET', 'queues/crm/leads')).status, 200);
   });
 
   it('fromConfig builds the component and names invalid fields', () => {

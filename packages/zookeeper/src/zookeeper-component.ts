@@ -14,8 +14,12 @@ import {
   type Entry,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
+  refuseOlderTarget,
+  refuseOtherMajor,
   throwIfAborted,
   toAbortedError,
 } from '@bk/core';
@@ -418,6 +422,27 @@ export class ZookeeperComponent implements Component {
    * @throws {ConflictError} under `fail` when a znode of the backup exists; nothing was written.
    * @throws {ComponentError} on an invalid line or a failing write, naming the znode.
    */
+  /**
+   * The target's version (`srvr`): a backup restores only into the ZooKeeper major it came from,
+   * and not into an older minor (3.5 added container and TTL znodes, which 3.4 cannot create).
+   * Forceable. A server that does not answer `srvr` (4lw commands disabled) is not judged.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    const status = await readServerStatus(
+      this.options.connectString,
+      Math.min(this.#connectTimeoutMs, 10_000),
+      context.signal,
+    );
+    throwIfAborted(context.signal);
+    const targetVersion = 'failures' in status ? undefined : status.version;
+    if (targetVersion === undefined) return {};
+    const backed = context.component.version;
+    const refusal =
+      refuseOtherMajor('ZooKeeper', backed, targetVersion) ??
+      refuseOlderTarget('ZooKeeper', backed, targetVersion, 'minor');
+    return { targetVersion, ...(refusal ? { refusal } : {}) };
+  }
+
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
     throwIfAborted(context.signal);
     const recordedPaths = context.component.info.details?.paths;

@@ -10,7 +10,7 @@ import {
   restore,
 } from '@bk/core';
 import { startZookeeper, type ZookeeperServer } from '@bk/test-servers';
-import { componentRoundTrip } from '@bk/test-suite';
+import { claimedVersion, componentRoundTrip } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromConfig, sequenceCounter, ZNODES_ENTRY, type ZnodeRecord, zookeeper } from '../src/index.ts';
 import { type Acl, CREATE_MODES, OPEN_ACL, ZookeeperSession } from '../src/zookeeper-client.ts';
@@ -326,6 +326,47 @@ describe('ZookeeperComponent against a real ZooKeeper 3.8', () => {
       'the missing ancestor is created empty and open',
     );
     deepStrictEqual(tree['/app/readonly']!.acl, READ_ONLY);
+  });
+
+  it('refuses a backup recorded from a newer ZooKeeper before writing, and restores it with force', async () => {
+    const other = new MemoryStorage();
+    const newer = await backup({
+      storage: other,
+      components: [
+        claimedVersion(zookeeper({ connectString: source.connectString, auth: AUTH }), (info) => ({
+          ...info,
+          version: '3.9.2',
+        })),
+      ],
+    });
+    ok(newer.manifest.components[0]!.info.secrets?.captured.some((note) => note.kind === 'password-hash'));
+    const before = await snapshotTree(target);
+    const restorer = zookeeper({ connectString: target.connectString, auth: AUTH });
+    await rejects(
+      restore({ storage: other, name: newer.name, restorers: [restorer], conflict: 'overwrite' }),
+      (thrown: unknown) => {
+        ok(isCode('BK_VERSION_MISMATCH')(thrown), String(thrown));
+        ok(
+          (thrown as Error).message.includes(
+            "(backed up from version 3.9.2) into the target's version 3.8.0: ZooKeeper does not take data from a newer version; restore into ZooKeeper 3.9 or newer",
+          ),
+          (thrown as Error).message,
+        );
+        return true;
+      },
+    );
+    deepStrictEqual(await snapshotTree(target), before);
+    const forced = await restore({
+      storage: other,
+      name: newer.name,
+      restorers: [restorer],
+      conflict: 'overwrite',
+      force: true,
+    });
+    strictEqual(forced.preflight.zookeeper?.targetVersion, '3.8.0');
+    const restored = await withSession(target, (session) => session.getData('/app/binary'));
+    deepStrictEqual(restored, BINARY);
+    ok(forced.components.zookeeper!.entries > 0);
   });
 
   it('fails clearly without the credentials a digest ACL needs', async () => {
