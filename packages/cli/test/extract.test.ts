@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -176,6 +176,78 @@ describe('bk extract: the stock tools work on what it writes', () => {
       if (count === undefined) await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(count, `${last} ${restoredBy.stdout}${restoredBy.stderr}`).toBe(200);
+  });
+
+  it('imports a directory the real influxd backup -portable wrote (--from-portable), and bk restore restores it', async () => {
+    const stock = join(workspace, 'stock-portable');
+    await run('influxd', [
+      'backup',
+      '-portable',
+      '-host',
+      `${influxd.host}:${influxd.rpcPort}`,
+      '-db',
+      'metrics',
+      stock,
+    ]);
+    const imported = join(workspace, 'imported');
+    const made = await bk(
+      workspace,
+      'backup',
+      '--from-portable',
+      stock,
+      '--target',
+      pathToFileURL(imported).href,
+    );
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.json).toMatchObject({ components: [{ name: 'influx', kind: 'influx' }] });
+    const config = join(workspace, 'from-stock.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        components: [
+          {
+            kind: 'influx',
+            name: 'influx',
+            addr: `${influxd.host}:${influxd.rpcPort}`,
+            database: 'metrics',
+            restore: { newDatabase: 'from_stock' },
+          },
+        ],
+      }),
+    );
+    const restored = await bk(
+      workspace,
+      'restore',
+      String(made.json.name),
+      '--config',
+      config,
+      '--target',
+      pathToFileURL(imported).href,
+    );
+    expect(restored.code, restored.stderr).toBe(0);
+    let count: unknown;
+    for (let attempt = 0; attempt < 50 && count === undefined; attempt += 1) {
+      const counted = await fetch(
+        `${influxd.httpUrl}/query?db=from_stock&q=${encodeURIComponent('SELECT count(value) FROM cpu')}`,
+      );
+      const body = (await counted.json()) as { results: { series?: { values: [string, number][] }[] }[] };
+      count = body.results[0]?.series?.[0]?.values[0]?.[1];
+      if (count === undefined) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(count).toBe(200);
+    // Without a manifest in the directory, nothing is written and the error says why.
+    const empty = join(workspace, 'not-portable');
+    await mkdir(empty);
+    const refused = await bk(
+      workspace,
+      'backup',
+      '--from-portable',
+      empty,
+      '--target',
+      pathToFileURL(imported).href,
+    );
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/holds no \*\.manifest/);
   });
 
   it('refuses to overwrite without --conflict overwrite, and checks every checksum', async () => {

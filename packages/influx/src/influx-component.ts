@@ -24,6 +24,7 @@ import {
 import { type InfluxWindow, influxWindow, isIncremental, toDate } from './incremental.ts';
 import { readMetastore } from './portable/meta-file.ts';
 import { portableBackup, resolveRpcTarget } from './portable/portable-backup.ts';
+import { portableDirectoryEntries, readPortableDirectory } from './portable/portable-directory.ts';
 import { portableRestore } from './portable/portable-restore.ts';
 import { fetchMetastore } from './portable/snapshotter-client.ts';
 import { databaseExists, restoreIntoExisting } from './restore-into-existing.ts';
@@ -61,6 +62,12 @@ export interface InfluxOptions {
   /** HTTP API login, when `auth-enabled` is on (the RPC port has no authentication). */
   username?: string;
   password?: string;
+  /**
+   * Back up the newest backup in this directory, written by the stock `influxd backup -portable`,
+   * instead of asking a server (`bk backup --from-portable DIR`): the bk backup holds its files as
+   * they are, and restores like any other (no RPC address needed to back up).
+   */
+  fromPortable?: string;
   /** Back up (and restore) only this database; default every database. */
   database?: string;
   /** Only this retention policy; needs `database`. */
@@ -95,6 +102,7 @@ const CONFIG_FIELDS = [
   'retentionPolicy',
   'restore',
   'incremental',
+  'fromPortable',
 ];
 const RESTORE_FIELDS = ['newDatabase', 'newRetentionPolicy', 'intoExisting'];
 
@@ -170,10 +178,23 @@ export class InfluxComponent implements Component {
     if (options.addr !== undefined && (options.host !== undefined || options.rpcPort !== undefined)) {
       throw new ConfigError(`${context}: give "addr" or "host" and "rpcPort", not both.`);
     }
+    if (
+      options.fromPortable !== undefined &&
+      (typeof options.fromPortable !== 'string' || options.fromPortable === '')
+    ) {
+      throw new ConfigError(`${context}: "fromPortable" must be a directory path.`);
+    }
+    if (options.fromPortable !== undefined && options.incremental !== undefined) {
+      throw new ConfigError(`${context}: "fromPortable" cannot be combined with "incremental".`);
+    }
+    // A stock backup directory needs no server to be backed up; restoring it needs the address.
+    const withoutServer =
+      options.fromPortable !== undefined && options.addr === undefined && options.host === undefined;
     let rpc: { host: string; port: number };
     try {
-      rpc =
-        options.addr !== undefined
+      rpc = withoutServer
+        ? { host: '', port: 0 }
+        : options.addr !== undefined
           ? resolveRpcTarget({ rpcAddress: options.addr })
           : resolveRpcTarget({ host: options.host, rpcPort: options.rpcPort });
     } catch (error) {
@@ -322,13 +343,17 @@ export class InfluxComponent implements Component {
       const version = response.headers.get('x-influxdb-version');
       if (version) info.version = version;
     }
-    const blob = await fetchMetastore(
-      { host: this.options.host, port: this.options.rpcPort },
-      context.signal,
-    );
+    const fromPortable =
+      this.options.fromPortable === undefined
+        ? undefined
+        : await readPortableDirectory(this.options.fromPortable);
+    const blob =
+      fromPortable?.metastore ??
+      (await fetchMetastore({ host: this.options.host, port: this.options.rpcPort }, context.signal));
     const { databases } = readMetastore(blob);
     info.details = {
       format: 'influxd backup -portable',
+      ...(fromPortable ? { fromPortable: fromPortable.manifestName } : {}),
       database: this.options.database ?? null,
       retentionPolicy: this.options.retentionPolicy ?? null,
       incremental: since !== null,
@@ -349,6 +374,12 @@ export class InfluxComponent implements Component {
   backup(context: BackupContext): AsyncIterable<Entry> {
     const window = this.#window;
     this.#window = undefined;
+    const directory = this.options.fromPortable;
+    if (directory !== undefined) {
+      return (async function* () {
+        yield* portableDirectoryEntries(await readPortableDirectory(directory), context.signal);
+      })();
+    }
     const since = this.options.incremental
       ? toDate(this.options.incremental.since, 'incremental.since')
       : null;
@@ -498,7 +529,7 @@ export function fromConfig(
   }
   if (isRecord(config.restore)) checkNestedConfig(config.restore, 'restore', RESTORE_FIELDS, where);
   const { kind: _kind, ...options } = config;
-  if (options.addr === undefined && options.host === undefined) {
+  if (options.addr === undefined && options.host === undefined && options.fromPortable === undefined) {
     if (!env.INFLUX_ADDR) {
       throw new ConfigError(
         `${where}: no InfluxDB to talk to: give "addr" (host:port of the RPC bind-address, e.g. 127.0.0.1:8088), or "host" and "rpcPort", or set INFLUX_ADDR.`,

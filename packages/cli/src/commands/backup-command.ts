@@ -17,6 +17,7 @@ import {
 interface BackupFlags {
   only?: string[];
   path?: string[];
+  fromPortable?: string;
   label?: Record<string, string>;
   level?: number;
   compression?: 'gzip' | 'zstd';
@@ -47,6 +48,10 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       '--path <path>',
       `back up this path (repeatable) as component "${AD_HOC_COMPONENT}" instead of the config's components`,
       collectValues,
+    )
+    .option(
+      '--from-portable <dir>',
+      'back up the directory `influxd backup -portable` wrote, as component "influx", instead of the config\'s components',
     )
     .option('--label <key=value>', 'record a label in the manifest (repeatable)', parseLabel)
     .option(
@@ -86,16 +91,21 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
     .action(async (flags: BackupFlags, command: Command) => {
       const context = contextOf(command);
       const recipients = await recipientsFrom(context, flags.recipient, flags.recipientsFile);
-      const configs: ComponentConfig[] = flags.path
-        ? [
-            {
-              kind: 'files',
-              name: AD_HOC_COMPONENT,
-              root: '/',
-              paths: flags.path.map((path) => resolve(context.io.cwd, path)),
-            },
-          ]
-        : selectConfigs((await context.config()).components, flags.only);
+      if (flags.path && flags.fromPortable !== undefined) {
+        throw new ConfigError('Give --path or --from-portable, not both.');
+      }
+      const configs: ComponentConfig[] = flags.fromPortable
+        ? [{ kind: 'influx', name: 'influx', fromPortable: resolve(context.io.cwd, flags.fromPortable) }]
+        : flags.path
+          ? [
+              {
+                kind: 'files',
+                name: AD_HOC_COMPONENT,
+                root: '/',
+                paths: flags.path.map((path) => resolve(context.io.cwd, path)),
+              },
+            ]
+          : selectConfigs((await context.config()).components, flags.only);
       if (configs.length === 0) {
         throw new ConfigError(
           'Nothing to back up: add "components" to the config file (see --config) or pass --path <path>.',

@@ -6,6 +6,11 @@ export {
   resolveRpcTarget,
 } from './portable-backup.ts';
 export {
+  type PortableDirectory,
+  portableDirectoryEntries,
+  readPortableDirectory,
+} from './portable-directory.ts';
+export {
   type PortableManifest,
   type PortableManifestFile,
   parsePortableFileName,
