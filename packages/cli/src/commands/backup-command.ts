@@ -4,6 +4,15 @@ import type { Command } from 'commander';
 import { IDENTITY_FLAG, identitiesFrom, recipientsFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
+import {
+  ACCEPT_NEW_HOST_KEYS_OPTION,
+  INVENTORY_OPTION,
+  type InventoryFlags,
+  inventoryPlanOf,
+  KNOWN_HOSTS_OPTION,
+  SKIP_OPTION,
+  SSH_KEY_OPTION,
+} from '../inventory-options.ts';
 import type { ComponentConfig } from '../load-config.ts';
 import {
   collectValues,
@@ -14,7 +23,8 @@ import {
   parseNameList,
 } from '../option-parsers.ts';
 
-interface BackupFlags {
+interface BackupFlags extends InventoryFlags {
+  dryRun?: boolean;
   only?: string[];
   path?: string[];
   fromPortable?: string;
@@ -88,24 +98,51 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       "with --incremental: age identity file to read an encrypted parent; repeatable (default: BK_AGE_IDENTITY, else the config's encryption.identityFile)",
       collectValues,
     )
+    .option('--dry-run', 'print what would be backed up (component, hosts, what it reads) and touch nothing')
+    .option(...INVENTORY_OPTION)
+    .option(...SKIP_OPTION, parseNameList)
+    .option(...SSH_KEY_OPTION)
+    .option(...KNOWN_HOSTS_OPTION)
+    .option(...ACCEPT_NEW_HOST_KEYS_OPTION)
     .action(async (flags: BackupFlags, command: Command) => {
       const context = contextOf(command);
+      const inventoryPlan = await inventoryPlanOf(context, flags);
+      if (flags.dryRun) {
+        const items =
+          inventoryPlan?.items ??
+          selectConfigs((await context.config()).components, flags.only).map((config) => ({
+            component: config.kind,
+            name: config.name ?? config.kind,
+            kind: config.kind,
+            hosts: [] as string[],
+            reads: 'as configured',
+          }));
+        context.printJson({ dryRun: true, components: items, warnings: inventoryPlan?.warnings ?? [] });
+        for (const item of items) {
+          context.print(`${item.name}  ${item.kind}  ${item.hosts.join(',') || '-'}  ${item.reads}`);
+        }
+        return;
+      }
       const recipients = await recipientsFrom(context, flags.recipient, flags.recipientsFile);
       if (flags.path && flags.fromPortable !== undefined) {
         throw new ConfigError('Give --path or --from-portable, not both.');
       }
-      const configs: ComponentConfig[] = flags.fromPortable
-        ? [{ kind: 'influx', name: 'influx', fromPortable: resolve(context.io.cwd, flags.fromPortable) }]
-        : flags.path
-          ? [
-              {
-                kind: 'files',
-                name: AD_HOC_COMPONENT,
-                root: '/',
-                paths: flags.path.map((path) => resolve(context.io.cwd, path)),
-              },
-            ]
-          : selectConfigs((await context.config()).components, flags.only);
+      const configs: ComponentConfig[] = inventoryPlan
+        ? inventoryPlan.configs
+        : flags.fromPortable
+          ? [{ kind: 'influx', name: 'influx', fromPortable: resolve(context.io.cwd, flags.fromPortable) }]
+          : flags.path
+            ? [
+                {
+                  kind: 'files',
+                  name: AD_HOC_COMPONENT,
+                  root: '/',
+                  paths: flags.path.map((path) => resolve(context.io.cwd, path)),
+                },
+              ]
+            : selectConfigs((await context.config()).components, flags.only);
+      // The inventory's --only and --skip already chose the components, by type or name.
+      if (inventoryPlan) flags.only = undefined;
       if (configs.length === 0) {
         throw new ConfigError(
           'Nothing to back up: add "components" to the config file (see --config) or pass --path <path>.',

@@ -5,11 +5,20 @@ import { IDENTITY_FLAG, IDENTITY_HELP } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
+import {
+  ACCEPT_NEW_HOST_KEYS_OPTION,
+  INVENTORY_OPTION,
+  type InventoryFlags,
+  inventoryPlanOf,
+  KNOWN_HOSTS_OPTION,
+  SKIP_OPTION,
+  SSH_KEY_OPTION,
+} from '../inventory-options.ts';
 import type { ComponentConfig } from '../load-config.ts';
 import { collectValues, parseNameList, parseReadConcurrency } from '../option-parsers.ts';
 import { resolveBackup, restoreWithProgress } from './restore-with-progress.ts';
 
-interface RestoreFlags {
+interface RestoreFlags extends InventoryFlags {
   identity?: string[];
   only?: string[];
   conflict: ConflictPolicy;
@@ -49,12 +58,30 @@ export function defineRestoreCommand(
       '--force',
       "restore although a component's server version was refused (another major, older than the backup) where a forced restore can work; warns",
     )
+    .option(...INVENTORY_OPTION)
+    .option(...SKIP_OPTION, parseNameList)
+    .option(...SSH_KEY_OPTION)
+    .option(...KNOWN_HOSTS_OPTION)
+    .option(...ACCEPT_NEW_HOST_KEYS_OPTION)
     .action(async (name: string, flags: RestoreFlags, command: Command) => {
       const context = contextOf(command);
+      const plan = await inventoryPlanOf(context, flags);
       const { storage, prefix, identities, manifest } = await resolveBackup(context, name, flags);
+      if (plan) {
+        // The inventory names the hosts to restore to; --only and --skip chose its components.
+        const backedUp = new Set(manifest.components.map((component) => component.name));
+        flags.only = plan.configs
+          .map((config) => config.name!)
+          .filter((configName) => backedUp.has(configName));
+        if (flags.only.length === 0) {
+          throw new ConfigError(
+            `${manifest.name} holds none of the inventory's components (${plan.configs.map((config) => config.name).join(', ')}); it has ${[...backedUp].join(', ')}.`,
+          );
+        }
+      }
       const wanted = new Set(flags.only ?? manifest.components.map((component) => component.name));
       const to = flags.to === undefined ? undefined : resolve(context.io.cwd, flags.to);
-      const configs: ComponentConfig[] = (await context.config()).components
+      const configs: ComponentConfig[] = (plan ? plan.configs : (await context.config()).components)
         .filter((config) => config.name === undefined || wanted.has(config.name))
         .map((config) =>
           to !== undefined && config.kind === 'files' ? { ...config, restoreTo: to } : config,
