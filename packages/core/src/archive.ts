@@ -8,6 +8,7 @@ import { BkError, ConfigError, IntegrityError } from './errors.ts';
 import { releaseWholeHandedOver } from './handover.ts';
 import { digest } from './hash.ts';
 import {
+  isStored,
   MANIFEST_ENTRY,
   type Manifest,
   type ManifestComponent,
@@ -89,6 +90,7 @@ export async function* archiveRecords(
         type,
         ...(entry.mode === undefined ? {} : { mode: entry.mode & 0o7777 }),
         ...(mtimeNs === undefined ? {} : { mtime: formatMtime(mtimeNs) }),
+        ...(entry.identity === undefined ? {} : { identity: entry.identity }),
       };
       // The header holds whole seconds, as GNU tar's default format writes; the manifest keeps
       // the nanoseconds, which restore sets. A pax mtime would add 1 KiB of tar per entry: a
@@ -101,7 +103,18 @@ export async function* archiveRecords(
         ...(entry.size === undefined ? {} : { size: entry.size }),
       });
       let manifestEntry: ManifestEntry;
-      if (type === 'file' && entry.size !== undefined && entry.size <= SMALL_BODY) {
+      if (entry.deleted === true) {
+        // Recorded only: the archive holds no record for a path that is gone.
+        manifestEntry = { path, type, size: 0, deleted: true };
+      } else if (entry.ref !== undefined) {
+        if (type !== 'file' || entry.size === undefined || entry.sha256 === undefined || entry.body) {
+          throw new ConfigError(
+            `${source.name}: the reference "${path}" must be a file with size and sha256 and no body.`,
+          );
+        }
+        // The body is in the referenced backup's archive; this archive holds no record for it.
+        manifestEntry = { ...base, size: entry.size, sha256: entry.sha256, ref: entry.ref };
+      } else if (type === 'file' && entry.size !== undefined && entry.size <= SMALL_BODY) {
         // A small body is read whole and hashed in one call, and goes to the tar writer as one
         // buffer: three stream stages and their promises per entry cost more than the bytes.
         const body = await readSmallBody(entry.body, entry.size);
@@ -167,7 +180,7 @@ export async function* archiveRecords(
       const listed = sink.entry(manifestEntry);
       if (listed) await listed;
       record.stats.entries += 1;
-      record.stats.bytes += manifestEntry.size;
+      if (isStored(manifestEntry)) record.stats.bytes += manifestEntry.size;
       progress({
         type: 'entry-end',
         component: source.name,
@@ -324,6 +337,23 @@ export async function* readArchive(
     for await (const { component, record } of entries) {
       const archivePath = `${component.name}/${record.path}`;
       currentPath = archivePath;
+      if (!isStored(record)) {
+        // A reference or a deletion: recorded in the manifest, no record in this archive.
+        yield {
+          component,
+          record,
+          entry: {
+            path: record.path,
+            type: record.type,
+            size: record.size,
+            ...(record.mode === undefined ? {} : { mode: record.mode }),
+            ...mtimeFields(record.mtime),
+            ...(record.ref === undefined ? {} : { ref: record.ref, sha256: record.sha256 }),
+            ...(record.deleted ? { deleted: true as const } : {}),
+          },
+        };
+        continue;
+      }
       // Chunk names are made as they are reached: a count is never allocated for.
       const chunks = record.type === 'file' ? record.chunks : undefined;
       const nameOf = (index: number): string =>

@@ -33,6 +33,25 @@ export interface Entry {
   linkTarget?: string;
   body?: ByteStream;
   /**
+   * What identifies the source object on its system, recorded so that an incremental can tell
+   * an unchanged object from a replaced one (files: `<device>:<inode>`). Opaque to bk.
+   */
+  identity?: string;
+  /**
+   * In an incremental: this file is unchanged since the parent and its body is in the archive of
+   * the backup named here (the parent, or where the parent's reference points). No body is
+   * stored; `size` and `sha256` must be that backup's. A restore hands it over without a body: a
+   * chain restore has already written it.
+   */
+  ref?: string;
+  /** With `ref`: the sha256 that backup recorded for the body. */
+  sha256?: string;
+  /**
+   * In an incremental: this path was in the parent and is gone (a directory: with everything
+   * under it). No body is stored; a chain restore removes it.
+   */
+  deleted?: true;
+  /**
    * Set when this entry holds a secret (a private key, a password hash, a token). The backup
    * runner records its path in the manifest under the component's `info.secrets.captured`
    * (grouped by `what`) and, when encryption is required, refuses to store it unencrypted.

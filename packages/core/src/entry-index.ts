@@ -5,6 +5,7 @@ import { IntegrityError, ManifestError } from './errors.ts';
 import { gunzip, gzip } from './gzip.ts';
 import { digest } from './hash.ts';
 import {
+  isStored,
   type ManifestComponent,
   type ManifestEntry,
   type SidecarManifest,
@@ -202,11 +203,12 @@ export async function* manifestEntries(
     if (problem !== undefined) invalid(number, `is refused: ${problem}`);
     if (record.chunks !== undefined && record.chunks > Math.max(1, record.size))
       invalid(number, `has ${record.chunks} chunks for ${record.size} bytes`);
-    tarBytes += (record.chunks ?? 1) * 512 + record.size;
+    const stored = isStored(record);
+    if (stored) tarBytes += (record.chunks ?? 1) * 512 + record.size;
     if (tarBytes > ceiling)
       invalid(number, `takes the entries past what an archive of ${manifest.archive.size} bytes can hold`);
     entries += 1;
-    bytes += record.size;
+    if (stored) bytes += record.size;
     total += 1;
     yield { component, record };
   }

@@ -34,6 +34,17 @@ export interface ManifestEntry {
   linkTarget?: string;
   /** Set when the body was stored as this many bounded chunks (a stream of unknown length). */
   chunks?: number;
+  /** See `Entry.identity`. */
+  identity?: string;
+  /** An unchanged file whose body is in this backup's archive (see `Entry.ref`); no record here. */
+  ref?: string;
+  /** A path that was in the parent and is gone (see `Entry.deleted`); no record here. */
+  deleted?: true;
+}
+
+/** Whether the archive holds a record for this entry: not for references and deletions. */
+export function isStored(entry: ManifestEntry): boolean {
+  return entry.ref === undefined && entry.deleted === undefined;
 }
 
 export interface ManifestComponent {
@@ -151,8 +162,15 @@ export function validateEntry(value: unknown, where: string): ManifestEntry {
   } catch {}
   if (normal !== path) fail(`${where}.path`, 'must be a safe, normalised relative path');
   expectSize(entry.size, `${where}.size`);
-  if (type === 'file') expectSha256(entry.sha256, `${where}.sha256`);
-  if (type === 'symlink') expectLinkTarget(entry.linkTarget, `${where}.linkTarget`);
+  if (entry.deleted !== undefined && entry.deleted !== true) fail(`${where}.deleted`, 'must be true');
+  if (entry.deleted === true && entry.ref !== undefined) fail(`${where}.ref`, 'cannot go with "deleted"');
+  expectOptional(entry.ref, `${where}.ref`, expectString);
+  expectOptional(entry.identity, `${where}.identity`, expectString);
+  if (entry.ref !== undefined && type !== 'file') fail(`${where}.ref`, 'is for files only');
+  if (entry.deleted !== true) {
+    if (type === 'file') expectSha256(entry.sha256, `${where}.sha256`);
+    if (type === 'symlink') expectLinkTarget(entry.linkTarget, `${where}.linkTarget`);
+  }
   expectOptional(entry.mode, `${where}.mode`, expectMode);
   expectOptional(entry.mtime, `${where}.mtime`, expectMtime);
   expectOptional(entry.chunks, `${where}.chunks`, expectChunks);
@@ -212,7 +230,7 @@ function checkArchiveCanHold(manifest: Manifest, archiveSize: number): void {
           `(${entry.chunks}) cannot exceed the entry's ${entry.size} bytes`,
         );
       }
-      tarBytes += (entry.chunks ?? 1) * TAR_BLOCK + entry.size;
+      if (isStored(entry)) tarBytes += (entry.chunks ?? 1) * TAR_BLOCK + entry.size;
     });
     for (const [field, value] of [
       ['entries', component.stats.entries * TAR_BLOCK],

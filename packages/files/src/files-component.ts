@@ -25,6 +25,7 @@ import {
   readlink,
   realpath,
   rename,
+  rm,
   rmdir,
   symlink,
   unlink,
@@ -47,6 +48,7 @@ import {
   type Entry,
   fromBytes,
   handOver,
+  type IncrementalParent,
   IntegrityError,
   isRecord,
   mtimeNanoseconds,
@@ -61,6 +63,7 @@ import {
   utimesSeconds,
 } from '@bk/core';
 import picomatch from 'picomatch';
+import { IncrementalFiles } from './incremental-files.ts';
 
 /**
  * Bytes read from a file per chunk: the memory one file in flight costs during a backup.
@@ -448,7 +451,7 @@ export class FilesComponent implements Component {
    */
   async describe(_context: OperationContext): Promise<ComponentInfo> {
     return {
-      capabilities: { selectiveRestore: false, restoreIntoExisting: true },
+      capabilities: { selectiveRestore: false, restoreIntoExisting: true, incremental: true },
       notCaptured: [
         'file owners and groups (restored files belong to the user running the restore)',
         'ACLs and extended attributes (including SELinux labels and file capabilities)',
@@ -543,6 +546,8 @@ export class FilesComponent implements Component {
         mode,
         ...times,
         ...(secret ? { secret } : {}),
+        // An incremental compares it with the parent's: a file replaced by another is not unchanged.
+        identity: `${stats.dev}:${stats.ino}`,
         body: this.read(absolute, stats, context.signal),
       };
     } else if (stats.isSymbolicLink()) {
@@ -705,21 +710,73 @@ export class FilesComponent implements Component {
     }
     const base = await realpath(this.restoreTo);
     const run = new RestoreRun(this.name, base, context, this.fsync);
+    // An incremental's unchanged files were written by the earlier links of its chain; the paths
+    // it records as deleted are removed once every write has settled.
+    let unchanged = 0;
+    const deleted: string[] = [];
     try {
       for await (const entry of entries) {
         throwIfAborted(context.signal);
-        await run.restore(entry);
+        if (entry.ref !== undefined) unchanged += 1;
+        else if (entry.deleted) deleted.push(entry.path);
+        else await run.restore(entry);
       }
     } finally {
       await run.settle();
     }
+    let removed = 0;
+    let skipped = run.skipped;
+    for (const path of deleted) {
+      throwIfAborted(context.signal);
+      if (context.conflict !== 'overwrite') skipped += 1;
+      else if (await removeInside(base, path, (message, cause) => this.failure(message, cause))) removed += 1;
+    }
     await run.applyDirectoryAttributes();
-    return { entries: run.entries, bytes: run.bytes, skipped: run.skipped };
+    return {
+      entries: run.entries,
+      bytes: run.bytes,
+      skipped,
+      ...(unchanged + deleted.length > 0 ? { details: { unchanged, deleted: deleted.length, removed } } : {}),
+    };
+  }
+
+  /**
+   * A source that backs up only what changed since `parent` (see {@link IncrementalFiles}),
+   * for `bk backup --incremental` and core `planIncremental`.
+   */
+  async incremental(parent: IncrementalParent): Promise<IncrementalFiles> {
+    return IncrementalFiles.load(this, parent);
   }
 
   private failure(message: string, cause: unknown): ComponentError {
     return new ComponentError(this.name, `${message}: ${describeFsError(cause)}`, { cause });
   }
+}
+
+/**
+ * Removes `path` (a file, a link, or a directory with everything in it) from under `base`
+ * without following a link on the way: when a parent on the way is not a real directory, there
+ * is nothing of the backup's there to remove. Returns whether something was removed.
+ */
+async function removeInside(
+  base: string,
+  path: string,
+  failure: (message: string, cause: unknown) => ComponentError,
+): Promise<boolean> {
+  const segments = safeEntryPath(path).split('/');
+  let current = base;
+  for (const [index, segment] of segments.entries()) {
+    current = join(current, segment);
+    const stats = await lstatIfExists(current);
+    if (!stats) return false;
+    if (index < segments.length - 1 && !stats.isDirectory()) return false;
+  }
+  try {
+    await rm(current, { recursive: true, force: true });
+  } catch (error) {
+    throw failure(`cannot remove "${current}", deleted since the parent backup`, error);
+  }
+  return true;
 }
 
 function* flush(pending: Entry[]): Generator<Entry> {

@@ -310,7 +310,11 @@ describe('FilesComponent backup and restore', () => {
 
   it('reports what it does not capture', async () => {
     const info = await files({ paths: ['/etc/hostname'] }).describe(backupContext());
-    expect(info.capabilities).toEqual({ selectiveRestore: false, restoreIntoExisting: true });
+    expect(info.capabilities).toEqual({
+      selectiveRestore: false,
+      restoreIntoExisting: true,
+      incremental: true,
+    });
     expect(info.notCaptured?.join('\n')).toMatch(/owners[\s\S]*ACLs[\s\S]*hard links[\s\S]*sockets/);
     expect(info.details).toMatchObject({ root: '/', paths: ['etc/hostname'] });
   });
