@@ -57,7 +57,7 @@ export interface KafkaOptions {
    * backing up; default 1 MiB (a batch bigger than this is still returned whole).
    */
   fetchBytes?: number;
-  /** Largest record chunk (an archive entry) before a new one starts; default 4 MiB. Memory: about twice this. */
+  /** Largest record chunk (an archive entry) before a new one starts; default 1 MiB. Memory: about twice this. */
   chunkBytes?: number;
   /** Record bytes per produce request on restore; default 512 KiB (the broker's limit is `max.message.bytes`). */
   produceBytes?: number;
@@ -666,7 +666,7 @@ export class KafkaComponent implements Component {
     leader: number,
     signal: AbortSignal,
   ): AsyncIterable<Entry> {
-    const chunkBytes = this.options.chunkBytes ?? 4 * 1024 * 1024;
+    const chunkBytes = this.options.chunkBytes ?? 1024 * 1024;
     let lines: string[] = [];
     let size = 0;
     let first = 0n;

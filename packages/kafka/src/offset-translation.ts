@@ -44,11 +44,14 @@ export class OffsetTranslation {
     | undefined;
   records = 0;
 
-  constructor(
-    committed: Iterable<bigint>,
-    readonly maxRuns = 1_000,
-    readonly maxKept = 1_000_000,
-  ) {
+  /** Runs reported in `runs` at most. */
+  readonly maxRuns: number;
+  /** Runs kept in `kept` at most. */
+  readonly maxKept: number;
+
+  constructor(committed: Iterable<bigint>, maxRuns = 1_000, maxKept = 1_000_000) {
+    this.maxRuns = maxRuns;
+    this.maxKept = maxKept;
     this.#pending = [...new Set(committed)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 

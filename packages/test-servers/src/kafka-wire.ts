@@ -8,7 +8,10 @@
 /** Reads one request body; throws `RangeError` past the end (the double then drops the connection). */
 export class WireReader {
   offset = 0;
-  constructor(readonly buffer: Buffer) {}
+  readonly buffer: Buffer;
+  constructor(buffer: Buffer) {
+    this.buffer = buffer;
+  }
 
   get remaining(): number {
     return this.buffer.length - this.offset;
