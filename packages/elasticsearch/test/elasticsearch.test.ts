@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from 'node:assert/strict';
 import { BkError, backup, inspect, MemoryStorage, restore } from '@bk/core';
+import { componentRoundTrip } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { type ElasticsearchOptions, elasticsearch, fromConfig } from '../src/index.ts';
 import {
@@ -310,4 +311,35 @@ describe('ElasticsearchComponent, logical mode', () => {
       check({ kind: 'elasticsearch', url: 'http://127.0.0.1:9200', bogus: 1 }, 'bogus'),
     ]);
   });
+});
+
+describe('@bk/test-suite componentRoundTrip on ElasticsearchComponent', () => {
+  componentRoundTrip(
+    it,
+    async () => {
+      await emptyCluster(source);
+      return {
+        component: component(source, { pageSize: 50 }),
+        seed: async () => {
+          await seedIndex(source, 'bk-test-suite', 321);
+          await source.client.indices.create({ index: 'bk-test-suite-empty' });
+        },
+        snapshot: async () => {
+          const read = async (index: string) => {
+            if (!(await source.client.indices.exists({ index }))) return null;
+            const found = await snapshotIndex(source, index);
+            return {
+              ...found,
+              documents: Object.fromEntries(found.documents),
+              routing: Object.fromEntries(found.routing),
+            };
+          };
+          return { full: await read('bk-test-suite'), empty: await read('bk-test-suite-empty') };
+        },
+        reset: () => emptyCluster(source),
+        cleanup: () => emptyCluster(source),
+      };
+    },
+    { timeout: 60_000 },
+  );
 });

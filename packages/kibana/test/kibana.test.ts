@@ -9,6 +9,7 @@ import {
   restore,
   type Source,
 } from '@bk/core';
+import { componentRoundTrip } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import {
   type ConnectorSecrets,
@@ -273,4 +274,21 @@ describe('KibanaComponent', () => {
       'bogus',
     );
   });
+});
+
+describe('@bk/test-suite componentRoundTrip on KibanaComponent', () => {
+  componentRoundTrip(
+    it,
+    async () => {
+      await emptyKibana(source);
+      return {
+        component: component(source),
+        seed: () => seedKibana(source),
+        snapshot: () => snapshotKibana(source),
+        reset: () => emptyKibana(source),
+        cleanup: () => emptyKibana(source),
+      };
+    },
+    { timeout: 60_000 },
+  );
 });
