@@ -197,7 +197,7 @@ function errorText(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const nested = (error as { errors?: unknown[] }).errors;
   const inner = Array.isArray(nested) && nested.length > 0 ? `: ${errorText(nested.at(-1))}` : '';
-  return `${error.message}${inner}`;
+  return `${error.message.replace(/\.+$/, '')}${inner}`;
 }
 
 /**
@@ -854,12 +854,21 @@ export class KafkaComponent implements Component {
         const target = mapName(topic.name);
         if (existing.has(target)) continue;
         throwIfAborted(signal);
-        await admin.createTopics({
-          topics: [target],
-          partitions: topic.partitions,
-          replicas: this.options.replicationFactor ?? topic.replicationFactor,
-          configs: Object.entries(topic.configs).map(([name, value]) => ({ name, value })),
-        });
+        const replicas = this.options.replicationFactor ?? topic.replicationFactor;
+        await admin
+          .createTopics({
+            topics: [target],
+            partitions: topic.partitions,
+            replicas,
+            configs: Object.entries(topic.configs).map(([name, value]) => ({ name, value })),
+          })
+          .catch((error: unknown) => {
+            throw new ComponentError(
+              this.name,
+              `creating topic "${target}" (${topic.partitions} partitions, replication factor ${replicas}) failed: ${errorText(error)}. On a cluster with fewer brokers than the recorded replication factor, set "replicationFactor".`,
+              { cause: error },
+            );
+          });
         created.push(target);
       }
 
