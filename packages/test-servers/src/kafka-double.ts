@@ -20,7 +20,7 @@ import { listenOnFreePort } from './process.ts';
  * | FindCoordinator (10) | 0–2 | | CreateTopics (19) | 0–4 |
  * | JoinGroup (11) | 0–5 | | DeleteTopics (20) | 0–3 |
  * | DeleteRecords (21) | 0–1 | | InitProducerId (22) | 0–1 |
- * | DescribeConfigs (32) | 0–3 | | | |
+ * | DescribeConfigs (32) | 0–3 | | DeleteGroups (42) | 0–1 |
  *
  * Like one real broker: requests on a connection are answered in order; produced batches are
  * checked (magic 2, length, CRC-32C) and stored as sent with their base offset assigned, so a
@@ -89,6 +89,7 @@ const API = {
   DeleteRecords: 21,
   InitProducerId: 22,
   DescribeConfigs: 32,
+  DeleteGroups: 42,
 } as const;
 
 const VERSIONS: Record<number, [number, number]> = {
@@ -111,6 +112,7 @@ const VERSIONS: Record<number, [number, number]> = {
   [API.DeleteRecords]: [0, 1],
   [API.InitProducerId]: [0, 1],
   [API.DescribeConfigs]: [0, 3],
+  [API.DeleteGroups]: [0, 1],
 };
 
 const API_NAMES = Object.fromEntries(Object.entries(API).map(([name, key]) => [key, name]));
@@ -836,6 +838,18 @@ async function handle(broker: KafkaBroker, frame: Buffer, socket: Socket): Promi
           mw.nullableBytes(member.assignment);
         });
         if (v >= 3) w.int32(-2147483648);
+      });
+      break;
+    }
+    case API.DeleteGroups: {
+      const ids = reader.array((r) => r.string()) ?? [];
+      body.int32(0);
+      body.array(ids, (w, id) => {
+        const group = broker.groups.get(id);
+        // GROUP_ID_NOT_FOUND (69), NON_EMPTY_GROUP (68).
+        const error = !group ? 69 : group.members.size > 0 ? 68 : ERROR.NONE;
+        if (error === ERROR.NONE) broker.groups.delete(id);
+        w.string(id).int16(error);
       });
       break;
     }
