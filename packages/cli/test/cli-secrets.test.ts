@@ -43,6 +43,15 @@ describe('secrets accounting in bk', () => {
     expect(warned.stderr).toMatch(
       /bk: warning: files: stored unencrypted although it holds secrets: private keys and keystores \(by file name\) \(\S+tls\/server\.key\)/,
     );
+    const listed = await runBkJson<{
+      backups: Array<{ name: string; encrypted: boolean; unencryptedSecrets?: string[] }>;
+    }>(['ls', ...target]);
+    expect(listed.json.backups.map((item) => [item.encrypted, item.unencryptedSecrets])).toEqual([
+      [false, ['files']],
+      [false, ['files']],
+    ]);
+    expect((await runBk(['ls', ...target])).stdout).toContain(`${made.json.name}  `);
+    expect((await runBk(['ls', ...target])).stdout).toContain('UNENCRYPTED secrets of files');
     const inspected = await runBk(['inspect', made.json.name, ...target]);
     expect(inspected.code, inspected.stderr).toBe(0);
     expect(inspected.stdout).toContain('secrets     held by files: stored UNENCRYPTED');
@@ -74,6 +83,12 @@ describe('secrets accounting in bk', () => {
     ]);
     expect(encrypted.code, encrypted.stderr).toBe(0);
     expect(encrypted.json.unencryptedSecrets).toBe(false);
+    const listed = await runBkJson<{ backups: Array<{ encrypted: boolean; unencryptedSecrets?: string[] }> }>(
+      ['ls', ...target],
+    );
+    expect(listed.json.backups).toMatchObject([{ encrypted: true }]);
+    expect(listed.json.backups[0]?.unencryptedSecrets).toBeUndefined();
+    expect((await runBk(['ls', ...target])).stdout).toMatch(/ {2}encrypted\n$/);
   });
 
   it('takes encryption.required from the config, and backs up what holds no secret', async () => {

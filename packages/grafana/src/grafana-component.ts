@@ -13,8 +13,11 @@ import {
   fromBytes,
   isRecord,
   type OperationContext,
+  type PreflightContext,
+  type PreflightResult,
   type RestoreContext,
   type RestoreReport,
+  refuseOlderTarget,
   throwIfAborted,
 } from '@bk/core';
 import {
@@ -429,6 +432,18 @@ export class GrafanaComponent implements Component {
    * @throws {ConflictError} under `fail`, before anything is written.
    * @throws {ComponentError} for an unreadable entry or a write Grafana refuses.
    */
+  /**
+   * The target's version (`/api/health`): dashboards and alerting from a newer Grafana major may
+   * use a schema an older one cannot read (Grafana migrates forward only). Refused, forceable.
+   */
+  async preflight(context: PreflightContext): Promise<PreflightResult> {
+    const health = await this.#api.get('/api/health', context.signal);
+    const targetVersion = isRecord(health) && typeof health.version === 'string' ? health.version : undefined;
+    if (targetVersion === undefined) return {};
+    const refusal = refuseOlderTarget('Grafana', context.component.version, targetVersion, 'major');
+    return { targetVersion, ...(refusal ? { refusal } : {}) };
+  }
+
   async restore(entries: AsyncIterable<Entry>, context: RestoreContext): Promise<RestoreReport> {
     const signal = context.signal;
     let folders: FolderRecord[] = [];

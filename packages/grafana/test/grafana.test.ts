@@ -10,7 +10,7 @@ import {
   type Source,
 } from '@bk/core';
 import { startSilentServer } from '@bk/test-servers';
-import { componentRoundTrip } from '@bk/test-suite';
+import { claimedVersion, componentRoundTrip } from '@bk/test-suite';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import {
   type DatasourceSecrets,
@@ -232,6 +232,29 @@ describe('GrafanaComponent over the HTTP API', () => {
     await call(target, 'GET', '/api/dashboards/uid/bk-overview');
     strictEqual(await statusOf(target, '/api/dashboards/uid/other-overview'), 404);
     await call(target, 'GET', '/api/datasources/uid/bk-prom');
+  });
+
+  it('refuses a backup of a newer Grafana major before writing, and restores it with force', async () => {
+    await emptyGrafana(source);
+    await seedGrafana(source);
+    const storage = new MemoryStorage();
+    const { name, manifest } = await backup({
+      storage,
+      components: [claimedVersion(component(source), (info) => ({ ...info, version: '99.1.0' }))],
+    });
+    ok((manifest.components[0]!.info.secrets?.notCaptured.length ?? 0) > 0);
+    await emptyGrafana(target);
+    const empty = await snapshotGrafana(target);
+    await rejects(restore({ storage, name, restorers: [component(target)] }), (thrown: unknown) => {
+      strictEqual((thrown as BkError).code, 'BK_VERSION_MISMATCH');
+      ok((thrown as Error).message.includes('(backed up from version 99.1.0)'), (thrown as Error).message);
+      ok((thrown as Error).message.includes('restore into Grafana 99 or newer'), (thrown as Error).message);
+      return true;
+    });
+    deepStrictEqual(await snapshotGrafana(target), empty);
+    const forced = await restore({ storage, name, restorers: [component(target)], force: true });
+    ok(forced.preflight.grafana?.targetVersion);
+    ok(forced.components.grafana!.entries > 0);
   });
 
   it('maps folders on restore with "restore.folderMap"', async () => {

@@ -1,4 +1,4 @@
-import { list, readParents } from '@bk/core';
+import { AGE_SUFFIX, componentSecrets, inspect, list, readParents } from '@bk/core';
 import type { Command } from 'commander';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
@@ -16,6 +16,10 @@ export interface ListedBackup {
    * told (an encrypted backup sealed by a version that did not record it in clear).
    */
   parent?: string | null;
+  /** Whether the archive and manifest are encrypted (told by the archive's name, no key needed). */
+  encrypted: boolean;
+  /** Unencrypted backups only: the components whose secrets it stores in clear (empty: none). */
+  unencryptedSecrets?: string[];
 }
 
 /** Defines `bk ls`. */
@@ -35,16 +39,28 @@ export function defineListCommand(program: Command, contextOf: (command: Command
         names: backups.map((item) => item.name),
         signal: context.signal,
       });
-      const listed: ListedBackup[] = backups.map((item) => {
+      const listed: ListedBackup[] = [];
+      for (const item of backups) {
         const parent = parents.get(item.name);
-        return {
+        const encrypted = item.key.endsWith(AGE_SUFFIX);
+        // An unencrypted sidecar is plain JSON: it says which components hold secrets in clear.
+        const unencryptedSecrets = encrypted
+          ? undefined
+          : componentSecrets(
+              (await inspect({ storage, name: item.name, prefix, signal: context.signal })).components,
+            )
+              .filter((held) => held.secrets.captured.length > 0)
+              .map((held) => held.component);
+        listed.push({
           name: item.name,
           time: item.time.toISOString(),
           size: item.size ?? null,
           key: item.key,
           ...(parent === undefined ? {} : { parent }),
-        };
-      });
+          encrypted,
+          ...(unencryptedSecrets ? { unencryptedSecrets } : {}),
+        });
+      }
       context.printJson({ backups: listed });
       if (listed.length === 0) context.note(`no backups in ${await context.location('')}`);
       const width = Math.max(0, ...listed.map((item) => item.name.length));
@@ -56,7 +72,14 @@ export function defineListCommand(program: Command, contextOf: (command: Command
             : item.parent === null
               ? ''
               : `  parent ${item.parent}`;
-        context.print(`${item.name.padEnd(width)}  ${item.time.replace('.000Z', 'Z')}  ${size}${parent}`);
+        const secrets = item.encrypted
+          ? '  encrypted'
+          : item.unencryptedSecrets && item.unencryptedSecrets.length > 0
+            ? `  UNENCRYPTED secrets of ${item.unencryptedSecrets.join(', ')}`
+            : '';
+        context.print(
+          `${item.name.padEnd(width)}  ${item.time.replace('.000Z', 'Z')}  ${size}${parent}${secrets}`,
+        );
       }
     });
 }
