@@ -138,9 +138,27 @@ describe.each([
     ]);
     expect(await describeTree(join(raw, 'out', 'files', data.slice(1)))).toEqual(await describeTree(data));
 
-    // Without a key: listed by name; inspect and restore refuse, naming the recipient.
+    // Without a key: listed by name and marked encrypted; inspect shows the clear summary and
+    // says the rest is sealed; with a wrong key inspect and restore refuse, naming the recipient.
     const listed = await runBk(['ls', ...target], env);
     expect(listed.stdout).toContain(result.name);
+    expect(listed.stdout).toMatch(/ {2}encrypted/);
+    const summary = await runBk(['inspect', ...target], env);
+    expect(summary.code, summary.stderr).toBe(0);
+    expect(summary.stdout).toContain(result.name);
+    expect(summary.stdout).toContain(recipient);
+    expect(summary.stdout).toContain('contents    encrypted:');
+    expect(summary.stdout).not.toContain(MARKER);
+    const summaryJson = JSON.parse((await runBk(['--json', 'inspect', ...target], env)).stdout);
+    expect(summaryJson).toMatchObject({ name: result.name, sealed: true });
+    expect(summaryJson.components).toBeUndefined();
+    const wrongInspect = await runBk(['inspect', ...target, '--identity', wrongKey], env);
+    expect(wrongInspect.code, wrongInspect.stderr).toBe(7);
+    expect(wrongInspect.stderr).toContain(recipient);
+    const full = await runBk(['inspect', ...target, '--entries', '--identity', join(keys, 'key.txt')], env);
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.stdout).toContain('files  (files)');
+    expect(full.stdout).toContain(MARKER);
     const to = join(await tempDir('crypt-restore'), 'to');
     for (const identity of [[], ['--identity', wrongKey]]) {
       const refused = await runBk(['restore', 'latest', ...target, '--to', to, ...identity], env);

@@ -163,6 +163,7 @@ describe('bk --json and exit codes (end to end)', () => {
       time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/),
       size: expect.any(Number),
       key: `${names[0]}.tar.gz`,
+      encrypted: false,
       parent: null,
     });
     const inspected = await runBkJson<SidecarManifest>(['inspect', names[1]!, '--target', target]);

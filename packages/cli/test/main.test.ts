@@ -122,6 +122,7 @@ describe('main (in process)', () => {
           time: expect.any(String),
           size: made.json.size,
           key: `${made.json.name}.tar.gz`,
+          encrypted: false,
           parent: null,
         },
       ],

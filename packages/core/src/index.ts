@@ -169,6 +169,7 @@ export {
   catalog,
   type InspectOptions,
   inspect,
+  inspectSummary,
   list,
   resolveName,
 } from './runners/catalog.ts';

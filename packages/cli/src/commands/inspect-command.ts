@@ -2,12 +2,12 @@ import {
   type ComponentEntry,
   componentSecrets,
   describeSecret,
-  inspect,
+  inspectSummary,
   type ManifestEntry,
   manifestEntries,
 } from '@bk/core';
 import type { Command } from 'commander';
-import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
+import { IDENTITY_ENV, IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
@@ -35,13 +35,30 @@ export function defineInspectCommand(
       const context = contextOf(command);
       const identities = await identitiesFrom(context, flags.identity);
       const storage = await context.storage();
-      const manifest = await inspect({
+      const seen = await inspectSummary({
         storage,
         name,
         prefix: await context.prefix(),
         ...(identities ? { identities } : {}),
         signal: context.signal,
       });
+      if ('summary' in seen) {
+        // Encrypted and no key given: what the sidecar keeps in clear, and that the rest is sealed.
+        const { summary } = seen;
+        context.printJson({ ...summary, sealed: true });
+        context.print(summary.name);
+        context.print(`  created     ${summary.createdAt}  (completed ${summary.completedAt})`);
+        context.print(`  bk          ${summary.bk.version}`);
+        context.print(
+          `  archive     ${await context.location(summary.archive.key)}  ${formatBytes(summary.archive.size)}  sha256 ${summary.archive.sha256}`,
+        );
+        context.print(`  encrypted   age, to ${summary.encryption.recipients.join(' ')}`);
+        context.print(
+          `  contents    encrypted: components, versions, labels, secrets and entries need a recipient's key (--identity or ${IDENTITY_ENV})`,
+        );
+        return;
+      }
+      const { manifest } = seen;
       context.printJson(manifest);
       const entries = manifest.components.reduce((sum, component) => sum + component.stats.entries, 0);
       const bytes = manifest.components.reduce((sum, component) => sum + component.stats.bytes, 0);

@@ -14,7 +14,7 @@ import {
   SIDECAR_SUFFIX,
   ZSTD_ARCHIVE_SUFFIX,
 } from '../naming.ts';
-import { openSidecar } from '../sealed-sidecar.ts';
+import { openSidecar, type SealedSidecar, sealedSummary } from '../sealed-sidecar.ts';
 import { collect } from '../streams.ts';
 
 /** A complete backup as listed: its sidecar manifest exists. */
@@ -144,19 +144,17 @@ export async function resolveName(options: InspectOptions): Promise<string> {
   );
 }
 
-/**
- * Reads and validates a backup's sidecar manifest: components, versions, every entry's size and
- * sha256. Throws `NotFoundError` when the backup does not exist (or never completed).
- */
-export async function inspect(options: InspectOptions): Promise<SidecarManifest> {
+async function readSidecar(
+  options: InspectOptions,
+): Promise<{ name: string; sidecarKey: string; bytes: Uint8Array }> {
   const name = await resolveName(options);
   const sidecarKey = joinKey(options.prefix, name + SIDECAR_SUFFIX);
-  let bytes: Uint8Array;
   try {
-    bytes = await collect(
+    const bytes = await collect(
       await options.storage.get(sidecarKey, { signal: options.signal }),
       512 * 1024 * 1024,
     );
+    return { name, sidecarKey, bytes };
   } catch (error) {
     if (error instanceof NotFoundError) {
       throw new NotFoundError(`No complete backup named "${name}" in ${options.storage.description}.`, {
@@ -165,8 +163,45 @@ export async function inspect(options: InspectOptions): Promise<SidecarManifest>
     }
     throw error;
   }
+}
+
+/**
+ * Reads and validates a backup's sidecar manifest: components, versions, every entry's size and
+ * sha256. Throws `NotFoundError` when the backup does not exist (or never completed).
+ */
+export async function inspect(options: InspectOptions): Promise<SidecarManifest> {
+  const { name, sidecarKey, bytes } = await readSidecar(options);
   const manifest = await openSidecar(bytes, options.identities, `backup "${name}"`);
   if (manifest.name !== name)
     throw new NotFoundError(`The manifest at "${sidecarKey}" describes "${manifest.name}", not "${name}".`);
   return manifest;
+}
+
+/**
+ * What can be shown of a backup with the keys at hand: its whole manifest, or for an encrypted
+ * backup when no identity is given, the summary its sidecar keeps in clear (name, times, bk
+ * version, compression, archive size and sha256, recipients) without the sealed manifest.
+ *
+ * @throws {DecryptionError} when identities are given and none opens the backup.
+ * @throws {NotFoundError} as `inspect`.
+ * @example
+ * const seen = await inspectSummary({ storage, name: 'latest' });
+ * if ('summary' in seen) console.log(seen.summary.name, 'is encrypted to', seen.summary.encryption.recipients);
+ */
+export async function inspectSummary(
+  options: InspectOptions,
+): Promise<{ manifest: SidecarManifest } | { summary: Omit<SealedSidecar, 'sealed'> }> {
+  if (options.identities && options.identities.length > 0) return { manifest: await inspect(options) };
+  const { name, sidecarKey, bytes } = await readSidecar(options);
+  const sealed = sealedSummary(bytes);
+  if (!sealed) {
+    const manifest = await openSidecar(bytes, undefined, `backup "${name}"`);
+    if (manifest.name !== name)
+      throw new NotFoundError(`The manifest at "${sidecarKey}" describes "${manifest.name}", not "${name}".`);
+    return { manifest };
+  }
+  if (sealed.name !== name)
+    throw new NotFoundError(`The manifest at "${sidecarKey}" describes "${sealed.name}", not "${name}".`);
+  const { sealed: _sealed, ...summary } = sealed;
+  return { summary };
 }
