@@ -9,6 +9,7 @@ import {
   hkdfSync,
   type KeyObject,
   randomBytes,
+  scrypt,
   timingSafeEqual,
 } from 'node:crypto';
 import { AgeChunkCipher, ChunkAuthenticationError } from './age-chunk-worker.ts';
@@ -26,6 +27,17 @@ import { ConfigError, DecryptionError, IntegrityError } from './errors.ts';
 
 const INTRO = 'age-encryption.org/v1\n';
 const X25519_LABEL = 'age-encryption.org/v1/X25519';
+const SCRYPT_LABEL = 'age-encryption.org/v1/scrypt';
+/**
+ * The scrypt work factor (log2 N) bk writes, as `age -p` does: N = 2^18, r = 8, which takes
+ * 256 MiB and about a second of one core per derivation, once per encrypted object.
+ */
+export const AGE_SCRYPT_WORK_FACTOR = 18;
+/** The highest work factor accepted when decrypting, as age's (2^22: 4 GiB of scrypt memory). */
+const MAX_SCRYPT_WORK_FACTOR = 22;
+const SCRYPT_SALT_SIZE = 16;
+/** What a passphrase is called in errors that list the identities tried or expected. */
+export const AGE_PASSPHRASE_RECIPIENT = 'a passphrase (scrypt)';
 /** Plaintext bytes per STREAM chunk. */
 export const AGE_CHUNK_SIZE = 64 * 1024;
 const TAG_SIZE = 16;
@@ -278,9 +290,42 @@ function x25519Stanza(fileKey: Uint8Array, recipient: string): string {
   return `-> X25519 ${base64(share)}\n${wrapBody(seal(wrapKey, ZERO_NONCE, fileKey))}\n`;
 }
 
-/** Builds the header: one X25519 stanza per recipient, then the MAC. */
-function buildHeader(fileKey: Uint8Array, recipients: readonly string[]): Buffer {
+/** The key an scrypt stanza's body is sealed with. */
+function scryptKey(passphrase: string, salt: Uint8Array, workFactor: number): Promise<Buffer> {
+  const N = 2 ** workFactor;
+  return new Promise((resolve, reject) =>
+    scrypt(
+      passphrase.normalize('NFC'),
+      Buffer.concat([Buffer.from(SCRYPT_LABEL), salt]),
+      32,
+      { N, r: 8, p: 1, maxmem: 128 * N * 8 + 4 * 1024 * 1024 },
+      (error, key) => (error ? reject(error) : resolve(key)),
+    ),
+  );
+}
+
+/** The one scrypt stanza wrapping `fileKey` under `passphrase`, with its final newline. */
+async function scryptStanza(fileKey: Uint8Array, passphrase: string, workFactor: number): Promise<string> {
+  if (!Number.isInteger(workFactor) || workFactor < 1 || workFactor > MAX_SCRYPT_WORK_FACTOR)
+    throw new ConfigError(`The scrypt work factor must be an integer from 1 to ${MAX_SCRYPT_WORK_FACTOR}.`);
+  const salt = randomBytes(SCRYPT_SALT_SIZE);
+  const key = await scryptKey(passphrase, salt, workFactor);
+  return `-> scrypt ${base64(salt)} ${workFactor}\n${wrapBody(seal(key, ZERO_NONCE, fileKey))}\n`;
+}
+
+/** Builds the header: the stanzas (one per recipient, or the one scrypt stanza), then the MAC. */
+async function buildHeader(fileKey: Uint8Array, options: AgeEncryptOptions): Promise<Buffer> {
+  const recipients = options.recipients ?? [];
+  if (options.passphrase !== undefined && recipients.length > 0)
+    throw new ConfigError(
+      'A passphrase cannot be combined with recipients: age allows a passphrase only as the one way to open a file.',
+    );
+  if (options.passphrase === undefined && recipients.length === 0)
+    throw new ConfigError('Encryption needs at least one recipient (age1…) or a passphrase.');
+  if (options.passphrase === '') throw new ConfigError('The passphrase is empty.');
   let header = INTRO;
+  if (options.passphrase !== undefined)
+    header += await scryptStanza(fileKey, options.passphrase, options.workFactor ?? AGE_SCRYPT_WORK_FACTOR);
   for (const recipient of recipients) header += x25519Stanza(fileKey, recipient);
   header += '---';
   return Buffer.from(`${header} ${base64(headerMac(fileKey, header))}\n`);
@@ -325,8 +370,34 @@ function parseHeader(text: string): { stanzas: Stanza[]; macInput: string; mac: 
   return { stanzas, macInput, mac };
 }
 
-/** Finds the file key in the stanzas with one of the identities; `undefined` when none opens it. */
-function unwrapFileKey(stanzas: Stanza[], identities: readonly AgeIdentity[]): Buffer | undefined {
+/**
+ * Finds the file key in the stanzas with one of the identities or the passphrase; `undefined`
+ * when none opens it.
+ */
+async function unwrapFileKey(
+  stanzas: Stanza[],
+  identities: readonly AgeIdentity[],
+  passphrase: string | undefined,
+): Promise<Buffer | undefined> {
+  const scryptStanzas = stanzas.filter((stanza) => stanza.args[0] === 'scrypt');
+  if (scryptStanzas.length > 0) {
+    // age: a passphrase-encrypted file has exactly one stanza, so that no one else can open it.
+    if (stanzas.length !== 1) throw malformed('an scrypt stanza is not the only stanza of the header');
+    const [stanza] = scryptStanzas as [Stanza];
+    const salt = stanza.args.length === 3 ? unbase64(stanza.args[1]!) : undefined;
+    const factorText = stanza.args[2] ?? '';
+    if (
+      salt?.length !== SCRYPT_SALT_SIZE ||
+      !/^[1-9][0-9]?$/.test(factorText) ||
+      stanza.body.length !== FILE_KEY_SIZE + TAG_SIZE
+    )
+      throw malformed('the scrypt stanza is malformed');
+    const workFactor = Number(factorText);
+    if (workFactor > MAX_SCRYPT_WORK_FACTOR)
+      throw malformed(`the scrypt work factor ${workFactor} is above ${MAX_SCRYPT_WORK_FACTOR}`);
+    if (passphrase === undefined) return undefined;
+    return open(await scryptKey(passphrase, salt, workFactor), ZERO_NONCE, stanza.body);
+  }
   const keys = identities.map((identity) => {
     const decoded = bech32Decode(identity.secretKey)!;
     const privateKey = privateKeyObject(decoded.data);
@@ -351,6 +422,19 @@ function unwrapFileKey(stanzas: Stanza[], identities: readonly AgeIdentity[]): B
     }
   }
   return undefined;
+}
+
+/** The `DecryptionError` for a file none of the identities (or the passphrase) opens. */
+function notOpened(what: string, stanzas: Stanza[], options: AgeDecryptOptions): DecryptionError {
+  const byPassphrase = stanzas.some((stanza) => stanza.args[0] === 'scrypt');
+  const expected = options.expectedRecipients?.length
+    ? options.expectedRecipients
+    : byPassphrase
+      ? [AGE_PASSPHRASE_RECIPIENT]
+      : [];
+  const tried = options.identities.map((identity) => identity.recipient);
+  if (options.passphrase !== undefined) tried.push(AGE_PASSPHRASE_RECIPIENT);
+  return new DecryptionError(what, expected, tried);
 }
 
 // --- payload ---
@@ -429,7 +513,14 @@ async function* runChunks(
 
 export interface AgeEncryptOptions {
   /** `age1…` X25519 public keys; the file opens with the secret key of any one of them. */
-  recipients: readonly string[];
+  recipients?: readonly string[];
+  /**
+   * A passphrase instead of recipients (age's scrypt stanza, what `age -p` writes): the file
+   * opens with it alone. Throws `ConfigError` when combined with recipients.
+   */
+  passphrase?: string;
+  /** scrypt's work factor, log2 N, for `passphrase` (default 18, as age; at most 22). */
+  workFactor?: number;
   /**
    * Seal the chunks on a worker thread, beside the thread that reads and uploads (default
    * `false`). Worth it for an archive; starting the thread costs a few tens of milliseconds.
@@ -446,12 +537,10 @@ export interface AgeEncryptOptions {
  * const sealed = encryptAge(compress(packTar(records)), { recipients: ['age1…'], thread: true });
  */
 export async function* encryptAge(source: AsyncIterable<Uint8Array>, options: AgeEncryptOptions): ByteStream {
-  if (options.recipients.length === 0)
-    throw new ConfigError('Encryption needs at least one recipient (age1…).');
   const fileKey = randomBytes(FILE_KEY_SIZE);
   const nonce = randomBytes(PAYLOAD_NONCE_SIZE);
   const payloadKey = hkdf(fileKey, nonce, 'payload');
-  const header = Buffer.concat([buildHeader(fileKey, options.recipients), nonce]);
+  const header = Buffer.concat([await buildHeader(fileKey, options), nonce]);
   const iterator = source[Symbol.asyncIterator]();
   const thread = options.thread === true;
   const cipher = new AgeChunkCipher(payloadKey, 'seal', thread);
@@ -474,6 +563,8 @@ export async function* encryptAge(source: AsyncIterable<Uint8Array>, options: Ag
 export interface AgeDecryptOptions {
   /** Identities to try; the first whose recipient the file was encrypted to opens it. */
   identities: readonly AgeIdentity[];
+  /** A passphrase, for a file encrypted with one (an scrypt stanza, `age -p`). */
+  passphrase?: string;
   /** The recipients the file is known to be encrypted to, named in the error when no identity fits. */
   expectedRecipients?: readonly string[];
   /** What is being decrypted, for error messages, e.g. `"backup_20261121_101500.tar.gz.age"`. */
@@ -517,13 +608,8 @@ export async function* decryptAge(source: AsyncIterable<Uint8Array>, options: Ag
       if (!(await pull())) throw malformed(`${what} ends inside its header`);
     }
     const { stanzas, macInput, mac } = parseHeader(pending.subarray(0, headerEnd + 1).toString('latin1'));
-    const fileKey = unwrapFileKey(stanzas, options.identities);
-    if (!fileKey)
-      throw new DecryptionError(
-        what,
-        options.expectedRecipients ?? [],
-        options.identities.map((identity) => identity.recipient),
-      );
+    const fileKey = await unwrapFileKey(stanzas, options.identities, options.passphrase);
+    if (!fileKey) throw notOpened(what, stanzas, options);
     if (!timingSafeEqual(headerMac(fileKey, macInput), mac))
       throw new IntegrityError(`The header of ${what} fails its MAC: it was altered.`);
     pending = pending.subarray(headerEnd + 1);
@@ -583,13 +669,12 @@ export async function* rewrapAge(
     }
     const headerText = pending.subarray(0, headerEnd + 1).toString('latin1');
     const { stanzas, macInput, mac } = parseHeader(headerText);
-    const fileKey = unwrapFileKey(stanzas, options.identities);
-    if (!fileKey)
-      throw new DecryptionError(
-        what,
-        options.expectedRecipients ?? [],
-        options.identities.map((identity) => identity.recipient),
+    if (stanzas.some((stanza) => stanza.args[0] === 'scrypt'))
+      throw new ConfigError(
+        `${what} is encrypted with a passphrase, which age allows as the only way to open a file: it cannot take more recipients. Restore it and back it up again to recipients instead.`,
       );
+    const fileKey = await unwrapFileKey(stanzas, options.identities, options.passphrase);
+    if (!fileKey) throw notOpened(what, stanzas, options);
     if (!timingSafeEqual(headerMac(fileKey, macInput), mac))
       throw new IntegrityError(`The header of ${what} fails its MAC: it was altered.`);
     // The old stanzas stay byte for byte; the new ones go before the MAC line.

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,7 @@ import {
   type Restorer,
   rekey,
   restore,
+  rewrapAge,
   type Source,
   sealedSummary,
   verify,
@@ -90,8 +91,10 @@ describe('the age format', () => {
       const sealed = await encryptAgeBytes(data, { recipients: [other, identity.recipient] });
       writeFileSync(join(work, 'ours.age'), sealed);
       expect(
-        execFileSync('age', ['-d', '-i', keyFile, join(work, 'ours.age')], { maxBuffer: 1 << 24 }),
-      ).toEqual(data);
+        execFileSync('age', ['-d', '-i', keyFile, join(work, 'ours.age')], { maxBuffer: 1 << 24 }).equals(
+          data,
+        ),
+      ).toBe(true);
       const threaded = await collect(
         encryptAge(chunks(data, 9_999), { recipients: [identity.recipient], thread: true }),
       );
@@ -104,7 +107,7 @@ describe('the age format', () => {
       execFileSync('age', ['-e', '-r', identity.recipient, '-o', join(work, 'theirs.age')], { input: data });
       const theirs = readFileSync(join(work, 'theirs.age'));
       const identities = parseAgeIdentities(readFileSync(keyFile, 'utf8'));
-      expect(await decryptAgeBytes(theirs, { identities })).toEqual(data);
+      expect((await decryptAgeBytes(theirs, { identities })).equals(data)).toBe(true);
       expect(
         Buffer.from(await collect(decryptAge(chunks(theirs, 5_000), { identities, thread: true }))).equals(
           data,
@@ -181,6 +184,94 @@ describe('the age format', () => {
     await expect(
       decryptAgeBytes(sealed.subarray(0, headerLength + 16 + 2 * (65_536 + 16)), { identities: [identity] }),
     ).rejects.toMatchObject({ code: 'BK_INTEGRITY' });
+  });
+});
+
+/**
+ * Runs the stock `age` with its passphrase prompts answered: age reads a passphrase only from a
+ * terminal, so it runs under `script`, which gives it one, and the lines are typed into it.
+ */
+async function ageOnTerminal(args: string[], lines: string[]): Promise<void> {
+  const child = spawn('script', ['-qec', ['age', ...args].join(' '), '/dev/null'], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  for (const line of lines) {
+    child.stdin.write(`${line}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 700));
+  }
+  const code = await exited;
+  child.stdin.destroy();
+  if (code !== 0) throw new Error(`age ${args.join(' ')} exited with ${code}: ${stderr}`);
+}
+
+describe('a passphrase (scrypt stanza)', () => {
+  it.runIf(hasAge())(
+    'round-trips with the stock age -p / age -d both ways',
+    async () => {
+      const passphrase = 'correct-horse-battery-staple';
+      const data = randomBytes(200_000);
+      // bk → age -d (age's default work factor, 18).
+      const ours = await collect(encryptAge(chunks(data, 50_000), { passphrase, thread: true }));
+      expect(Buffer.from(ours).subarray(0, 60).toString('latin1')).toMatch(
+        /^age-encryption.org\/v1\n-> scrypt \S{22} 18\n/,
+      );
+      writeFileSync(join(work, 'ours-p.age'), ours);
+      await ageOnTerminal(['-d', '-o', join(work, 'ours-p.out'), join(work, 'ours-p.age')], [passphrase]);
+      expect(readFileSync(join(work, 'ours-p.out')).equals(data)).toBe(true);
+      // age -p → bk.
+      writeFileSync(join(work, 'plain-p.bin'), data);
+      await ageOnTerminal(
+        ['-p', '-o', join(work, 'theirs-p.age'), join(work, 'plain-p.bin')],
+        [passphrase, passphrase],
+      );
+      const theirs = readFileSync(join(work, 'theirs-p.age'));
+      expect((await decryptAgeBytes(theirs, { identities: [], passphrase })).equals(data)).toBe(true);
+      const wrong = await decryptAgeBytes(theirs, { identities: [], passphrase: 'wrong' }).catch(
+        (thrown: unknown) => thrown,
+      );
+      expect(wrong).toBeInstanceOf(DecryptionError);
+      expect((wrong as Error).message).toContain('passphrase');
+    },
+    120_000,
+  );
+
+  it('opens only with the passphrase, alone, and cannot take more recipients', async () => {
+    const identity = generateAgeIdentity();
+    const data = randomBytes(70_000);
+    const sealed = await encryptAgeBytes(data, { passphrase: 'p4ss', workFactor: 10 });
+    expect((await decryptAgeBytes(sealed, { identities: [], passphrase: 'p4ss' })).equals(data)).toBe(true);
+    for (const options of [{ identities: [identity] }, { identities: [], passphrase: 'p4ss ' }]) {
+      const error = await decryptAgeBytes(sealed, options).catch((thrown: unknown) => thrown);
+      expect(error).toBeInstanceOf(DecryptionError);
+      expect((error as DecryptionError).expected).toEqual(['a passphrase (scrypt)']);
+    }
+    await expect(
+      encryptAgeBytes(data, { passphrase: 'p4ss', recipients: [identity.recipient] }),
+    ).rejects.toMatchObject({ code: 'BK_CONFIG' });
+    await expect(
+      collect(
+        rewrapAge(chunks(sealed, 10_000), {
+          identities: [],
+          passphrase: 'p4ss',
+          addRecipients: [identity.recipient],
+        }),
+      ),
+    ).rejects.toMatchObject({ code: 'BK_CONFIG' });
+    // A header with an scrypt stanza beside another is refused, as age refuses it.
+    const text = sealed.toString('latin1');
+    const stanzaEnd = text.indexOf('\n---');
+    const doubled = Buffer.concat([
+      Buffer.from(`${text.slice(0, stanzaEnd)}\n-> X25519 ${'A'.repeat(43)}\n${'A'.repeat(43)}`, 'latin1'),
+      sealed.subarray(stanzaEnd),
+    ]);
+    await expect(decryptAgeBytes(doubled, { identities: [], passphrase: 'p4ss' })).rejects.toMatchObject({
+      code: 'BK_INTEGRITY',
+    });
   });
 });
 
