@@ -164,6 +164,7 @@ describe('bk --json and exit codes (end to end)', () => {
       size: expect.any(Number),
       key: `${names[0]}.tar.gz`,
       encrypted: false,
+      unencryptedSecrets: expect.any(Array),
       parent: null,
     });
     const inspected = await runBkJson<SidecarManifest>(['inspect', names[1]!, '--target', target]);

@@ -123,6 +123,7 @@ describe('main (in process)', () => {
           size: made.json.size,
           key: `${made.json.name}.tar.gz`,
           encrypted: false,
+          unencryptedSecrets: [],
           parent: null,
         },
       ],
