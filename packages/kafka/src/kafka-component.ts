@@ -109,6 +109,21 @@ const NOT_CAPTURED = [
   'internal topics (__consumer_offsets, __transaction_state): group offsets are captured through the group APIs instead',
 ];
 
+/**
+ * bk reads no credential from the cluster; what records carry is the applications' data, which
+ * bk cannot judge. What the cluster holds and bk does not read is named, so a restore says so.
+ */
+const SECRETS = {
+  captured: [],
+  notCaptured: [
+    { kind: 'credentials' as const, what: 'SCRAM credentials and delegation tokens of the cluster' },
+    {
+      kind: 'password' as const,
+      what: 'values of sensitive topic configs (the broker does not return them)',
+    },
+  ],
+};
+
 /** A partition as recorded at the cut. */
 export interface PartitionCut {
   partition: number;
@@ -516,6 +531,7 @@ export class KafkaComponent implements Component {
         restoreIntoExisting: true,
         selectiveRestore: false,
       },
+      secrets: SECRETS,
       notCaptured: [
         ...NOT_CAPTURED,
         ...(plan.groupsOutside.length > 0
