@@ -9,6 +9,7 @@ import {
   checkComponentName,
   collect,
   type Entry,
+  type IncrementalParent,
   isRecord,
   type Manifest,
   type OperationContext,
@@ -305,6 +306,19 @@ export class KafkaComponent implements Component {
     this.name = name;
     this.#pattern = pattern;
     this.options = { ...options, name };
+  }
+
+  /**
+   * A copy of this component that backs up only the records after `parent`'s per-partition cut
+   * (as `incremental: { from }`), for `bk backup --incremental` and core `planIncremental`.
+   * Topics and partitions the parent did not have are taken whole; metadata and group offsets
+   * are always complete, so a chain restore translates group offsets through every link.
+   *
+   * @throws {ConfigError} when the parent recorded no cut (not a kafka backup of this layout).
+   */
+  incremental(parent: IncrementalParent): KafkaComponent {
+    const from = cutOf(parent.component.info, `Backup "${parent.backupName}"`, this.name);
+    return new KafkaComponent({ ...this.options, incremental: { from } });
   }
 
   #connection() {
@@ -1132,9 +1146,37 @@ export function incrementalFrom(
   component = 'kafka',
 ): Record<string, Record<string, string>> {
   const recorded = parent.components.find((item) => item.name === component);
-  const topics = recorded?.info?.details?.topics;
-  if (recorded?.kind !== 'kafka' || !Array.isArray(topics))
+  if (recorded?.kind !== 'kafka')
     throw new ConfigError(`Backup "${parent.name}" has no kafka component "${component}" to continue from.`);
+  return cutOf(recorded.info, `Backup "${parent.name}"`, component);
+}
+
+/** Each partition's end offset a kafka component's recorded info holds: topic → partition → offset. */
+function cutOf(
+  info: ComponentInfo | undefined,
+  backup: string,
+  component: string,
+): Record<string, Record<string, string>> {
+  const topics = info?.details?.topics;
+  if (
+    !Array.isArray(topics) ||
+    !topics.every(
+      (topic) =>
+        isRecord(topic) &&
+        typeof topic.name === 'string' &&
+        Array.isArray(topic.cut) &&
+        topic.cut.every(
+          (cut) =>
+            isRecord(cut) &&
+            Number.isInteger(cut.partition) &&
+            typeof cut.endOffset === 'string' &&
+            /^\d+$/.test(cut.endOffset),
+        ),
+    )
+  )
+    throw new ConfigError(
+      `${backup} recorded no per-partition cut for kafka component "${component}"; take a full backup (without --incremental) to start a chain.`,
+    );
   const from: Record<string, Record<string, string>> = {};
   for (const topic of topics as TopicRecord[]) {
     from[topic.name] = Object.fromEntries(topic.cut.map((cut) => [String(cut.partition), cut.endOffset]));

@@ -1,9 +1,9 @@
-import { deepStrictEqual, ok, strictEqual } from 'node:assert/strict';
-import { backup, inspect, MemoryStorage, restore } from '@bk/core';
+import { deepStrictEqual, ok, strictEqual, throws } from 'node:assert/strict';
+import { backup, type ComponentInfo, inspect, list, MemoryStorage, planIncremental, restore } from '@bk/core';
 import { recordedEntries } from '@bk/test-suite';
 import { Admin } from '@platformatic/kafka';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { incrementalFrom, kafka } from '../src/index.ts';
+import { incrementalFrom, type KafkaComponent, kafka } from '../src/index.ts';
 import {
   committedOffsets,
   createTopics,
@@ -141,6 +141,28 @@ describe('@bk/kafka incremental chain', () => {
         .filter((line) => line !== '')
         .sort(),
       ['0 d', '0 e', '0 f', '0 g', '1 kept'],
+    );
+  });
+
+  it('continues through planIncremental from the newest backup holding it, and refuses a parent that recorded no cut', async () => {
+    const component = kafka({ brokers: [source.bootstrap], topics: [topic] });
+    const plan = await planIncremental({ storage, components: [component] });
+    const newest = (await list({ storage })).at(-1)!.name;
+    strictEqual(plan.parent, newest);
+    deepStrictEqual(plan.incrementalComponents, ['kafka']);
+    const continued = plan.components[0] as KafkaComponent;
+    deepStrictEqual(continued.options.incremental, {
+      from: incrementalFrom(await inspect({ storage, name: newest })),
+    });
+    strictEqual(component.options.incremental, undefined);
+    throws(
+      () =>
+        component.incremental({
+          backupName: 'backup_20260101_000000',
+          component: { name: 'kafka', kind: 'kafka', info: { capabilities: {} } as unknown as ComponentInfo },
+          entries: async function* () {},
+        }),
+      /backup_20260101_000000" recorded no per-partition cut for kafka component "kafka"; take a full backup/,
     );
   });
 });
