@@ -1,6 +1,18 @@
 import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +28,15 @@ import {
   startSwift,
 } from '@bk/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Container, EXAMPLE, type Manifest, nameOf, podOf, readManifests } from './manifests.ts';
+import {
+  type Container,
+  configOf,
+  EXAMPLE,
+  type Manifest,
+  nameOf,
+  podOf,
+  readManifests,
+} from './manifests.ts';
 
 /**
  * Runs the command lines of the manifests, as Kubernetes would run them in the image (entrypoint
@@ -24,7 +44,8 @@ import { type Container, EXAMPLE, type Manifest, nameOf, podOf, readManifests } 
  * expanded from the container's env, secret values come from a Secret with the test servers'
  * credentials, and the ConfigMap's mount path is a folder holding its `bk.config.json` with the
  * servers' addresses in place of the cluster's. The target stays as written: Swift's S3 API
- * serves its bucket.
+ * serves its bucket. A mounted PersistentVolumeClaim is a local folder per claim, and a files
+ * component's root at the claim's mount path is that folder.
  */
 
 const run = promisify(execFile);
@@ -91,21 +112,48 @@ interface JobRun {
   peakMiB: number;
 }
 
+/** The local folder standing in for a PersistentVolumeClaim. */
+const claimDir = (claimName: string): string => join(workspace, 'claims', claimName);
+
+/**
+ * Where the pod's ConfigMap is "mounted": bk-config's folder, or for another ConfigMap a folder
+ * holding its config with each files component's root at a claim's mount path moved to the
+ * claim's folder.
+ */
+async function mountConfig(manifest: Manifest): Promise<{ mountPath: string; folder: string }> {
+  const pod = podOf(manifest);
+  const container = pod.containers[0]!;
+  const mounted = (container.volumeMounts ?? []).flatMap((mount) => {
+    const volume = pod.volumes?.find((candidate) => candidate.name === mount.name);
+    return volume ? [{ mount, volume }] : [];
+  });
+  const configs = mounted.filter(({ volume }) => volume.configMap);
+  expect(configs, `${nameOf(manifest)} mounts one config`).toHaveLength(1);
+  const { mount, volume } = configs[0]!;
+  if (volume.configMap?.name === configMap.metadata.name)
+    return { mountPath: mount.mountPath, folder: configDir };
+  const config = configOf(byName(volume.configMap!.name));
+  for (const component of config.components) {
+    const claim = mounted.find(({ mount: candidate }) => candidate.mountPath === component.root);
+    if (component.kind === 'files' && claim?.volume.persistentVolumeClaim)
+      component.root = claimDir(claim.volume.persistentVolumeClaim.claimName);
+  }
+  const folder = join(workspace, 'configs', volume.configMap!.name);
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'bk.config.json'), JSON.stringify(config, null, 2));
+  return { mountPath: mount.mountPath, folder };
+}
+
 /** Runs the pod's container command line (entrypoint `bk` + args) to completion. */
 async function runJob(manifest: Manifest, overrides: Record<string, string> = {}): Promise<JobRun> {
   const pod = podOf(manifest);
   expect(pod.containers).toHaveLength(1);
   const container = pod.containers[0]!;
   const env = containerEnv(container, overrides);
-  const mounts = (container.volumeMounts ?? []).filter(
-    (mount) =>
-      pod.volumes?.find((volume) => volume.name === mount.name)?.configMap?.name === configMap.metadata.name,
-  );
-  expect(mounts, `${nameOf(manifest)} mounts the config`).toHaveLength(1);
-  const mountPath = mounts[0]!.mountPath;
+  const { mountPath, folder } = await mountConfig(manifest);
   const argv = (container.args ?? []).map((arg) => expand(arg, env));
   const local = argv.map((arg) =>
-    arg.startsWith(`${mountPath}/`) ? configDir + arg.slice(mountPath.length) : arg,
+    arg.startsWith(`${mountPath}/`) ? folder + arg.slice(mountPath.length) : arg,
   );
   const timeFile = join(workspace, 'time.txt');
   const child = spawn('/usr/bin/time', ['-f', '%M', '-o', timeFile, process.execPath, BIN, ...local], {
@@ -325,5 +373,84 @@ describe('the manifests’ command lines against real servers', () => {
       'influx',
       'postgres',
     ]);
+  });
+
+  describe('the volume Jobs, with a local folder for each claim', () => {
+    /**
+     * Every entry under a folder: type, permission bits, mtime, and content digest or link target.
+     * mtimes to the microsecond: what the restore sets here (Node's utimes takes a number of
+     * seconds, whose double keeps no more).
+     */
+    async function tree(folder: string): Promise<Record<string, string>> {
+      const entries: Record<string, string> = {};
+      for (const name of (await readdir(folder, { recursive: true })).sort()) {
+        const path = join(folder, name);
+        const stat = await lstat(path, { bigint: true });
+        const mode = (stat.mode & 0o7777n).toString(8);
+        const mtime = stat.mtimeNs / 1000n;
+        entries[name] = stat.isSymbolicLink()
+          ? `link -> ${await readlink(path)}`
+          : stat.isDirectory()
+            ? `dir ${mode} ${mtime}`
+            : `file ${mode} ${mtime} ${createHash('sha256')
+                .update(await readFile(path))
+                .digest('hex')}`;
+      }
+      return entries;
+    }
+
+    let source: Record<string, string>;
+
+    it('bk-backup-app-data backs up the files of the claim it mounts, writing nothing there', async () => {
+      // What an application leaves on its volume: nested folders, a private file, a link, an
+      // empty folder and a larger binary file.
+      const claim = claimDir('app-data');
+      await mkdir(join(claim, 'uploads/2026/12'), { recursive: true });
+      await mkdir(join(claim, 'cache'));
+      await writeFile(join(claim, 'uploads/2026/12/report.pdf'), randomBytes(3 * 1024 * 1024));
+      await writeFile(join(claim, 'settings.json'), '{"theme":"dark"}\n', { mode: 0o600 });
+      await symlink('uploads/2026/12/report.pdf', join(claim, 'latest-report'));
+      await utimes(
+        join(claim, 'settings.json'),
+        new Date('2026-01-02T03:04:05Z'),
+        new Date('2026-01-02T03:04:05Z'),
+      );
+      source = await tree(claim);
+
+      const job = await runJob(byName('bk-backup-app-data'));
+      expect(job.argv).toEqual(['backup', '--config', '/etc/bk/bk.config.json', '--only', 'app-data']);
+      expect(job.code, job.stderr).toBe(0);
+      expect(job.stdout).toMatch(/backup_\d{8}_\d{6}/);
+      expect(job.peakMiB).toBeLessThan(256);
+      expect(await tree(claim)).toEqual(source);
+      console.log(`bk-backup-app-data: ${job.argv.join(' ')}: peak RSS ${job.peakMiB.toFixed(0)} MiB`);
+    });
+
+    it('bk-restore-app-data- restores them into the new, empty claim', async () => {
+      const claim = claimDir('app-data-restored');
+      await mkdir(claim, { recursive: true });
+      const job = await runJob(byName('bk-restore-app-data-'));
+      expect(job.argv).toEqual([
+        'restore',
+        'latest',
+        '--config',
+        '/etc/bk/bk.config.json',
+        '--only',
+        'app-data',
+        '--conflict',
+        'fail',
+      ]);
+      expect(job.code, job.stderr).toBe(0);
+      expect(job.peakMiB).toBeLessThan(256);
+      expect(await tree(claim)).toEqual(source);
+    });
+
+    it('bk-restore-app-data- refuses to overwrite the files of a claim that has them', async () => {
+      const claim = claimDir('app-data-restored');
+      await writeFile(join(claim, 'settings.json'), '{"theme":"light"}\n');
+      const job = await runJob(byName('bk-restore-app-data-'));
+      expect(job.code, job.stderr).toBe(5);
+      expect(await readFile(join(claim, 'settings.json'), 'utf8')).toBe('{"theme":"light"}\n');
+    });
   });
 });

@@ -49,8 +49,13 @@ export interface Container {
 
 export interface PodSpec {
   containers: Container[];
-  volumes?: Array<{ name: string; configMap?: { name: string }; emptyDir?: object }>;
-  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
+  volumes?: Array<{
+    name: string;
+    configMap?: { name: string };
+    emptyDir?: object;
+    persistentVolumeClaim?: { claimName: string; readOnly?: boolean };
+  }>;
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number };
   restartPolicy?: string;
 }
 
@@ -69,4 +74,17 @@ export function podOf(manifest: Manifest): PodSpec {
 /** A manifest's name for messages: `CronJob bk-prune`. */
 export function nameOf(manifest: Manifest): string {
   return `${manifest.kind} ${manifest.metadata.name ?? manifest.metadata.generateName}`;
+}
+
+/** The `bk.config.json` a ConfigMap holds. */
+export interface BkConfig {
+  target: string;
+  components: Array<{ kind: string; name: string; root?: string; [field: string]: unknown }>;
+}
+
+/** Parses the `bk.config.json` of a ConfigMap manifest. */
+export function configOf(manifest: Manifest): BkConfig {
+  const data = (manifest as Manifest & { data?: Record<string, string> }).data?.['bk.config.json'];
+  if (data === undefined) throw new Error(`${manifest.file}: ${nameOf(manifest)} has no bk.config.json.`);
+  return JSON.parse(data) as BkConfig;
 }
