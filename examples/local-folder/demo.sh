@@ -26,21 +26,27 @@ gzip -t "$archive"
 extracted="$root/.bk-demo/extracted"
 rm -rf "$extracted" && mkdir -p "$extracted"
 tar -xzf "$archive" -C "$extracted"
-# Every file entry of the manifest must match the extracted file's size and sha256.
+# Every file entry of the entry index (beside the archive, gzip NDJSON: a {"component"} line
+# before each component's entries) must match the extracted file's size and sha256.
 node -e '
   const { createHash } = require("node:crypto");
   const { readFileSync } = require("node:fs");
-  const dir = process.argv[1];
-  const manifest = JSON.parse(readFileSync(`${dir}/manifest.json`, "utf8"));
+  const { gunzipSync } = require("node:zlib");
+  const [dir, index] = process.argv.slice(1);
+  let component;
   let checked = 0;
-  for (const component of manifest.components)
-    for (const entry of component.entries.filter((e) => e.type === "file")) {
-      const bytes = readFileSync(`${dir}/${component.name}/${entry.path}`);
-      const sha256 = createHash("sha256").update(bytes).digest("hex");
-      if (bytes.length !== entry.size || sha256 !== entry.sha256) throw new Error(`${entry.path} differs from the manifest`);
-      checked += 1;
-    }
-  console.log(`manifest.json matches the ${checked} files GNU tar extracted`);
-' "$extracted"
+  for (const line of gunzipSync(readFileSync(index)).toString("utf8").split("\n")) {
+    if (line === "") continue;
+    const record = JSON.parse(line);
+    if (record.component !== undefined) { component = record.component; continue; }
+    if (record.type !== "file") continue;
+    const bytes = readFileSync(`${dir}/${component}/${record.path}`);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    if (bytes.length !== record.size || sha256 !== record.sha256) throw new Error(`${record.path} differs from the entry index`);
+    checked += 1;
+  }
+  if (checked === 0) throw new Error("the entry index lists no files");
+  console.log(`the entry index matches the ${checked} files GNU tar extracted`);
+' "$extracted" "${archive%.tar.gz}.entries.ndjson.gz"
 echo "restored byte-identically: $(find "$here/sample" -type f | wc -l) files"
 echo "archive: $archive (passes gzip -t, extracts with tar -xzf; list it with: tar -tzvf $archive)"
