@@ -30,9 +30,13 @@ export interface BkConfig {
   /**
    * `encryption.recipients`: `age1…` keys every backup is encrypted to; `encryption.identityFile`:
    * the identity file (resolved against the config's directory) restores and verifies read with;
+   * `encryption.passphraseFile`: a file holding a passphrase to encrypt with instead of recipients
+   * and to read backups with (resolved against the config's directory);
    * `encryption.required`: refuse to store secrets unencrypted, as `bk backup --require-encryption`.
    */
-  encryption: { recipients?: string[]; identityFile?: string; required?: boolean } | undefined;
+  encryption:
+    | { recipients?: string[]; identityFile?: string; passphraseFile?: string; required?: boolean }
+    | undefined;
 }
 
 const TOP_LEVEL_FIELDS = new Set(['$schema', 'target', 'prefix', 'components', 'retention', 'encryption']);
@@ -120,15 +124,15 @@ function parseEncryption(
   value: unknown,
   directory: string,
   where: string,
-): { recipients?: string[]; identityFile?: string; required?: boolean } {
+): { recipients?: string[]; identityFile?: string; passphraseFile?: string; required?: boolean } {
   if (!isRecord(value)) throw new ConfigError(`${where} must be an object.`);
   for (const field of Object.keys(value)) {
-    if (field !== 'recipients' && field !== 'identityFile' && field !== 'required')
+    if (!['recipients', 'identityFile', 'passphraseFile', 'required'].includes(field))
       throw new ConfigError(
-        `${where}.${field} is not a field; known fields: recipients, identityFile, required.`,
+        `${where}.${field} is not a field; known fields: recipients, identityFile, passphraseFile, required.`,
       );
   }
-  const { recipients, identityFile, required } = value;
+  const { recipients, identityFile, passphraseFile, required } = value;
   if (required !== undefined && typeof required !== 'boolean')
     throw new ConfigError(`${where}.required must be true or false.`);
   if (
@@ -138,9 +142,16 @@ function parseEncryption(
     throw new ConfigError(`${where}.recipients must be an array of age1… public keys.`);
   if (identityFile !== undefined && (typeof identityFile !== 'string' || identityFile === ''))
     throw new ConfigError(`${where}.identityFile must be a non-empty string (a path).`);
+  if (passphraseFile !== undefined && (typeof passphraseFile !== 'string' || passphraseFile === ''))
+    throw new ConfigError(`${where}.passphraseFile must be a non-empty string (a path).`);
+  if (passphraseFile !== undefined && Array.isArray(recipients) && recipients.length > 0)
+    throw new ConfigError(
+      `${where} has both recipients and passphraseFile: age allows a passphrase only as the one way to open a file; keep one.`,
+    );
   return {
     ...(recipients === undefined ? {} : { recipients: checkAgeRecipients(recipients as string[]) }),
     ...(identityFile === undefined ? {} : { identityFile: resolve(directory, identityFile as string) }),
+    ...(passphraseFile === undefined ? {} : { passphraseFile: resolve(directory, passphraseFile as string) }),
     ...(required === undefined ? {} : { required }),
   };
 }

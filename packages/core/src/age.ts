@@ -1,6 +1,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createHmac,
   createPrivateKey,
   createPublicKey,
@@ -38,6 +39,35 @@ const MAX_SCRYPT_WORK_FACTOR = 22;
 const SCRYPT_SALT_SIZE = 16;
 /** What a passphrase is called in errors that list the identities tried or expected. */
 export const AGE_PASSPHRASE_RECIPIENT = 'a passphrase (scrypt)';
+
+/** How a passphrase travels among the secret keys (`identities`) of bk's read options. */
+const PASSPHRASE_KEY_PREFIX = 'bk-age-passphrase:';
+
+/**
+ * A passphrase as one of the secret keys bk's read options take (`identities`), beside
+ * `AGE-SECRET-KEY-1…` keys: opens backups encrypted with that passphrase.
+ *
+ * @example
+ * await restore({ storage, target, name: 'latest', identities: [agePassphraseKey(passphrase)] });
+ */
+export function agePassphraseKey(passphrase: string): string {
+  if (passphrase === '') throw new ConfigError('The passphrase is empty.');
+  return PASSPHRASE_KEY_PREFIX + passphrase;
+}
+
+/** Splits secret keys into X25519 identities and the passphrase (see {@link agePassphraseKey}). */
+export function ageDecryptKeys(keys: readonly string[] | undefined): {
+  identities: AgeIdentity[];
+  passphrase?: string;
+} {
+  const identities: AgeIdentity[] = [];
+  let passphrase: string | undefined;
+  for (const key of keys ?? []) {
+    if (key.startsWith(PASSPHRASE_KEY_PREFIX)) passphrase = key.slice(PASSPHRASE_KEY_PREFIX.length);
+    else identities.push(parseAgeIdentity(key));
+  }
+  return passphrase === undefined ? { identities } : { identities, passphrase };
+}
 /** Plaintext bytes per STREAM chunk. */
 export const AGE_CHUNK_SIZE = 64 * 1024;
 const TAG_SIZE = 16;
@@ -290,18 +320,51 @@ function x25519Stanza(fileKey: Uint8Array, recipient: string): string {
   return `-> X25519 ${base64(share)}\n${wrapBody(seal(wrapKey, ZERO_NONCE, fileKey))}\n`;
 }
 
-/** The key an scrypt stanza's body is sealed with. */
-function scryptKey(passphrase: string, salt: Uint8Array, workFactor: number): Promise<Buffer> {
+/**
+ * scrypt runs one at a time (each takes 2^N × 1 KiB: 256 MiB at work factor 18), so that
+ * objects opened or sealed side by side never hold two of its buffers at once.
+ */
+let scryptQueue: Promise<unknown> = Promise.resolve();
+/** Keys already derived in this process, by passphrase, salt and work factor (each salt is one object). */
+const derivedKeys = new Map<string, Promise<Buffer>>();
+const DERIVED_KEYS_KEPT = 64;
+
+function runScrypt(passphrase: string, salt: Uint8Array, workFactor: number): Promise<Buffer> {
   const N = 2 ** workFactor;
-  return new Promise((resolve, reject) =>
-    scrypt(
-      passphrase.normalize('NFC'),
-      Buffer.concat([Buffer.from(SCRYPT_LABEL), salt]),
-      32,
-      { N, r: 8, p: 1, maxmem: 128 * N * 8 + 4 * 1024 * 1024 },
-      (error, key) => (error ? reject(error) : resolve(key)),
-    ),
+  const run = scryptQueue.then(
+    () =>
+      new Promise<Buffer>((resolve, reject) =>
+        scrypt(
+          passphrase.normalize('NFC'),
+          Buffer.concat([Buffer.from(SCRYPT_LABEL), salt]),
+          32,
+          { N, r: 8, p: 1, maxmem: 128 * N * 8 + 4 * 1024 * 1024 },
+          (error, key) => (error ? reject(error) : resolve(key)),
+        ),
+      ),
   );
+  scryptQueue = run.catch(() => undefined);
+  return run;
+}
+
+/**
+ * The key an scrypt stanza's body is sealed with. Derived once per salt: the same object's
+ * header read again (a sidecar read twice, ranged reads of one archive) costs no second run.
+ */
+function scryptKey(passphrase: string, salt: Uint8Array, workFactor: number): Promise<Buffer> {
+  const id = createHash('sha256')
+    .update(passphrase.normalize('NFC'))
+    .update('\0')
+    .update(salt)
+    .update(String(workFactor))
+    .digest('base64');
+  const known = derivedKeys.get(id);
+  if (known) return known;
+  const derived = runScrypt(passphrase, salt, workFactor);
+  derived.catch(() => derivedKeys.delete(id));
+  if (derivedKeys.size >= DERIVED_KEYS_KEPT) derivedKeys.delete(derivedKeys.keys().next().value as string);
+  derivedKeys.set(id, derived);
+  return derived;
 }
 
 /** The one scrypt stanza wrapping `fileKey` under `passphrase`, with its final newline. */

@@ -1,5 +1,5 @@
 import { createHash, hash } from 'node:crypto';
-import { decryptAge, parseAgeIdentity } from './age.ts';
+import { ageDecryptKeys, decryptAge } from './age.ts';
 import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
 import type { ComponentEntry } from './entry-index.ts';
@@ -303,7 +303,7 @@ export async function* readArchive(
   const stored = archiveDigest?.stream ?? counted;
   const compressed = sidecar.encryption
     ? decryptAge(stored, {
-        identities: (options.identities ?? []).map(parseAgeIdentity),
+        ...ageDecryptKeys(options.identities),
         expectedRecipients: sidecar.encryption.recipients,
         what: `the archive of backup "${sidecar.name}"`,
         thread: true,

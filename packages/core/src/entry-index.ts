@@ -1,4 +1,4 @@
-import { decryptAge, parseAgeIdentity } from './age.ts';
+import { ageDecryptKeys, decryptAge } from './age.ts';
 import type { ByteStream, Storage } from './contracts.ts';
 import { EntryTree } from './entry-tree.ts';
 import { IntegrityError, ManifestError } from './errors.ts';
@@ -168,7 +168,7 @@ export async function* manifestEntries(
   };
   const compressed = manifest.encryption
     ? decryptAge(stored.stream, {
-        identities: (options.identities ?? []).map(parseAgeIdentity),
+        ...ageDecryptKeys(options.identities),
         expectedRecipients: manifest.encryption.recipients,
         what: `the entry index of backup "${manifest.name}"`,
       })

@@ -3,6 +3,8 @@ export {
   type AgeDecryptOptions,
   type AgeEncryptOptions,
   type AgeIdentity,
+  ageDecryptKeys,
+  agePassphraseKey,
   checkAgeRecipients,
   decryptAge,
   decryptAgeBytes,

@@ -107,8 +107,13 @@ export interface Manifest {
 /** How an encrypted backup is encrypted. */
 export interface ManifestEncryption {
   format: 'age';
-  /** The `age1…` public keys the backup is encrypted to. */
+  /** The `age1…` public keys the backup is encrypted to; empty for a passphrase. */
   recipients: string[];
+  /**
+   * `true` when the backup is encrypted with a passphrase (age's scrypt stanza, as `age -p`)
+   * instead of recipients: each object opens with the passphrase alone. Absent otherwise.
+   */
+  passphrase?: true;
 }
 
 /** The sidecar manifest beside the archive: the manifest plus the archive's own size and hash. */
@@ -358,7 +363,12 @@ function validateSecrets(value: unknown, where: string): void {
 function validateEncryption(value: unknown): ManifestEncryption {
   const encryption = expectObject(value, 'encryption');
   if (encryption.format !== 'age') fail('encryption.format', 'must be "age"');
-  if (!Array.isArray(encryption.recipients) || encryption.recipients.length === 0)
+  if (encryption.passphrase !== undefined && encryption.passphrase !== true)
+    fail('encryption.passphrase', 'must be true when present');
+  if (encryption.passphrase === true) {
+    if (!Array.isArray(encryption.recipients) || encryption.recipients.length !== 0)
+      fail('encryption.recipients', 'must be empty for a passphrase-encrypted backup');
+  } else if (!Array.isArray(encryption.recipients) || encryption.recipients.length === 0)
     fail('encryption.recipients', 'must be a non-empty array');
   encryption.recipients.forEach((recipient: unknown, index: number) => {
     if (typeof recipient !== 'string' || !/^age1[02-9ac-hj-np-z]+$/.test(recipient))

@@ -1,4 +1,10 @@
-import { decryptAgeBytes, encryptAgeBytes, parseAgeIdentity } from './age.ts';
+import {
+  AGE_PASSPHRASE_RECIPIENT,
+  type AgeEncryptOptions,
+  ageDecryptKeys,
+  decryptAgeBytes,
+  encryptAgeBytes,
+} from './age.ts';
 import { DecryptionError, ManifestError } from './errors.ts';
 import {
   type MANIFEST_FORMAT,
@@ -33,10 +39,15 @@ export interface SealedSidecar {
 }
 
 /** Serialises the sidecar of an encrypted backup: the summary in clear, the manifest sealed. */
-export async function sealSidecar(sidecar: SidecarManifest): Promise<Uint8Array> {
+export async function sealSidecar(sidecar: SidecarManifest, passphrase?: string): Promise<Uint8Array> {
   const encryption = sidecar.encryption;
   if (!encryption) throw new ManifestError('Only the sidecar of an encrypted backup is sealed.');
-  const sealed = await encryptAgeBytes(serializeManifest(sidecar), { recipients: encryption.recipients });
+  if (encryption.passphrase === true && passphrase === undefined)
+    throw new ManifestError('The sidecar of a passphrase-encrypted backup is sealed with its passphrase.');
+  const ageOptions: AgeEncryptOptions = encryption.passphrase
+    ? { passphrase: passphrase as string }
+    : { recipients: encryption.recipients };
+  const sealed = await encryptAgeBytes(serializeManifest(sidecar), ageOptions);
   const summary: SealedSidecar = {
     format: sidecar.format,
     formatVersion: sidecar.formatVersion,
@@ -98,11 +109,14 @@ export async function openSidecar(
 ): Promise<SidecarManifest> {
   const summary = sealedSummary(bytes);
   if (!summary) return parseManifest(bytes, true);
-  const parsed = (identities ?? []).map(parseAgeIdentity);
-  const expected = summary.encryption.recipients.map(String);
-  if (parsed.length === 0) throw new DecryptionError(what, expected, []);
+  const keys = ageDecryptKeys(identities);
+  const expected = summary.encryption.passphrase
+    ? [AGE_PASSPHRASE_RECIPIENT]
+    : summary.encryption.recipients.map(String);
+  if (keys.identities.length === 0 && keys.passphrase === undefined)
+    throw new DecryptionError(what, expected, []);
   const plain = await decryptAgeBytes(Buffer.from(summary.sealed, 'base64'), {
-    identities: parsed,
+    ...keys,
     expectedRecipients: expected,
     what,
   });

@@ -1,7 +1,14 @@
 import { resolve } from 'node:path';
 import { backup, ConfigError, type IncrementalPlan, planIncremental } from '@bk/core';
 import type { Command } from 'commander';
-import { IDENTITY_FLAG, identitiesFrom, recipientsFrom } from '../age-keys.ts';
+import {
+  IDENTITY_FLAG,
+  identitiesFrom,
+  PASSPHRASE_ENV,
+  PASSPHRASE_FLAG,
+  passphraseFrom,
+  recipientsFrom,
+} from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import {
@@ -37,6 +44,7 @@ interface BackupFlags extends InventoryFlags {
   requireEncryption?: boolean;
   incremental?: boolean;
   identity?: string[];
+  passphraseFile?: string;
 }
 
 /** The name of the ad-hoc component `--path` creates. */
@@ -86,6 +94,10 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       collectValues,
     )
     .option(
+      PASSPHRASE_FLAG,
+      `encrypt the backup (archive, manifest and entry index) with the passphrase on this file's first line instead of recipients (age -p; scrypt, about 1 s and 256 MiB per object; default: ${PASSPHRASE_ENV}, else the config's encryption.passphraseFile); also reads an encrypted parent with --incremental`,
+    )
+    .option(
       '--require-encryption',
       "refuse to store a component's secrets (keys, password hashes, Kubernetes Secrets) unencrypted, before anything is written (default: the config's encryption.required)",
     )
@@ -124,6 +136,11 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
         return;
       }
       const recipients = await recipientsFrom(context, flags.recipient, flags.recipientsFile);
+      const passphrase = await passphraseFrom(context, flags.passphraseFile);
+      if (passphrase && recipients)
+        throw new ConfigError(
+          `Give recipients (--recipient, --recipients-file, encryption.recipients) or a passphrase (${passphrase.from}), not both: age allows a passphrase only as the one way to open a file.`,
+        );
       if (flags.path && flags.fromPortable !== undefined) {
         throw new ConfigError('Give --path or --from-portable, not both.');
       }
@@ -155,7 +172,7 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
       const prefix = await context.prefix();
       let plan: IncrementalPlan | undefined;
       if (flags.incremental) {
-        const identities = await identitiesFrom(context, flags.identity);
+        const identities = await identitiesFrom(context, flags.identity, flags.passphraseFile);
         plan = await planIncremental({
           storage,
           components,
@@ -194,6 +211,7 @@ export function defineBackupCommand(program: Command, contextOf: (command: Comma
           ...(flags.compression ? { compression: flags.compression } : {}),
           ...(flags.workers === undefined ? {} : { compressionWorkers: flags.workers }),
           ...(recipients ? { encryption: { recipients } } : {}),
+          ...(passphrase ? { encryption: { passphrase: passphrase.passphrase } } : {}),
           ...(requireEncryption ? { requireEncryption } : {}),
           ...(progress.listener ? { onProgress: progress.listener } : {}),
           signal: context.signal,

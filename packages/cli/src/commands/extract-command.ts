@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type { ConflictPolicy, Restorer } from '@bk/core';
 import { files } from '@bk/files';
 import { type Command, Option } from 'commander';
-import { IDENTITY_FLAG, IDENTITY_HELP } from '../age-keys.ts';
+import { IDENTITY_FLAG, IDENTITY_HELP, PASSPHRASE_FLAG, PASSPHRASE_HELP } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
@@ -11,6 +11,7 @@ import { resolveBackup, restoreWithProgress } from './restore-with-progress.ts';
 
 interface ExtractFlags {
   identity?: string[];
+  passphraseFile?: string;
   to: string;
   only?: string[];
   conflict: ConflictPolicy;
@@ -52,6 +53,7 @@ export function defineExtractCommand(
       parseReadConcurrency,
     )
     .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .action(async (name: string, flags: ExtractFlags, command: Command) => {
       const context = contextOf(command);
       const { storage, prefix, identities, manifest } = await resolveBackup(context, name, flags);

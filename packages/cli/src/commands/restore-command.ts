@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { ConfigError, type ConflictPolicy, type Restorer } from '@bk/core';
 import { type Command, Option } from 'commander';
-import { IDENTITY_FLAG, IDENTITY_HELP } from '../age-keys.ts';
+import { IDENTITY_FLAG, IDENTITY_HELP, PASSPHRASE_FLAG, PASSPHRASE_HELP } from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
@@ -20,6 +20,7 @@ import { resolveBackup, restoreWithProgress } from './restore-with-progress.ts';
 
 interface RestoreFlags extends InventoryFlags {
   identity?: string[];
+  passphraseFile?: string;
   only?: string[];
   conflict: ConflictPolicy;
   to?: string;
@@ -54,6 +55,7 @@ export function defineRestoreCommand(
       'restore only the named backup, not the incremental chain it builds on (by default its parents are restored first, oldest first)',
     )
     .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .option(
       '--force',
       "restore although a component's server version was refused (another major, older than the backup) where a forced restore can work; warns",

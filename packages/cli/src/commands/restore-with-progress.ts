@@ -27,9 +27,9 @@ export interface ResolvedBackup {
 export async function resolveBackup(
   context: CommandContext,
   name: string,
-  flags: { only?: string[]; identity?: string[] },
+  flags: { only?: string[]; identity?: string[]; passphraseFile?: string },
 ): Promise<ResolvedBackup> {
-  const identities = await identitiesFrom(context, flags.identity);
+  const identities = await identitiesFrom(context, flags.identity, flags.passphraseFile);
   const storage = await context.storage();
   const prefix = await context.prefix();
   const manifest = await inspect({

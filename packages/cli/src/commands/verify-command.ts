@@ -1,6 +1,12 @@
 import { verify } from '@bk/core';
 import type { Command } from 'commander';
-import { IDENTITY_FLAG, IDENTITY_HELP, identitiesFrom } from '../age-keys.ts';
+import {
+  IDENTITY_FLAG,
+  IDENTITY_HELP,
+  identitiesFrom,
+  PASSPHRASE_FLAG,
+  PASSPHRASE_HELP,
+} from '../age-keys.ts';
 import type { CommandContext } from '../command-context.ts';
 import { formatBytes } from '../format-bytes.ts';
 import { formatEntries } from '../format-entries.ts';
@@ -18,10 +24,15 @@ export function defineVerifyCommand(program: Command, contextOf: (command: Comma
       parseReadConcurrency,
     )
     .option(IDENTITY_FLAG, IDENTITY_HELP, collectValues)
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .action(
-      async (name: string, flags: { readConcurrency?: number; identity?: string[] }, command: Command) => {
+      async (
+        name: string,
+        flags: { readConcurrency?: number; identity?: string[]; passphraseFile?: string },
+        command: Command,
+      ) => {
         const context = contextOf(command);
-        const identities = await identitiesFrom(context, flags.identity);
+        const identities = await identitiesFrom(context, flags.identity, flags.passphraseFile);
         const progress = context.progress();
         let result: Awaited<ReturnType<typeof verify>>;
         try {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { checkAgeRecipients, encryptAge } from '../age.ts';
+import { type AgeEncryptOptions, checkAgeRecipients, encryptAge } from '../age.ts';
 import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../archive.ts';
 import { componentSecrets, describeSecret, recordSecretEntry } from '../component-secrets.ts';
 import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
@@ -75,8 +75,14 @@ export interface BackupOptions {
    * X25519 public keys; any one of their secret keys opens the backup, with bk or with
    * `age -d`). The archive is stored as `<name>.tar.gz.age`; the sidecar shows only the name,
    * times, sizes and recipients in clear. Default: not encrypted.
+   *
+   * `{ passphrase }` instead encrypts every object with a passphrase (age's scrypt stanza, as
+   * `age -p`; opened with `age -d` and the passphrase, or bk with `agePassphraseKey`): one scrypt
+   * run per object, about 1 s and 256 MiB each, one at a time. Not combined with recipients.
    */
-  encryption?: { recipients: string[] };
+  encryption?:
+    | { recipients: string[]; passphrase?: undefined }
+    | { passphrase: string; recipients?: undefined };
   /**
    * Refuse to store secrets unencrypted: without `encryption`, a component that declares secrets
    * (`ComponentInfo.secrets.captured`) fails the run with `UnencryptedSecretsError` before anything
@@ -335,9 +341,24 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     ...(options.compressionWorkers === undefined ? {} : { workers: options.compressionWorkers }),
   });
   const compression = compressOptions.format;
-  const recipients = options.encryption ? checkAgeRecipients(options.encryption.recipients) : undefined;
+  const passphrase = options.encryption?.passphrase;
+  if (passphrase !== undefined && options.encryption?.recipients !== undefined)
+    throw new ConfigError(
+      'A passphrase cannot be combined with recipients: age allows a passphrase only as the one way to open a file.',
+    );
+  if (passphrase === '') throw new ConfigError('The passphrase is empty.');
+  const recipients =
+    options.encryption?.recipients !== undefined
+      ? checkAgeRecipients(options.encryption.recipients)
+      : undefined;
   if (recipients?.length === 0)
     throw new ConfigError('Encryption needs at least one recipient (an age1… public key).');
+  // What every object of an encrypted backup is sealed with; each object gets its own scrypt salt.
+  const ageOptions: AgeEncryptOptions | undefined = recipients
+    ? { recipients }
+    : passphrase !== undefined
+      ? { passphrase }
+      : undefined;
   if (selected.length === 0) throw new ConfigError('Nothing to back up: no components are configured.');
   const incremental = new Set(options.incrementalComponents ?? []);
   if (incremental.size > 0 && options.parent === undefined)
@@ -358,7 +379,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         ...(incremental.has(source.name) ? { incremental: true } : {}),
       });
     }
-    const refuseSecrets = options.requireEncryption === true && recipients === undefined;
+    const refuseSecrets = options.requireEncryption === true && ageOptions === undefined;
     if (refuseSecrets) {
       const holding = holdingSecrets(components);
       if (holding.length > 0) throw new UnencryptedSecretsError(holding);
@@ -378,13 +399,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       capabilities.conditionalCreate,
       abort.signal,
     );
-    const key = joinKey(prefix, name + archiveSuffix(compression, recipients !== undefined));
+    const key = joinKey(prefix, name + archiveSuffix(compression, ageOptions !== undefined));
     const sidecarKey = joinKey(prefix, name + SIDECAR_SUFFIX);
     const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
     // An encrypted backup's index is encrypted to the same recipients: it names every path.
-    const indexKey = joinKey(prefix, name + ENTRY_INDEX_SUFFIX + (recipients ? AGE_SUFFIX : ''));
+    const indexKey = joinKey(prefix, name + ENTRY_INDEX_SUFFIX + (ageOptions ? AGE_SUFFIX : ''));
     const index = new EntryIndexWriter();
-    const storedIndex = digest(recipients ? encryptAge(index.stream, { recipients }) : index.stream);
+    const storedIndex = digest(ageOptions ? encryptAge(index.stream, ageOptions) : index.stream);
     let indexPut: Promise<void> | undefined = undefined as Promise<void> | undefined;
     let archiveStored = false;
     // Set when another writer holds the name: its objects are not this run's to remove.
@@ -399,7 +420,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         completedAt: startedAt.toISOString(),
         bk: { version: BK_VERSION },
         compression,
-        encryption: recipients ? { format: 'age', recipients } : null,
+        encryption: recipients
+          ? { format: 'age', recipients }
+          : passphrase !== undefined
+            ? { format: 'age', recipients: [], passphrase: true }
+            : null,
         parent: options.parent ?? null,
         labels: options.labels ?? {},
         components: [],
@@ -410,7 +435,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         const uploading = storage
           .put(indexKey, storedIndex.stream, {
             ifNoneMatch: true,
-            contentType: recipients ? 'application/octet-stream' : 'application/gzip',
+            contentType: ageOptions ? 'application/octet-stream' : 'application/gzip',
             signal: abort.signal,
           })
           .then(() => {});
@@ -442,11 +467,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         };
       })();
       const compressed = compress(packTar(records), { ...compressOptions, signal: abort.signal });
-      const archive = digest(recipients ? encryptAge(compressed, { recipients, thread: true }) : compressed);
+      const archive = digest(
+        ageOptions ? encryptAge(compressed, { ...ageOptions, thread: true }) : compressed,
+      );
       const body = countBytes(archive.stream, (bytes) => progress({ type: 'archive-bytes', bytes }));
       await storage.put(key, body, {
         ifNoneMatch: true,
-        contentType: recipients
+        contentType: ageOptions
           ? 'application/octet-stream'
           : compression === 'zstd'
             ? 'application/zstd'
@@ -462,7 +489,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         nameLost = true;
         throw overwritten(storage, lockKey, 'names another run');
       }
-      const sidecarBytes = recipients ? await sealSidecar(sidecar) : serializeManifest(sidecar);
+      const sidecarBytes = ageOptions ? await sealSidecar(sidecar, passphrase) : serializeManifest(sidecar);
       await storage.put(sidecarKey, sidecarBytes, {
         ifNoneMatch: true,
         contentType: 'application/json',
@@ -481,7 +508,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         throw overwritten(storage, wrong.key, wrong.what);
       }
       await storage.delete(lockKey).catch(() => {});
-      if (!recipients) {
+      if (!ageOptions) {
         for (const holding of holdingSecrets(components)) {
           progress({
             type: 'warning',
