@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  agePassphraseKey,
   BkError,
   backup,
   collect,
@@ -309,6 +310,47 @@ describe('an encrypted backup', () => {
     const verified = await verify({ storage, name: result.name, identities: [second.secretKey] });
     expect(verified.entries).toBe(2);
   });
+
+  it('is sealed with a passphrase, recorded without recipients, and opens with it only', async () => {
+    const storage = new MemoryStorage();
+    const passphrase = 'core-passphrase-4e8d';
+    await expect(
+      backup({
+        storage,
+        components: [source()],
+        encryption: { passphrase, recipients: [generateAgeIdentity().recipient] } as never,
+      }),
+    ).rejects.toMatchObject({ code: 'BK_CONFIG' });
+    const result = await backup({ storage, components: [source()], encryption: { passphrase } });
+    expect(result.key).toBe(`${result.name}.tar.gz.age`);
+    for await (const object of storage.list('')) {
+      const bytes = Buffer.from(await collect(await storage.get(object.key)));
+      expect(bytes.includes(MARKER), object.key).toBe(false);
+      expect(bytes.includes(passphrase), object.key).toBe(false);
+    }
+    const summary = sealedSummary(await collect(await storage.get(result.sidecarKey)));
+    expect(summary?.encryption).toEqual({ format: 'age', recipients: [], passphrase: true });
+    const keys = [agePassphraseKey(passphrase)];
+    const manifest = await inspect({ storage, name: 'latest', identities: keys });
+    expect(manifest.encryption).toEqual({ format: 'age', recipients: [], passphrase: true });
+    const restorer = recorder();
+    await restore({ storage, name: result.name, restorers: [restorer], identities: keys });
+    expect(restorer.restored.get('var/blob.bin')).toBe(300_000);
+    expect((await verify({ storage, name: result.name, identities: keys })).entries).toBe(2);
+    for (const identities of [[agePassphraseKey('wrong')], [generateAgeIdentity().secretKey], undefined]) {
+      const refused = recorder();
+      const error = await restore({
+        storage,
+        name: 'latest',
+        restorers: [refused],
+        ...(identities ? { identities } : {}),
+      }).catch((thrown: unknown) => thrown);
+      expect(BkError.isInstance(error) && error.code).toBe('BK_DECRYPTION');
+      expect((error as Error).message).toContain('passphrase');
+      expect((error as Error).message).not.toContain('wrong');
+      expect(refused.restored.size).toBe(0);
+    }
+  }, 60_000);
 
   it('refuses a wrong or missing key before the restorer sees anything, naming the recipients', async () => {
     const storage = new MemoryStorage();
