@@ -47,6 +47,7 @@ export async function passphraseFrom(
         from: `encryption.passphraseFile ${configured}`,
       };
   }
+  if (found) context.addSecret(found.passphrase);
   if (found && found.passphrase === '') throw new ConfigError(`The passphrase from ${found.from} is empty.`);
   return found;
 }

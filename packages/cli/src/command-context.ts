@@ -91,6 +91,11 @@ export class CommandContext {
     return this.#config;
   }
 
+  /** Blanks `secret` (a passphrase, say) out of every error report and log line of this run. */
+  addSecret(secret: string): void {
+    if (secret.length >= 3) this.#secrets.add(secret);
+  }
+
   /** `--target`, else the config's `target`. */
   async target(): Promise<URL> {
     const target =

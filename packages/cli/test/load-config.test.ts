@@ -105,6 +105,16 @@ describe('parseConfig', () => {
     expect(configError(parse({ retention: { keepLast: -1 } })).message).toContain('retention.keepLast');
     expect(configError(parse({ retention: { keepHourly: 1 } })).message).toContain('retention.keepHourly');
   });
+
+  it('resolves encryption.passphraseFile and refuses it beside recipients', () => {
+    const parse = (encryption: unknown) => parseConfig({ encryption }, '/etc/bk', 'bk.config.json');
+    expect(parse({ passphraseFile: 'pass.txt' }).encryption).toEqual({ passphraseFile: '/etc/bk/pass.txt' });
+    expect(configError(() => parse({ passphraseFile: '' })).message).toContain('encryption.passphraseFile');
+    const recipient = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+    expect(
+      configError(() => parse({ passphraseFile: 'pass.txt', recipients: [recipient] })).message,
+    ).toContain('both recipients and passphraseFile');
+  });
 });
 
 describe('loadConfig', () => {
