@@ -95,7 +95,8 @@ export interface InspectOptions extends CatalogOptions {
    */
   components?: readonly string[];
   /**
-   * Secret keys (`AGE-SECRET-KEY-1…`) to open an encrypted backup's manifest with; one of its
+   * Secret keys (`AGE-SECRET-KEY-1…`, or `agePassphraseKey(passphrase)` for a
+   * passphrase-encrypted backup) to open an encrypted backup's manifest with; one of its
    * recipients' is enough. Without one, an encrypted backup throws `DecryptionError`.
    */
   identities?: readonly string[];

@@ -20,7 +20,8 @@ export interface VerifyOptions {
    */
   readConcurrency?: number;
   /**
-   * Secret keys (`AGE-SECRET-KEY-1…`) for an encrypted backup; one of its recipients' is enough.
+   * Secret keys (`AGE-SECRET-KEY-1…`, or `agePassphraseKey(passphrase)` for a
+   * passphrase-encrypted backup) for an encrypted backup; one of its recipients' is enough.
    * With none that fits, the run throws `DecryptionError` (naming the recipients) before it
    * reads the archive or writes anything.
    */
