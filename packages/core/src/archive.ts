@@ -2,12 +2,14 @@ import { createHash, hash } from 'node:crypto';
 import { ageDecryptKeys, decryptAge } from './age.ts';
 import { decompress } from './compress.ts';
 import type { BackupContext, ByteStream, ComponentInfo, Entry, Source } from './contracts.ts';
-import type { ComponentEntry } from './entry-index.ts';
+import { type ComponentEntry, MAX_ENTRY_SECTION } from './entry-index.ts';
 import { EntryTree } from './entry-tree.ts';
 import { BkError, ConfigError, IntegrityError } from './errors.ts';
 import { releaseWholeHandedOver } from './handover.ts';
 import { digest } from './hash.ts';
 import {
+  ENTRY_SECTIONS_DIR,
+  entrySectionName,
   isStored,
   MANIFEST_ENTRY,
   type Manifest,
@@ -311,13 +313,44 @@ export async function* readArchive(
     : stored;
   const records = unpackTar(decompress(compressed, sidecar.compression))[Symbol.asyncIterator]();
   let currentPath = MANIFEST_ENTRY;
+  // Format 3: the archive's own copy of the entry index, in sections between the entries.
+  const archived = sidecar.entryIndex?.archived;
+  const sectionHash = createHash('sha256');
+  let sectionCount = 0;
+  let sectionBytes = 0;
+
+  /** Reads section `record` into the running hash, checking its name and bounds. */
+  async function readSection(record: TarRecord): Promise<void> {
+    const name = entrySectionName(sectionCount);
+    if (record.name !== name || record.type !== 'file' || record.size > MAX_ENTRY_SECTION) {
+      throw new IntegrityError(
+        `The archive holds "${record.name}" where its entry-index section "${name}" (a file of at most ${MAX_ENTRY_SECTION} bytes) belongs.`,
+        { entry: record.name },
+      );
+    }
+    let size = 0;
+    for await (const chunk of record.body) {
+      size += chunk.byteLength;
+      sectionHash.update(chunk);
+    }
+    if (size !== record.size) {
+      throw new IntegrityError(`Entry-index section "${name}" is truncated.`, { entry: name });
+    }
+    sectionCount += 1;
+    sectionBytes += size;
+  }
 
   async function nextRecord(expected: string): Promise<TarRecord> {
     let result: IteratorResult<TarRecord>;
-    try {
-      result = await records.next();
-    } catch (error) {
-      throw withEntry(error, expected);
+    for (;;) {
+      try {
+        result = await records.next();
+      } catch (error) {
+        throw withEntry(error, expected);
+      }
+      if (archived === undefined || result.done || !result.value.name.startsWith(`${ENTRY_SECTIONS_DIR}/`))
+        break;
+      await readSection(result.value);
     }
     if (result.done) {
       throw new IntegrityError(`The archive ends before entry "${expected}": it is truncated.`, {
@@ -397,6 +430,17 @@ export async function* readArchive(
     }
     currentPath = MANIFEST_ENTRY;
     const manifestRecord = await nextRecord(MANIFEST_ENTRY);
+    if (
+      archived !== undefined &&
+      (sectionCount !== archived.sections ||
+        sectionBytes !== archived.bytes ||
+        sectionHash.digest('hex') !== archived.sha256)
+    ) {
+      throw new IntegrityError(
+        `The entry index inside the archive (${sectionCount} sections, ${sectionBytes} bytes) differs from the one its manifest records (${archived.sections} sections, ${archived.bytes} bytes, sha256 ${archived.sha256}).`,
+        { entry: ENTRY_SECTIONS_DIR },
+      );
+    }
     const inner = new TextDecoder().decode(await collect(manifestRecord.body, 512 * 1024 * 1024));
     const { archive: _archive, ...expected } = sidecar;
     let same = false;

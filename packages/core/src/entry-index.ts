@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto';
 import { ageDecryptKeys, decryptAge } from './age.ts';
 import type { ByteStream, Storage } from './contracts.ts';
 import { EntryTree } from './entry-tree.ts';
@@ -5,12 +6,15 @@ import { IntegrityError, ManifestError } from './errors.ts';
 import { gunzip, gzip } from './gzip.ts';
 import { digest } from './hash.ts';
 import {
+  type ArchivedEntryIndex,
+  entrySectionName,
   isStored,
   type ManifestComponent,
   type ManifestEntry,
   type SidecarManifest,
   validateEntry,
 } from './manifest.ts';
+import type { TarRecordInput } from './tar.ts';
 
 /** An entry of the manifest with the component it belongs to, in archive order. */
 export interface ComponentEntry {
@@ -42,8 +46,15 @@ export class EntryIndexWriter {
   #wakeReader: (() => void) | undefined;
   #wakeWriter: (() => void) | undefined;
 
-  constructor(level = 6) {
+  readonly #tap: ((line: string) => void) | undefined;
+
+  /**
+   * @param tap Called with every NDJSON line (newline included) as it is added: the backup
+   *   runner copies them into the archive's entry-index sections.
+   */
+  constructor(level = 6, tap?: (line: string) => void) {
     this.stream = gzip(this.#lines(), { level });
+    this.#tap = tap;
   }
 
   /** Starts a component's entries (a component with none is still named). */
@@ -75,6 +86,7 @@ export class EntryIndexWriter {
 
   #write(line: string): Promise<void> | undefined {
     if (this.#failure) throw this.#failure.error;
+    this.#tap?.(line);
     this.#batch += line;
     if (this.#batch.length < INDEX_BATCH_BYTES) return undefined;
     this.#queue.push(Buffer.from(this.#batch));
@@ -104,6 +116,46 @@ export class EntryIndexWriter {
       });
       this.#wakeReader = undefined;
     }
+  }
+}
+
+/** Bytes of entry-index lines gathered before they become a section of the archive (format 3). */
+export const ENTRY_SECTION_BYTES = 1024 * 1024;
+/** The largest section a reader accepts: a full section, plus the longest line, plus its newline. */
+export const MAX_ENTRY_SECTION = ENTRY_SECTION_BYTES + MAX_INDEX_LINE + 1;
+
+/**
+ * The archive's own copy of the entry index (format 3): the index's NDJSON lines, uncompressed,
+ * gathered into sections of about {@link ENTRY_SECTION_BYTES} that the backup writes as
+ * `manifest.entries/NNNNNN.ndjson` records between the entries they follow, and the rest just
+ * before `manifest.json`. Memory: one section.
+ */
+export class EntrySections {
+  #pending = '';
+  #sections = 0;
+  #bytes = 0;
+  readonly #hash: Hash = createHash('sha256');
+
+  /** Adds one line (newline included); give it as `EntryIndexWriter`'s tap. */
+  add(line: string): void {
+    this.#pending += line;
+  }
+
+  /** The next section record once a full one is gathered, or with `rest`, whatever is gathered. */
+  take(rest = false): TarRecordInput | undefined {
+    if (this.#pending.length === 0 || (!rest && this.#pending.length < ENTRY_SECTION_BYTES)) return undefined;
+    const body = Buffer.from(this.#pending);
+    this.#pending = '';
+    this.#hash.update(body);
+    this.#bytes += body.byteLength;
+    const name = entrySectionName(this.#sections);
+    this.#sections += 1;
+    return { name, type: 'file', size: body.byteLength, mode: 0o644, body };
+  }
+
+  /** What the manifest records; call after the last {@link take}. */
+  result(): ArchivedEntryIndex {
+    return { sections: this.#sections, bytes: this.#bytes, sha256: this.#hash.copy().digest('hex') };
   }
 }
 
@@ -175,7 +227,9 @@ export async function* manifestEntries(
     : stored.stream;
   // 64 KiB of text at a time: a larger piece decodes into a string in V8's large-object space,
   // which only a full collection frees (megabytes of them pile up over an index of many entries).
-  for await (const line of lines(gunzip(compressed, { chunkSize: 64 * 1024 }))) {
+  // Format 3 records the sha256 of the uncompressed lines too: the archive holds the same lines.
+  const plain = digest(gunzip(compressed, { chunkSize: 64 * 1024 }));
+  for await (const line of lines(plain.stream)) {
     number += 1;
     let value: unknown;
     try {
@@ -226,6 +280,14 @@ export async function* manifestEntries(
   if (stored.result.size !== index.size || stored.result.sha256 !== index.sha256) {
     throw new IntegrityError(
       `The entry index "${index.key}" holds ${stored.result.size} bytes with sha256 ${stored.result.sha256}; the manifest records ${index.size} bytes with ${index.sha256}.`,
+    );
+  }
+  if (
+    index.archived &&
+    (plain.result.size !== index.archived.bytes || plain.result.sha256 !== index.archived.sha256)
+  ) {
+    throw new IntegrityError(
+      `The entry index "${index.key}" differs from the copy inside the archive: ${plain.result.size} bytes with sha256 ${plain.result.sha256} against ${index.archived.bytes} with ${index.archived.sha256}.`,
     );
   }
 }

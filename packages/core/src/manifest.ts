@@ -13,9 +13,9 @@ export const MANIFEST_FORMAT = 'bk-backup';
  * {@link ManifestEntryIndex}), so neither writing nor reading a backup holds it whole; version 1
  * (every entry inside the manifest) is still read.
  */
-export const MANIFEST_VERSION = 2;
+export const MANIFEST_VERSION = 3;
 /** Every manifest format version this bk reads. */
-export const READABLE_MANIFEST_VERSIONS: readonly number[] = [1, 2];
+export const READABLE_MANIFEST_VERSIONS: readonly number[] = [1, 2, 3];
 /** The manifest's path inside the archive: always the last entry. */
 export const MANIFEST_ENTRY = 'manifest.json';
 
@@ -75,13 +75,34 @@ export interface ManifestEntryIndex {
   sha256: string;
   /** Entry lines, over all components. */
   entries: number;
+  /**
+   * Format 3: the same NDJSON lines, uncompressed, also inside the archive as
+   * `manifest.entries/NNNNNN.ndjson` records between the entries they follow, so that the archive
+   * alone lists every entry's size and sha256. `sha256` is of all their bytes in order.
+   */
+  archived?: ArchivedEntryIndex;
+}
+
+/** Where a format-3 archive holds its own copy of the entry index; see {@link ManifestEntryIndex}. */
+export interface ArchivedEntryIndex {
+  sections: number;
+  bytes: number;
+  sha256: string;
+}
+
+/** The folder of the archive that holds the entry index's sections (format 3). */
+export const ENTRY_SECTIONS_DIR = 'manifest.entries';
+
+/** The archive path of entry-index section `index` (format 3). */
+export function entrySectionName(index: number): string {
+  return `${ENTRY_SECTIONS_DIR}/${String(index).padStart(6, '0')}.ndjson`;
 }
 
 /** The manifest inside the archive (last entry). */
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
   /** 2 as written now; 1 for backups made before the entry index. */
-  formatVersion: 1 | 2;
+  formatVersion: 1 | 2 | 3;
   /** The backup's name, e.g. `backup_20261121_101500_1`. */
   name: string;
   /** ISO 8601: when the backup started. */
@@ -274,6 +295,17 @@ export function validateManifest(value: unknown): Manifest {
     expectSize(index.size, 'entryIndex.size');
     expectSha256(index.sha256, 'entryIndex.sha256');
     expectSize(index.entries, 'entryIndex.entries');
+    if (manifest.formatVersion === 3) {
+      const archived = expectObject(index.archived, 'entryIndex.archived');
+      expectSize(archived.sections, 'entryIndex.archived.sections');
+      expectSize(archived.bytes, 'entryIndex.archived.bytes');
+      expectSha256(archived.sha256, 'entryIndex.archived.sha256');
+    } else if (index.archived !== undefined) {
+      fail(
+        'entryIndex.archived',
+        `is format 3's, but the manifest is format ${String(manifest.formatVersion)}`,
+      );
+    }
   }
   expectString(manifest.name, 'name');
   for (const field of ['createdAt', 'completedAt'] as const) {

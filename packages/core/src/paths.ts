@@ -4,11 +4,12 @@ const COMPONENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /**
  * Checks a component name: one path segment of letters, digits, `.`, `_` and `-` (up to 128),
- * starting with a letter or digit, and not `manifest.json`. The archive stores a component's
+ * starting with a letter or digit, and neither `manifest.json` nor `manifest.entries` (the
+ * archive's own manifest and entry-index sections). The archive stores a component's
  * entries under `<name>/`, so a name must never be a path.
  */
 export function checkComponentName(name: string): string {
-  if (!COMPONENT_NAME.test(name) || name === 'manifest.json') {
+  if (!COMPONENT_NAME.test(name) || name === 'manifest.json' || name === 'manifest.entries') {
     throw new ConfigError(
       `Invalid component name "${name}": use letters, digits, ".", "_" and "-", starting with a letter or digit.`,
     );

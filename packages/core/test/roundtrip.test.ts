@@ -73,7 +73,7 @@ describe('core runners', () => {
     expect(result.name).toMatch(/^backup_\d{8}_\d{6}$/);
     expect((await list({ storage })).map((item) => item.name)).toEqual([result.name]);
     const manifest = await inspect({ storage, name: 'latest' });
-    expect(manifest.formatVersion).toBe(2);
+    expect(manifest.formatVersion).toBe(3);
     expect(manifest.components[0]!.entries).toBeUndefined();
     const listed: ComponentEntry[] = [];
     for await (const item of manifestEntries(storage, manifest)) listed.push(item);

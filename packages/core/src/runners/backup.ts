@@ -5,7 +5,7 @@ import { type ArchiveComponent, archiveRecords, DEFAULT_CHUNK_SIZE } from '../ar
 import { componentSecrets, describeSecret, recordSecretEntry } from '../component-secrets.ts';
 import { type CompressionFormat, compress, resolveCompressOptions } from '../compress.ts';
 import type { BackupContext, ComponentInfo, OperationContext, Source, Storage } from '../contracts.ts';
-import { EntryIndexWriter } from '../entry-index.ts';
+import { EntryIndexWriter, EntrySections } from '../entry-index.ts';
 import {
   AlreadyExistsError,
   BkError,
@@ -404,7 +404,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const lockKey = joinKey(prefix, name + LOCK_SUFFIX);
     // An encrypted backup's index is encrypted to the same recipients: it names every path.
     const indexKey = joinKey(prefix, name + ENTRY_INDEX_SUFFIX + (ageOptions ? AGE_SUFFIX : ''));
-    const index = new EntryIndexWriter();
+    // The archive holds the same lines as the stored index, in sections, so it lists every
+    // entry's size and sha256 on its own (format 3).
+    const sections = new EntrySections();
+    const index = new EntryIndexWriter(6, (line) => sections.add(line));
     const storedIndex = digest(ageOptions ? encryptAge(index.stream, ageOptions) : index.stream);
     let indexPut: Promise<void> | undefined = undefined as Promise<void> | undefined;
     let archiveStored = false;
@@ -441,13 +444,20 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           .then(() => {});
         indexPut = uploading;
         uploading.catch((error: unknown) => index.fail(error));
-        yield* archiveRecords(
+        for await (const record of archiveRecords(
           components,
           manifest,
           { ...context, backupName: name },
           index,
           options.chunkSize ?? DEFAULT_CHUNK_SIZE,
-        );
+        )) {
+          // The entries before this record are listed by now: a full section goes first.
+          const section = sections.take();
+          if (section) yield section;
+          yield record;
+        }
+        const last = sections.take(true);
+        if (last) yield last;
         index.end();
         await uploading;
         manifest.entryIndex = {
@@ -455,6 +465,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           size: storedIndex.result.size,
           sha256: storedIndex.result.sha256,
           entries: index.entries,
+          archived: sections.result(),
         };
         manifest.completedAt = new Date().toISOString();
         const inner = serializeManifest(manifest);
