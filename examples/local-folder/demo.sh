@@ -26,27 +26,29 @@ gzip -t "$archive"
 extracted="$root/.bk-demo/extracted"
 rm -rf "$extracted" && mkdir -p "$extracted"
 tar -xzf "$archive" -C "$extracted"
-# Every file entry of the entry index (beside the archive, gzip NDJSON: a {"component"} line
-# before each component's entries) must match the extracted file's size and sha256.
+# The archive alone lists every entry: the entry index's lines are inside it, under
+# manifest.entries/ (gzip NDJSON beside it holds the same lines). Every file entry must match the
+# file GNU tar extracted, in size and sha256.
 node -e '
   const { createHash } = require("node:crypto");
-  const { readFileSync } = require("node:fs");
-  const { gunzipSync } = require("node:zlib");
-  const [dir, index] = process.argv.slice(1);
+  const { readdirSync, readFileSync } = require("node:fs");
+  const dir = process.argv[1];
+  const sections = readdirSync(`${dir}/manifest.entries`).sort();
   let component;
   let checked = 0;
-  for (const line of gunzipSync(readFileSync(index)).toString("utf8").split("\n")) {
-    if (line === "") continue;
-    const record = JSON.parse(line);
-    if (record.component !== undefined) { component = record.component; continue; }
-    if (record.type !== "file") continue;
-    const bytes = readFileSync(`${dir}/${component}/${record.path}`);
-    const sha256 = createHash("sha256").update(bytes).digest("hex");
-    if (bytes.length !== record.size || sha256 !== record.sha256) throw new Error(`${record.path} differs from the entry index`);
-    checked += 1;
-  }
-  if (checked === 0) throw new Error("the entry index lists no files");
-  console.log(`the entry index matches the ${checked} files GNU tar extracted`);
-' "$extracted" "${archive%.tar.gz}.entries.ndjson.gz"
+  for (const section of sections)
+    for (const line of readFileSync(`${dir}/manifest.entries/${section}`, "utf8").split("\n")) {
+      if (line === "") continue;
+      const record = JSON.parse(line);
+      if (record.component !== undefined) { component = record.component; continue; }
+      if (record.type !== "file") continue;
+      const bytes = readFileSync(`${dir}/${component}/${record.path}`);
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      if (bytes.length !== record.size || sha256 !== record.sha256) throw new Error(`${record.path} differs from the entry index in the archive`);
+      checked += 1;
+    }
+  if (checked === 0) throw new Error("the archive lists no files");
+  console.log(`the entry index in the archive matches the ${checked} files GNU tar extracted`);
+' "$extracted"
 echo "restored byte-identically: $(find "$here/sample" -type f | wc -l) files"
 echo "archive: $archive (passes gzip -t, extracts with tar -xzf; list it with: tar -tzvf $archive)"
