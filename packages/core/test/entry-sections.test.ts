@@ -4,15 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import {
-  backup,
-  collect,
-  type Entry,
-  inspect,
-  MemoryStorage,
-  type Source,
-  verify,
-} from '../src/index.ts';
+import { backup, collect, type Entry, inspect, MemoryStorage, type Source, verify } from '../src/index.ts';
 
 /** A component of `count` tiny files in 100 folders: ~1.3 MiB of index lines for 9,000. */
 function manyFiles(count: number): Source {
